@@ -1,0 +1,40 @@
+"""The platform's user: identified by email, with a full name instead of first/last names."""
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models.functions import Lower
+
+from accounts.managers import UserManager, normalize_email
+
+
+class User(AbstractUser):
+    username = None
+    first_name = None
+    last_name = None
+    email = models.EmailField("email address", unique=True)
+    full_name = models.CharField("full name", max_length=150)
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS = ["full_name"]
+
+    objects = UserManager()
+
+    class Meta:
+        constraints = [
+            # Guards the lower-case invariant even for rows written around the manager.
+            models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_unique"),
+        ]
+
+    def clean(self):
+        super().clean()
+        self.email = normalize_email(self.email)
+
+    def get_full_name(self) -> str:
+        return self.full_name
+
+    def get_short_name(self) -> str:
+        return self.full_name
+
+    def __str__(self) -> str:
+        return self.email

@@ -1,0 +1,49 @@
+"""Request and response shapes. Shape only: the decisions are in services."""
+
+from rest_framework import serializers
+
+from accounts.models import User
+
+# Long enough for any real passphrase, small enough that hashing cost stays bounded.
+PASSWORD_MAX = 128
+TOKEN_MAX = 2048
+
+
+def password_field(**kwargs) -> serializers.CharField:
+    return serializers.CharField(
+        max_length=PASSWORD_MAX, trim_whitespace=False, write_only=True, **kwargs
+    )
+
+
+class UserSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ("id", "email", "full_name", "date_joined")
+        read_only_fields = fields
+
+
+class RegisterSerializer(serializers.Serializer):
+    full_name = serializers.CharField(max_length=150)
+    email = serializers.EmailField(max_length=254)
+    password = password_field()
+
+
+class LoginSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    password = password_field()
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField(
+        help_text="Access JWT; send as `Authorization: Bearer <access>`."
+    )
+    refresh = serializers.CharField(help_text="Refresh JWT; single use, rotated on refresh.")
+
+
+class RefreshSerializer(serializers.Serializer):
+    refresh = serializers.CharField(max_length=TOKEN_MAX)
+
+
+class PasswordChangeSerializer(serializers.Serializer):
+    current_password = password_field()
+    new_password = password_field()

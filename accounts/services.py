@@ -1,0 +1,81 @@
+"""Account use cases. Views parse and serialize; the decisions live here."""
+
+from django.contrib.auth import authenticate
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from rest_framework.exceptions import ValidationError
+
+from accounts import tokens
+from accounts.managers import normalize_email
+from accounts.models import User
+from auth_service.exceptions import InvalidCredentials, TokenInvalid
+
+DUPLICATE_EMAIL = "An account with this email already exists."
+WRONG_PASSWORD = "The current password is incorrect."  # noqa: S105 - a message
+
+
+def password_check_strength(*, password: str, user: User, field: str) -> None:
+    """Run Django's validators; report failures under the request's field name."""
+    try:
+        validate_password(password, user=user)
+    except DjangoValidationError as error:
+        raise ValidationError({field: list(error.messages)}) from None
+
+
+def user_register(*, email: str, full_name: str, password: str) -> User:
+    """Create an active account; 400 if the email (any case) is taken."""
+    user = User(email=normalize_email(email), full_name=full_name)
+    password_check_strength(password=password, user=user, field="password")
+    if User.objects.filter(email=user.email).exists():
+        raise ValidationError({"email": [DUPLICATE_EMAIL]})
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:
+        # Another request registered the same email between the check and the insert.
+        raise ValidationError({"email": [DUPLICATE_EMAIL]}) from None
+    return user
+
+
+def user_login(*, email: str, password: str) -> dict[str, str]:
+    """Token pair for an active user with this password; one error for every failure.
+
+    Django's ModelBackend hashes the password even for unknown emails, so the failure cases
+    take as long as a wrong password for a real account.
+    """
+    user = authenticate(email=email, password=password)
+    if user is None:
+        raise InvalidCredentials()
+    return tokens.token_pair_for(user=user)
+
+
+def token_refresh(*, refresh: str) -> dict[str, str]:
+    """Rotate: the old refresh token is consumed and a new pair issued."""
+    token, user = tokens.refresh_token_parse(raw=refresh)
+    tokens.refresh_token_consume(token=token, user=user)
+    return tokens.token_pair_for(user=user)
+
+
+def user_logout(*, user: User, refresh: str) -> None:
+    """Revoke one refresh token of the signed-in user."""
+    token, owner = tokens.refresh_token_parse(raw=refresh)
+    if owner.pk != user.pk:
+        raise TokenInvalid()
+    tokens.refresh_token_consume(token=token, user=owner)
+
+
+def password_set(*, user: User, password: str) -> None:
+    """Store a new password and end every session the user had."""
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    tokens.user_tokens_revoke(user=user)
+
+
+def password_change(*, user: User, current_password: str, new_password: str) -> None:
+    """Change the password of a signed-in user who proves the current one."""
+    if not user.check_password(current_password):
+        raise ValidationError({"current_password": [WRONG_PASSWORD]})
+    password_check_strength(password=new_password, user=user, field="new_password")
+    password_set(user=user, password=new_password)

@@ -1,0 +1,59 @@
+import pytest
+from django.contrib.auth.hashers import make_password
+
+from conftest import PASSWORD
+
+URL = "/api/v1/auth/login/"
+
+pytestmark = pytest.mark.django_db
+
+
+def test_login_returns_access_and_refresh(api, user):
+    response = api.post(URL, {"email": user.email, "password": PASSWORD}, format="json")
+
+    assert response.status_code == 200
+    assert set(response.json()) == {"access", "refresh"}
+
+
+def test_login_email_is_case_insensitive(api, user):
+    response = api.post(URL, {"email": "ADA@Example.com", "password": PASSWORD}, format="json")
+
+    assert response.status_code == 200
+
+
+def test_wrong_password_unknown_email_and_inactive_user_get_the_same_401(api, make_user):
+    make_user(email="ada@example.com")
+    make_user(email="off@example.com", is_active=False)
+
+    wrong = api.post(URL, {"email": "ada@example.com", "password": "nope-nope-nope"}, format="json")
+    unknown = api.post(URL, {"email": "who@example.com", "password": PASSWORD}, format="json")
+    inactive = api.post(URL, {"email": "off@example.com", "password": PASSWORD}, format="json")
+
+    for response in (wrong, unknown, inactive):
+        assert response.status_code == 401
+        assert response.json() == {
+            "detail": "No active account found with the given credentials.",
+            "code": "invalid_credentials",
+        }
+    assert wrong.content == unknown.content == inactive.content
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"email": "ada@example.com"}, {"password": PASSWORD}, {"email": ["x"], "password": 1}],
+)
+def test_login_rejects_malformed_body_with_400(api, body):
+    response = api.post(URL, body, format="json")
+
+    assert response.status_code == 400
+
+
+def test_pbkdf2_hash_is_upgraded_to_argon2_on_login(api, user):
+    user.password = make_password(PASSWORD, hasher="pbkdf2_sha256")
+    user.save()
+
+    response = api.post(URL, {"email": user.email, "password": PASSWORD}, format="json")
+
+    assert response.status_code == 200
+    user.refresh_from_db()
+    assert user.password.startswith("argon2")

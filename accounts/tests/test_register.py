@@ -1,0 +1,93 @@
+import pytest
+
+from accounts.models import User
+
+URL = "/api/v1/auth/register/"
+BODY = {"full_name": "Ada Lovelace", "email": "ada@example.com", "password": "analytical-engine-42"}
+
+pytestmark = pytest.mark.django_db
+
+
+def test_register_creates_account_and_returns_public_fields(api):
+    response = api.post(URL, BODY, format="json")
+
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"id", "email", "full_name", "date_joined"}
+    assert body["email"] == "ada@example.com"
+    assert body["full_name"] == "Ada Lovelace"
+    user = User.objects.get(pk=body["id"])
+    assert user.check_password(BODY["password"])
+    assert user.password.startswith("argon2")
+
+
+def test_register_stores_email_lower_cased(api):
+    response = api.post(URL, {**BODY, "email": "Ada@Example.COM"}, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["email"] == "ada@example.com"
+
+
+@pytest.mark.parametrize("email", ["ada@example.com", "ADA@EXAMPLE.COM", "Ada@example.com"])
+def test_register_rejects_duplicate_email_in_any_case(api, user, email):
+    response = api.post(URL, {**BODY, "email": email}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"email": ["An account with this email already exists."]}
+    assert User.objects.count() == 1
+
+
+@pytest.mark.parametrize("field", ["full_name", "email", "password"])
+def test_register_requires_every_field(api, field):
+    body = {key: value for key, value in BODY.items() if key != field}
+
+    response = api.post(URL, body, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {field: ["This field is required."]}
+
+
+@pytest.mark.parametrize("email", ["not-an-email", "a@", "@example.com", "a b@example.com"])
+def test_register_rejects_bad_email(api, email):
+    response = api.post(URL, {**BODY, "email": email}, format="json")
+
+    assert response.status_code == 400
+    assert "email" in response.json()
+
+
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("short1!", "too short"),
+        ("password123", "too common"),
+        ("12345678901234", "entirely numeric"),
+        ("ada@example.com", "too similar"),
+        ("x" * 129, "no more than 128"),
+    ],
+)
+def test_register_rejects_weak_password(api, password, reason):
+    response = api.post(URL, {**BODY, "password": password}, format="json")
+
+    assert response.status_code == 400
+    messages = " ".join(response.json()["password"])
+    assert reason in messages
+    assert not User.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**BODY, "full_name": ""},
+        {**BODY, "full_name": "x" * 151},
+        {**BODY, "email": "a" * 250 + "@example.com"},
+        {**BODY, "full_name": ["Ada"]},
+        {**BODY, "email": 12},
+        {**BODY, "password": None},
+    ],
+)
+def test_register_rejects_wrong_types_and_sizes_with_field_errors(api, body):
+    response = api.post(URL, body, format="json")
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert set(response.json()) <= {"full_name", "email", "password"}

@@ -1,0 +1,167 @@
+"""Refresh rotation, logout, me and password change: what a signed-in client sees."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from conftest import PASSWORD
+
+REFRESH = "/api/v1/auth/token/refresh/"
+LOGOUT = "/api/v1/auth/logout/"
+ME = "/api/v1/auth/me/"
+CHANGE = "/api/v1/auth/password/change/"
+TOKEN_INVALID = {"detail": "The token is invalid, expired or revoked.", "code": "token_invalid"}
+
+pytestmark = pytest.mark.django_db
+
+
+def bearer(access: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+    return client
+
+
+def test_refresh_rotates_and_the_old_refresh_token_stops_working(api, pair):
+    first = api.post(REFRESH, {"refresh": pair["refresh"]}, format="json")
+    reuse = api.post(REFRESH, {"refresh": pair["refresh"]}, format="json")
+
+    assert first.status_code == 200
+    new = first.json()
+    assert set(new) == {"access", "refresh"}
+    assert new["refresh"] != pair["refresh"]
+    assert reuse.status_code == 401
+    assert reuse.json() == TOKEN_INVALID
+    assert api.post(REFRESH, {"refresh": new["refresh"]}, format="json").status_code == 200
+    assert bearer(new["access"]).get(ME).status_code == 200
+
+
+@pytest.mark.parametrize("garbage", ["", "abc", "a.b.c", "x" * 2048])
+def test_refresh_with_garbage_is_rejected(api, garbage):
+    response = api.post(REFRESH, {"refresh": garbage}, format="json")
+
+    assert response.status_code in (400, 401)
+    assert response["Content-Type"] == "application/json"
+
+
+def test_access_token_is_not_accepted_as_refresh(api, pair):
+    response = api.post(REFRESH, {"refresh": pair["access"]}, format="json")
+
+    assert response.status_code == 401
+    assert response.json() == TOKEN_INVALID
+
+
+def test_refresh_of_deactivated_user_is_rejected(api, user, pair):
+    user.is_active = False
+    user.save()
+
+    response = api.post(REFRESH, {"refresh": pair["refresh"]}, format="json")
+
+    assert response.status_code == 401
+
+
+def test_logout_blacklists_the_refresh_token(auth_api, api, pair):
+    response = auth_api.post(LOGOUT, {"refresh": pair["refresh"]}, format="json")
+
+    assert response.status_code == 204
+    assert api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").status_code == 401
+
+
+def test_logout_needs_a_bearer_token(api, pair):
+    response = api.post(LOGOUT, {"refresh": pair["refresh"]}, format="json")
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+
+
+def test_logout_cannot_revoke_another_users_token(api, make_user, login, pair):
+    make_user(email="eve@example.com")
+    eve = bearer(login(email="eve@example.com")["access"])
+
+    response = eve.post(LOGOUT, {"refresh": pair["refresh"]}, format="json")
+
+    assert response.status_code == 401
+    assert api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").status_code == 200
+
+
+def test_me_returns_the_signed_in_user(auth_api, user):
+    response = auth_api.get(ME)
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "id": user.id,
+        "email": "ada@example.com",
+        "full_name": "Ada Lovelace",
+        "date_joined": user.date_joined.isoformat().replace("+00:00", "Z"),
+    }
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer", "Bearer garbage", "Token abc", "Bearer a.b.c", "Bearer " + "x" * 4000],
+)
+def test_me_without_a_valid_token_is_401_json(header):
+    client = APIClient()
+    if header:
+        client.credentials(HTTP_AUTHORIZATION=header)
+
+    response = client.get(ME)
+
+    assert response.status_code == 401
+    assert set(response.json()) == {"detail", "code"}
+
+
+def test_me_rejects_refresh_token_as_access(pair):
+    assert bearer(pair["refresh"]).get(ME).status_code == 401
+
+
+def test_me_rejects_tokens_of_a_deactivated_user(auth_api, user):
+    user.is_active = False
+    user.save()
+
+    response = auth_api.get(ME)
+
+    assert response.status_code == 401
+    assert response.json() == TOKEN_INVALID
+
+
+def test_password_change_revokes_every_session(auth_api, api, pair, login):
+    other = login()
+
+    response = auth_api.post(
+        CHANGE,
+        {"current_password": PASSWORD, "new_password": "a-brand-new-passphrase"},
+        format="json",
+    )
+
+    assert response.status_code == 204
+    assert auth_api.get(ME).status_code == 401
+    for old in (pair, other):
+        assert api.post(REFRESH, {"refresh": old["refresh"]}, format="json").status_code == 401
+    login(password="a-brand-new-passphrase")
+
+
+def test_password_change_rejects_wrong_current_password(auth_api):
+    response = auth_api.post(
+        CHANGE,
+        {"current_password": "wrong-one-here", "new_password": "a-new-pass-1"},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {"current_password": ["The current password is incorrect."]}
+
+
+def test_password_change_rejects_weak_new_password_and_keeps_the_old(auth_api, login):
+    response = auth_api.post(
+        CHANGE, {"current_password": PASSWORD, "new_password": "123"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "new_password" in response.json()
+    assert auth_api.get(ME).status_code == 200
+    login()
+
+
+def test_password_change_needs_a_bearer_token(api):
+    response = api.post(CHANGE, {"current_password": "a", "new_password": "b"}, format="json")
+
+    assert response.status_code == 401

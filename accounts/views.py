@@ -1,0 +1,187 @@
+"""HTTP endpoints for accounts and sessions: parse, call a service, serialize."""
+
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import serializers, services
+from auth_service import schema
+
+TAG = ["auth"]
+EXAMPLE_USER = {
+    "id": 42,
+    "email": "ada@example.com",
+    "full_name": "Ada Lovelace",
+    "date_joined": "2026-11-24T09:00:00Z",
+}
+EXAMPLE_PAIR = {"access": "eyJhbGciOiJIUzI1NiJ9.access", "refresh": "eyJhbGciOiJIUzI1NiJ9.refresh"}
+TOKEN_INVALID_401 = schema.error(
+    "The refresh token is invalid, expired or already used.",
+    "token_invalid",
+    "The token is invalid, expired or revoked.",
+)
+
+
+def parse(serializer_class, request: Request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class RegisterView(APIView):
+    authentication_classes = []
+
+    @extend_schema(
+        tags=TAG,
+        summary="Create an account",
+        description="Email is the username, unique in any letter case. Passwords must pass "
+        "the server's validators (length 10-128, not common, not all digits, not like the email).",
+        request=serializers.RegisterSerializer,
+        responses={
+            201: serializers.UserSerializer,
+            400: schema.field_errors(
+                "Invalid field, weak password or email already registered.",
+                {"email": ["An account with this email already exists."]},
+            ),
+            503: schema.UNAVAILABLE,
+        },
+        examples=[
+            OpenApiExample(
+                "register",
+                request_only=True,
+                value={
+                    "full_name": "Ada Lovelace",
+                    "email": "ada@example.com",
+                    "password": "correct horse battery staple",
+                },
+            ),
+            OpenApiExample("created", response_only=True, status_codes=["201"], value=EXAMPLE_USER),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        user = services.user_register(**parse(serializers.RegisterSerializer, request))
+        return Response(serializers.UserSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class LoginView(APIView):
+    authentication_classes = []
+
+    @extend_schema(
+        tags=TAG,
+        summary="Log in with email and password",
+        description="Returns a JWT pair. Wrong password, unknown email and inactive account "
+        "all get the same 401 body.",
+        request=serializers.LoginSerializer,
+        responses={
+            200: serializers.TokenPairSerializer,
+            400: schema.field_errors("Malformed request.", {"email": ["This field is required."]}),
+            401: schema.error(
+                "Wrong credentials or inactive account.",
+                "invalid_credentials",
+                "No active account found with the given credentials.",
+            ),
+            429: schema.THROTTLED,
+            503: schema.UNAVAILABLE,
+        },
+        examples=[
+            OpenApiExample(
+                "login",
+                request_only=True,
+                value={"email": "ada@example.com", "password": "correct horse battery staple"},
+            ),
+            OpenApiExample("pair", response_only=True, status_codes=["200"], value=EXAMPLE_PAIR),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        return Response(services.user_login(**parse(serializers.LoginSerializer, request)))
+
+
+class TokenRefreshView(APIView):
+    authentication_classes = []
+
+    @extend_schema(
+        tags=TAG,
+        summary="Rotate a refresh token",
+        description="Consumes the refresh token (it stops working) and returns a new pair.",
+        request=serializers.RefreshSerializer,
+        responses={
+            200: serializers.TokenPairSerializer,
+            400: schema.field_errors(
+                "Malformed request.", {"refresh": ["This field is required."]}
+            ),
+            401: TOKEN_INVALID_401,
+            503: schema.UNAVAILABLE,
+        },
+        examples=[
+            OpenApiExample("pair", response_only=True, status_codes=["200"], value=EXAMPLE_PAIR),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        return Response(services.token_refresh(**parse(serializers.RefreshSerializer, request)))
+
+
+class LogoutView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        tags=TAG,
+        summary="Log out (revoke a refresh token)",
+        request=serializers.RefreshSerializer,
+        responses={
+            204: None,
+            400: schema.field_errors(
+                "Malformed request.", {"refresh": ["This field is required."]}
+            ),
+            401: TOKEN_INVALID_401,
+            503: schema.UNAVAILABLE,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        services.user_logout(user=request.user, **parse(serializers.RefreshSerializer, request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        tags=TAG,
+        summary="The signed-in user",
+        responses={
+            200: serializers.UserSerializer,
+            401: schema.UNAUTHENTICATED,
+            503: schema.UNAVAILABLE,
+        },
+        examples=[OpenApiExample("me", response_only=True, value=EXAMPLE_USER)],
+    )
+    def get(self, request: Request) -> Response:
+        return Response(serializers.UserSerializer(request.user).data)
+
+
+class PasswordChangeView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        tags=TAG,
+        summary="Change password",
+        description="Ends every session: all refresh tokens are revoked and access tokens "
+        "issued before the change stop working.",
+        request=serializers.PasswordChangeSerializer,
+        responses={
+            204: None,
+            400: schema.field_errors(
+                "Wrong current password or weak new password.",
+                {"current_password": ["The current password is incorrect."]},
+            ),
+            401: schema.UNAUTHENTICATED,
+            503: schema.UNAVAILABLE,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        services.password_change(
+            user=request.user, **parse(serializers.PasswordChangeSerializer, request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,121 @@
+"""One place that turns every client-visible failure into the contract's JSON shape.
+
+Request-level errors become ``{"detail": "...", "code": "..."}``; field validation keeps DRF's
+``{"field": ["..."]}``. Unreachable dependencies (PostgreSQL, Redis, the broker) become a 503
+``service_unavailable`` instead of a 500 page.
+"""
+
+import logging
+
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
+from django.http import JsonResponse
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rest_framework import exceptions, status
+from rest_framework.views import exception_handler
+from rest_framework_simplejwt.exceptions import InvalidToken
+
+logger = logging.getLogger(__name__)
+
+UNAVAILABLE_ERRORS = (DatabaseError, RedisConnectionError, RedisTimeoutError, BrokerError)
+
+
+class ServiceUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The service is temporarily unavailable. Try again shortly."
+    default_code = "service_unavailable"
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "payload_too_large"
+
+
+# Plain APIExceptions with a fixed 401: DRF turns AuthenticationFailed into 403 on views that
+# have no authenticator (login, refresh), which would break the contract.
+class InvalidCredentials(exceptions.APIException):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_detail = "No active account found with the given credentials."
+    default_code = "invalid_credentials"
+
+
+class TokenInvalid(exceptions.APIException):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_detail = "The token is invalid, expired or revoked."
+    default_code = "token_invalid"
+
+
+# Codes a client can receive in `{"detail", "code"}` bodies; listed in the OpenAPI schema.
+ERROR_CODES = {
+    "invalid_credentials": "Wrong email or password, or the account is inactive.",
+    "token_invalid": "The JWT is malformed, expired, revoked or of the wrong type.",
+    "not_authenticated": "No bearer token was sent.",
+    "reset_token_invalid": "The password-reset token is unknown, expired or already used.",
+    "parse_error": "The body is not valid JSON.",
+    "unsupported_media_type": "The body is not application/json.",
+    "payload_too_large": "The body is larger than the service accepts.",
+    "method_not_allowed": "The path does not accept this HTTP method.",
+    "not_found": "No such path.",
+    "throttled": "Too many requests; retry after the Retry-After header's seconds.",
+    "service_unavailable": "A dependency (database, Redis, broker) is unreachable; retry later.",
+    "server_error": "An unexpected error; it has been logged.",
+}
+
+
+def json_exception_handler(exc, context):
+    """DRF exception handler: the contract's error shape for every exception a view raises."""
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, UNAVAILABLE_ERRORS):
+        logger.error("dependency unavailable: %s", type(exc).__name__)
+        exc = ServiceUnavailable()
+    elif isinstance(exc, InvalidToken | exceptions.AuthenticationFailed):
+        # Only the JWT authenticator raises these; clients get one stable code for them all.
+        auth_header = getattr(exc, "auth_header", None)
+        exc = TokenInvalid()
+        exc.auth_header = auth_header
+
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc.detail, dict | list) and not isinstance(exc, exceptions.ValidationError):
+        response.data = {"detail": _first_text(exc.detail), "code": _first_code(exc.get_codes())}
+    elif not isinstance(exc, exceptions.ValidationError):
+        response.data = {"detail": str(exc.detail), "code": exc.detail.code}
+    return response
+
+
+def _first_code(codes) -> str:
+    while isinstance(codes, dict | list):
+        codes = next(iter(codes.values() if isinstance(codes, dict) else codes), "error")
+    return str(codes)
+
+
+def _first_text(detail) -> str:
+    while isinstance(detail, dict | list):
+        detail = next(iter(detail.values() if isinstance(detail, dict) else detail), "")
+    return str(detail)
+
+
+def error_body(detail: str, code: str, status_code: int) -> JsonResponse:
+    """A contract-shaped error outside DRF views (Django's 404/500 handlers, health checks)."""
+    return JsonResponse({"detail": detail, "code": code}, status=status_code)
+
+
+def not_found(request, exception=None):
+    return error_body("Not found.", "not_found", 404)
+
+
+def bad_request(request, exception=None):
+    return error_body("Bad request.", "bad_request", 400)
+
+
+def permission_denied(request, exception=None):
+    return error_body("Permission denied.", "permission_denied", 403)
+
+
+def server_error(request):
+    return error_body("Internal server error.", "server_error", 500)

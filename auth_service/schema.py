@@ -1,0 +1,60 @@
+"""OpenAPI pieces shared by every view: the error body and its documented codes."""
+
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from rest_framework import serializers
+
+from auth_service.exceptions import ERROR_CODES
+
+
+class ErrorSerializer(serializers.Serializer):
+    """`{"detail", "code"}`: a request-level error."""
+
+    detail = serializers.CharField(help_text="Human-readable explanation.")
+    code = serializers.ChoiceField(
+        choices=sorted(ERROR_CODES.items()),
+        help_text="Stable machine-readable code: "
+        + "; ".join(f"`{code}`: {text}" for code, text in sorted(ERROR_CODES.items())),
+    )
+
+
+FIELD_ERRORS_SCHEMA = {
+    "type": "object",
+    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+    "description": 'Validation errors keyed by field name, e.g. `{"email": ["Invalid."]}`.',
+}
+
+
+def error(description: str, code: str, detail: str) -> OpenApiResponse:
+    """A documented `{"detail", "code"}` response with one example."""
+    return OpenApiResponse(
+        ErrorSerializer,
+        description=description,
+        examples=[OpenApiExample(code, value={"detail": detail, "code": code})],
+    )
+
+
+def field_errors(description: str, example: dict) -> OpenApiResponse:
+    """A documented 400 with DRF-style field errors."""
+    return OpenApiResponse(
+        FIELD_ERRORS_SCHEMA,
+        description=description,
+        examples=[OpenApiExample("validation", value=example)],
+    )
+
+
+MALFORMED = error("Malformed JSON body.", "parse_error", "JSON parse error - Expecting value.")
+UNAUTHENTICATED = error(
+    "Missing, invalid or expired bearer token.",
+    "token_invalid",
+    "The token is invalid, expired or revoked.",
+)
+UNAVAILABLE = error(
+    "A dependency is unreachable.",
+    "service_unavailable",
+    "The service is temporarily unavailable. Try again shortly.",
+)
+THROTTLED = error(
+    "Too many requests. The `Retry-After` header says how many seconds to wait.",
+    "throttled",
+    "Request was throttled. Expected available in 42 seconds.",
+)

@@ -1,0 +1,62 @@
+"""Client mistakes get the contract's JSON error shape, never HTML and never a 500."""
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+REGISTER = "/api/v1/auth/register/"
+
+
+def test_malformed_json_is_400_parse_error(client):
+    response = client.post(REGISTER, data="{not json", content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"
+
+
+def test_json_that_is_not_an_object_is_400(client):
+    response = client.post(REGISTER, data="[1, 2, 3]", content_type="application/json")
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+
+
+def test_form_encoded_body_is_415(client):
+    response = client.post(REGISTER, data={"email": "a@example.com"})
+
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
+
+
+def test_oversized_body_is_413_json(client):
+    body = '{"email": "' + "a" * 100_000 + '"}'
+
+    response = client.post(REGISTER, data=body, content_type="application/json")
+
+    assert response.status_code == 413
+    assert response.json() == {
+        "detail": "The request body is too large.",
+        "code": "payload_too_large",
+    }
+
+
+def test_wrong_method_is_405_json(client):
+    response = client.get(REGISTER)
+
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/nope/", "/api/v2/", "/nothing-here"])
+def test_unknown_paths_are_404_json(client, path):
+    response = client.get(path)
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found.", "code": "not_found"}
+
+
+def test_invalid_utf8_is_400(client):
+    response = client.post(REGISTER, data=b'{"email": "\xff"}', content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"

@@ -1,0 +1,62 @@
+"""Fixtures shared by every test: an API client, users, and a clean Redis database."""
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from accounts.models import User
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis():
+    """Throttle counters and reset tokens from one test must not leak into the next."""
+    cache.clear()
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def make_user(db):
+    def make(email="ada@example.com", password=PASSWORD, full_name="Ada Lovelace", **extra):
+        return User.objects.create_user(
+            email=email, password=password, full_name=full_name, **extra
+        )
+
+    return make
+
+
+@pytest.fixture
+def user(make_user) -> User:
+    return make_user()
+
+
+@pytest.fixture
+def login(api):
+    """Log in through the API and return the token pair."""
+
+    def do(email="ada@example.com", password=PASSWORD) -> dict:
+        response = api.post(
+            "/api/v1/auth/login/", {"email": email, "password": password}, format="json"
+        )
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    return do
+
+
+@pytest.fixture
+def pair(user, login) -> dict:
+    return login()
+
+
+@pytest.fixture
+def auth_api(pair) -> APIClient:
+    """A client that sends the user's access token."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {pair['access']}")
+    return client

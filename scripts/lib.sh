@@ -1,0 +1,101 @@
+# Shared set-up for scripts/run and scripts/test: a virtualenv with the pinned packages, and
+# PostgreSQL and Redis answering. Sourced, not run.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PY="$VENV/bin/python"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+ensure_venv() {
+  local requirements="$1" stamp="$VENV/.installed-$(basename "$1")"
+  if [ ! -x "$PY" ]; then
+    local python
+    python="$(command -v python3.11 || command -v python3 || true)"
+    [ -n "$python" ] || die "Python 3.11 is missing: apt-get install python3 python3-venv"
+    say "creating virtualenv in $VENV"
+    "$python" -m venv "$VENV" || die "could not create a virtualenv: apt-get install python3-venv"
+  fi
+  # Reinstall only when the requirements change.
+  local digest
+  digest="$(cat "$ROOT"/requirements*.txt | sha256sum | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
+    say "installing $(basename "$requirements")"
+    "$PY" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    echo "$digest" >"$stamp"
+  fi
+}
+
+# host and port of a URL such as postgres://user@host:5432/db or redis://host:6379/0
+url_host() { "$PY" -c 'import sys, urllib.parse as u; print(u.urlsplit(sys.argv[1]).hostname or "127.0.0.1")' "$1"; }
+url_port() { "$PY" -c 'import sys, urllib.parse as u; print(u.urlsplit(sys.argv[1]).port or sys.argv[2])' "$1" "$2"; }
+
+port_open() { "$PY" - "$1" "$2" <<'PY'
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
+except OSError:
+    sys.exit(1)
+PY
+}
+
+wait_port() {
+  local host="$1" port="$2" name="$3"
+  for _ in $(seq 1 30); do port_open "$host" "$port" && return 0; sleep 1; done
+  die "$name did not start on $host:$port"
+}
+
+ensure_postgres() {
+  local host port
+  host="$(url_host "$DATABASE_URL")"; port="$(url_port "$DATABASE_URL" 5432)"
+  port_open "$host" "$port" && return 0
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    say "starting PostgreSQL"
+    local version
+    version="$(ls /etc/postgresql | sort -V | tail -n 1)"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null \
+      || sudo -n pg_ctlcluster --skip-systemctl-redirect "$version" main start \
+      || die "could not start PostgreSQL $version; start it by hand"
+    wait_port "$host" "$port" PostgreSQL
+  else
+    die "PostgreSQL is not installed and $host:$port does not answer.
+  Install it:  sudo apt-get install -y postgresql   (or point DATABASE_URL at a running server)"
+  fi
+}
+
+ensure_redis() {
+  local host port
+  host="$(url_host "$REDIS_URL")"; port="$(url_port "$REDIS_URL" 6379)"
+  port_open "$host" "$port" && return 0
+  if command -v redis-server >/dev/null 2>&1; then
+    say "starting Redis on $host:$port"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+      --dir /tmp --logfile /tmp/auth_service-redis.log
+    wait_port "$host" "$port" Redis
+  else
+    die "Redis is not installed and $host:$port does not answer.
+  Install it:  sudo apt-get install -y redis-server   (or point REDIS_URL at a running server)"
+  fi
+}
+
+# Create the database named in DATABASE_URL if it does not exist yet.
+ensure_database() {
+  "$PY" - <<'PY'
+import os, urllib.parse as u
+import psycopg2
+from psycopg2 import sql
+url = u.urlsplit(os.environ["DATABASE_URL"])
+name = url.path.lstrip("/")
+admin = url._replace(path="/postgres").geturl()
+conn = psycopg2.connect(admin)
+conn.autocommit = True
+with conn.cursor() as cur:
+    cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+    if cur.fetchone() is None:
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        print(f"created database {name}")
+conn.close()
+PY
+}
