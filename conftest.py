@@ -60,3 +60,21 @@ def auth_api(pair) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {pair['access']}")
     return client
+
+
+@pytest.fixture
+def eager_tasks():
+    """Run Celery tasks in-process, so a test sees the email the worker would send."""
+    from auth_service.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def redis_client():
+    """The raw client behind the cache: for asserting what Redis holds."""
+    from django_redis import get_redis_connection
+
+    return get_redis_connection("default")

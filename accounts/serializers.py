@@ -47,3 +47,16 @@ class RefreshSerializer(serializers.Serializer):
 class PasswordChangeSerializer(serializers.Serializer):
     current_password = password_field()
     new_password = password_field()
+
+
+class PasswordForgotSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+
+
+class PasswordResetSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=TOKEN_MAX)
+    password = password_field()
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()

@@ -1,15 +1,29 @@
 """Account use cases. Views parse and serialize; the decisions live here."""
 
+import logging
+
 from django.contrib.auth import authenticate
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from rest_framework.exceptions import ValidationError
 
-from accounts import tokens
+from accounts import reset_tokens, tokens
 from accounts.managers import normalize_email
 from accounts.models import User
-from auth_service.exceptions import InvalidCredentials, TokenInvalid
+from auth_service.exceptions import (
+    UNAVAILABLE_ERRORS,
+    InvalidCredentials,
+    ResetTokenInvalid,
+    TokenInvalid,
+)
+from notifications import tasks
+
+logger = logging.getLogger(__name__)
+
+# Ids start at 1: forgot requests for unknown emails issue a token for this id, so both cases
+# do the same Redis and broker work (response time must not reveal whether an account exists).
+NO_ACCOUNT = 0
 
 DUPLICATE_EMAIL = "An account with this email already exists."
 WRONG_PASSWORD = "The current password is incorrect."  # noqa: S105 - a message
@@ -67,10 +81,16 @@ def user_logout(*, user: User, refresh: str) -> None:
 
 
 def password_set(*, user: User, password: str) -> None:
-    """Store a new password and end every session the user had."""
-    user.set_password(password)
-    user.save(update_fields=["password"])
-    tokens.user_tokens_revoke(user=user)
+    """Store a new password, end every session the user had, and tell them by email."""
+    with transaction.atomic():
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        tokens.user_tokens_revoke(user=user)
+    try:
+        tasks.send_password_changed_email.delay(user.pk)
+    except UNAVAILABLE_ERRORS:
+        # The change itself succeeded; failing the request now would mislead the client.
+        logger.error("password changed notice for user %s could not be queued", user.pk)
 
 
 def password_change(*, user: User, current_password: str, new_password: str) -> None:
@@ -79,3 +99,26 @@ def password_change(*, user: User, current_password: str, new_password: str) -> 
         raise ValidationError({"current_password": [WRONG_PASSWORD]})
     password_check_strength(password=new_password, user=user, field="new_password")
     password_set(user=user, password=new_password)
+
+
+def password_reset_request(*, email: str) -> None:
+    """Issue a reset token for an active account and queue the email; silent otherwise."""
+    user_id = (
+        User.objects.filter(email=normalize_email(email), is_active=True)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    issued = reset_tokens.token_issue(user_id=user_id or NO_ACCOUNT)
+    tasks.send_password_reset_email.delay(user_id or NO_ACCOUNT, issued.nonce)
+
+
+def password_reset_confirm(*, token: str, password: str) -> None:
+    """Set a new password with a reset token; the token is used up only if the password is valid."""
+    user_id = reset_tokens.token_peek(token=token)
+    user = User.objects.filter(pk=user_id, is_active=True).first() if user_id else None
+    if user is None:
+        raise ResetTokenInvalid()
+    password_check_strength(password=password, user=user, field="password")
+    if reset_tokens.token_consume(token=token) != user.pk:
+        raise ResetTokenInvalid()  # another request used it first
+    password_set(user=user, password=password)

@@ -11,4 +11,6 @@ urlpatterns = [
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("me/", views.MeView.as_view(), name="me"),
     path("password/change/", views.PasswordChangeView.as_view(), name="password-change"),
+    path("password/forgot/", views.PasswordForgotView.as_view(), name="password-forgot"),
+    path("password/reset/", views.PasswordResetView.as_view(), name="password-reset"),
 ]

@@ -1,6 +1,6 @@
 """HTTP endpoints for accounts and sessions: parse, call a service, serialize."""
 
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -185,3 +185,89 @@ class PasswordChangeView(APIView):
             user=request.user, **parse(serializers.PasswordChangeSerializer, request)
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+FORGOT_DETAIL = "If an account exists for this email, a reset link is on its way."
+RESET_DETAIL = "Your password has been reset. Log in with the new password."
+
+
+class PasswordForgotView(APIView):
+    authentication_classes = []
+
+    @extend_schema(
+        tags=TAG,
+        summary="Ask for a password-reset email",
+        description="Always 202 with the same body, whether or not the email has an account. "
+        "A known, active account gets an email with a link valid for PASSWORD_RESET_TIMEOUT "
+        "seconds (10 minutes by default); asking again replaces the earlier link.",
+        request=serializers.PasswordForgotSerializer,
+        responses={
+            202: serializers.DetailSerializer,
+            400: schema.field_errors(
+                "Malformed email.", {"email": ["Enter a valid email address."]}
+            ),
+            429: schema.THROTTLED,
+            503: schema.UNAVAILABLE,
+        },
+        examples=[
+            OpenApiExample("forgot", request_only=True, value={"email": "ada@example.com"}),
+            OpenApiExample(
+                "accepted",
+                response_only=True,
+                status_codes=["202"],
+                value={"detail": FORGOT_DETAIL},
+            ),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        services.password_reset_request(**parse(serializers.PasswordForgotSerializer, request))
+        return Response({"detail": FORGOT_DETAIL}, status=status.HTTP_202_ACCEPTED)
+
+
+class PasswordResetView(APIView):
+    authentication_classes = []
+
+    @extend_schema(
+        tags=TAG,
+        summary="Set a new password with a reset token",
+        description="Uses the token up (once), sets the password and ends every session. A weak "
+        "password is rejected without using the token up.",
+        request=serializers.PasswordResetSerializer,
+        responses={
+            200: serializers.DetailSerializer,
+            400: OpenApiResponse(
+                {"oneOf": [{"$ref": "#/components/schemas/Error"}, schema.FIELD_ERRORS_SCHEMA]},
+                description="Unknown, expired or used token (`reset_token_invalid`), "
+                "or a weak password (field errors).",
+                examples=[
+                    OpenApiExample(
+                        "reset_token_invalid",
+                        value={
+                            "detail": "The reset link is invalid, expired or already used. "
+                            "Ask for a new one.",
+                            "code": "reset_token_invalid",
+                        },
+                    ),
+                    OpenApiExample(
+                        "weak password",
+                        value={"password": ["This password is too common."]},
+                    ),
+                ],
+            ),
+            429: schema.THROTTLED,
+            503: schema.UNAVAILABLE,
+        },
+        examples=[
+            OpenApiExample(
+                "reset",
+                request_only=True,
+                value={"token": "3f1c...e9", "password": "a-brand-new-passphrase"},
+            ),
+            OpenApiExample(
+                "done", response_only=True, status_codes=["200"], value={"detail": RESET_DETAIL}
+            ),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        services.password_reset_confirm(**parse(serializers.PasswordResetSerializer, request))
+        return Response({"detail": RESET_DETAIL})

@@ -48,6 +48,12 @@ class TokenInvalid(exceptions.APIException):
     default_code = "token_invalid"
 
 
+class ResetTokenInvalid(exceptions.APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The reset link is invalid, expired or already used. Ask for a new one."
+    default_code = "reset_token_invalid"
+
+
 # Codes a client can receive in `{"detail", "code"}` bodies; listed in the OpenAPI schema.
 ERROR_CODES = {
     "invalid_credentials": "Wrong email or password, or the account is inactive.",

@@ -1,0 +1,75 @@
+"""The server-rendered page a reset email links to: a plain form, no JavaScript."""
+
+from django import forms
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods
+from rest_framework.exceptions import APIException, ValidationError
+
+from accounts import services
+from accounts.serializers import PASSWORD_MAX, TOKEN_MAX
+
+# Inline nothing and load nothing from elsewhere: the token in the URL must not leak.
+PAGE_CSP = (
+    "default-src 'none'; style-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+class ResetForm(forms.Form):
+    token = forms.CharField(max_length=TOKEN_MAX, widget=forms.HiddenInput)
+    password = forms.CharField(
+        label="New password",
+        max_length=PASSWORD_MAX,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    password_confirm = forms.CharField(
+        label="Repeat the new password",
+        max_length=PASSWORD_MAX,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password") != data.get("password_confirm"):
+            raise DjangoValidationError("The two passwords do not match.")
+        return data
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def reset_password_page(request):
+    """GET shows the form (never uses the token up: mail scanners prefetch links); POST resets."""
+    status, done = 200, False
+    if request.method == "POST":
+        form = ResetForm(request.POST)
+        if form.is_valid():
+            try:
+                services.password_reset_confirm(
+                    token=form.cleaned_data["token"], password=form.cleaned_data["password"]
+                )
+                done = True
+            except ValidationError as error:
+                for message in error.detail.get("password", []):
+                    form.add_error("password", str(message))
+                status = 400
+            except APIException as error:
+                form.add_error(None, str(error.detail))
+                status = error.status_code
+        else:
+            status = 400
+    else:
+        form = ResetForm(initial={"token": request.GET.get("token", "")[:TOKEN_MAX]})
+    missing_token = not (form["token"].value() or "")
+    response = render(
+        request,
+        "accounts/reset_password.html",
+        {"form": form, "done": done, "missing_token": missing_token},
+        status=status,
+    )
+    response["Content-Security-Policy"] = PAGE_CSP
+    response["Referrer-Policy"] = "no-referrer"
+    return response

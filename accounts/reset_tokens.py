@@ -1,0 +1,107 @@
+"""Password-reset tokens in Redis: issued by the web process, checked by the worker, used once.
+
+Redis holds only SHA-256 digests, never a raw token:
+
+    reset:token:<digest> -> user id       (the token's life; consumed by GETDEL)
+    reset:user:<id>      -> digest        (the user's current token, so a new one replaces it)
+
+The raw token is derived from a random 256-bit nonce with an HMAC keyed by the server secret.
+The Celery message carries only the user id and the nonce, so the broker (also Redis) never
+holds anything that works as a token without the secret.
+"""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils.crypto import salted_hmac
+from django_redis import get_redis_connection
+
+PREFIX = "auth:reset:"
+_HMAC_SALT = "accounts.reset_tokens"
+
+# Issue atomically: drop the user's previous token, then store the new pair with one expiry.
+_ISSUE = """
+local old = redis.call('GET', KEYS[1])
+if old then redis.call('DEL', ARGV[4] .. old) end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+# Consume atomically: whoever gets the user id back is the one request that used the token.
+_CONSUME = """
+local uid = redis.call('GETDEL', KEYS[1])
+if uid then
+  local user_key = ARGV[1] .. uid
+  if redis.call('GET', user_key) == ARGV[2] then redis.call('DEL', user_key) end
+end
+return uid
+"""
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    nonce: str
+    token: str
+
+
+def _redis():
+    return get_redis_connection("default")
+
+
+def digest(token: str) -> str:
+    """SHA-256 hex digest: what Redis stores in place of a secret."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _token_key(token_digest: str) -> str:
+    return f"{PREFIX}token:{token_digest}"
+
+
+def _user_key(user_id: int) -> str:
+    return f"{PREFIX}user:{user_id}"
+
+
+def token_from_nonce(nonce: str) -> str:
+    """The raw token for a nonce: 256 bits, URL-safe. Needs SECRET_KEY to compute."""
+    return salted_hmac(_HMAC_SALT, nonce, algorithm="sha256").hexdigest()
+
+
+def token_issue(*, user_id: int) -> IssuedToken:
+    """Store a fresh token for the user (replacing any earlier one) for PASSWORD_RESET_TIMEOUT."""
+    nonce = secrets.token_urlsafe(32)
+    token = token_from_nonce(nonce)
+    token_digest = digest(token)
+    _redis().eval(
+        _ISSUE,
+        2,
+        _user_key(user_id),
+        _token_key(token_digest),
+        token_digest,
+        user_id,
+        settings.PASSWORD_RESET_TIMEOUT,
+        f"{PREFIX}token:",
+    )
+    return IssuedToken(nonce=nonce, token=token)
+
+
+def token_peek(*, token: str) -> int | None:
+    """The user id a live token belongs to, without using it up."""
+    user_id = _redis().get(_token_key(digest(token)))
+    return int(user_id) if user_id is not None else None
+
+
+def token_consume(*, token: str) -> int | None:
+    """Use the token up and return its user id; None if unknown, expired or already used."""
+    token_digest = digest(token)
+    user_id = _redis().eval(_CONSUME, 1, _token_key(token_digest), f"{PREFIX}user:", token_digest)
+    return int(user_id) if user_id is not None else None
+
+
+def token_is_current(*, user_id: int, token: str) -> bool:
+    """Whether this is still the user's live token (not expired, replaced or used)."""
+    current = _redis().get(_user_key(user_id))
+    return current is not None and hmac.compare_digest(current.decode(), digest(token))

@@ -1,0 +1,225 @@
+"""Forgot and reset through the API, as a client and a mailbox see them."""
+
+import re
+
+import pytest
+from django.core import mail
+
+from accounts import reset_tokens
+from accounts.tests.test_reset_tokens import all_redis_bytes
+from conftest import PASSWORD
+
+FORGOT = "/api/v1/auth/password/forgot/"
+RESET = "/api/v1/auth/password/reset/"
+LOGIN = "/api/v1/auth/login/"
+REFRESH = "/api/v1/auth/token/refresh/"
+ME = "/api/v1/auth/me/"
+NEW_PASSWORD = "a-brand-new-passphrase"
+TOKEN_INVALID = {
+    "detail": "The reset link is invalid, expired or already used. Ask for a new one.",
+    "code": "reset_token_invalid",
+}
+
+pytestmark = pytest.mark.django_db
+
+
+def forgot(api, email="ada@example.com"):
+    return api.post(FORGOT, {"email": email}, format="json")
+
+
+def token_from(message) -> str:
+    return re.search(r"token=([0-9a-f]{64})", message.body).group(1)
+
+
+def test_forgot_answers_the_same_bytes_for_known_and_unknown_emails(api, user):
+    known = forgot(api, "ada@example.com")
+    unknown = forgot(api, "nobody@example.com")
+
+    assert known.status_code == unknown.status_code == 202
+    assert known.content == unknown.content
+    assert known.json() == {
+        "detail": "If an account exists for this email, a reset link is on its way."
+    }
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_forgot_emails_a_link_with_name_expiry_and_an_ignore_line(api, user):
+    forgot(api, "ADA@example.com")
+
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == ["ada@example.com"]
+    assert message.subject == "Reset your password"
+    token = token_from(message)
+    assert f"http://testserver/reset-password/?token={token}" in message.body
+    html = message.alternatives[0][0]
+    assert message.alternatives[0][1] == "text/html"
+    for part in (message.body, html):
+        assert "Ada Lovelace" in part
+        assert "valid for 10 minutes" in part
+        assert "If you did not ask for this, ignore this email" in part
+        assert token in part
+
+
+@pytest.mark.usefixtures("eager_tasks")
+@pytest.mark.parametrize("email", ["nobody@example.com", "off@example.com"])
+def test_forgot_sends_nothing_for_unknown_or_inactive_accounts(api, make_user, email):
+    make_user(email="off@example.com", is_active=False)
+
+    response = forgot(api, email)
+
+    assert response.status_code == 202
+    assert mail.outbox == []
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_link_is_built_from_configuration_not_the_host_header(api, user, settings):
+    settings.PASSWORD_RESET_URL = "https://app.example.com/reset"
+    settings.ALLOWED_HOSTS = ["testserver", "evil.example.net"]
+
+    api.post(FORGOT, {"email": user.email}, format="json", HTTP_HOST="evil.example.net")
+
+    assert "https://app.example.com/reset?token=" in mail.outbox[0].body
+    assert "evil.example.net" not in mail.outbox[0].body
+
+
+def test_forgot_queues_the_email_without_the_raw_token_anywhere_in_redis(api, user, redis_client):
+    forgot(api)
+
+    assert redis_client.llen("celery") == 1
+    stored = all_redis_bytes(redis_client)
+    user_key = f"{reset_tokens.PREFIX}user:{user.pk}".encode()
+    token_digest = redis_client.get(user_key)
+    assert token_digest is not None
+    # The message carries a nonce; the token derived from it is nowhere in Redis.
+    for key in redis_client.scan_iter(f"{reset_tokens.PREFIX}token:*"):
+        assert key.endswith(token_digest)
+    assert b"send_password_reset_email" in stored
+
+
+@pytest.mark.parametrize("body", [{}, {"email": "not-an-email"}, {"email": ["a@b.c"]}])
+def test_forgot_rejects_malformed_email(api, body):
+    response = api.post(FORGOT, body, format="json")
+
+    assert response.status_code == 400
+    assert "email" in response.json()
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_reset_sets_the_password_and_ends_every_session(api, user, pair, auth_api):
+    forgot(api)
+    token = token_from(mail.outbox[0])
+
+    response = api.post(RESET, {"token": token, "password": NEW_PASSWORD}, format="json")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "detail": "Your password has been reset. Log in with the new password."
+    }
+    assert api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").status_code == 401
+    assert auth_api.get(ME).status_code == 401
+    old = api.post(LOGIN, {"email": user.email, "password": PASSWORD}, format="json")
+    assert old.status_code == 401
+    new = api.post(LOGIN, {"email": user.email, "password": NEW_PASSWORD}, format="json")
+    assert new.status_code == 200
+    assert mail.outbox[-1].subject == "Your password was changed"
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_token_works_once(api, user):
+    forgot(api)
+    token = token_from(mail.outbox[0])
+
+    first = api.post(RESET, {"token": token, "password": NEW_PASSWORD}, format="json")
+    second = api.post(RESET, {"token": token, "password": "yet-another-passphrase"}, format="json")
+
+    assert first.status_code == 200
+    assert second.status_code == 400
+    assert second.json() == TOKEN_INVALID
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_weak_password_is_rejected_and_keeps_the_token(api, user):
+    forgot(api)
+    token = token_from(mail.outbox[0])
+
+    weak = api.post(RESET, {"token": token, "password": "password123"}, format="json")
+    retry = api.post(RESET, {"token": token, "password": NEW_PASSWORD}, format="json")
+
+    assert weak.status_code == 400
+    assert "password" in weak.json()
+    assert retry.status_code == 200
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_a_second_request_kills_the_first_token(api, user):
+    forgot(api)
+    forgot(api)
+    first, second = (token_from(message) for message in mail.outbox)
+
+    stale = api.post(RESET, {"token": first, "password": NEW_PASSWORD}, format="json")
+    fresh = api.post(RESET, {"token": second, "password": NEW_PASSWORD}, format="json")
+
+    assert stale.status_code == 400
+    assert stale.json() == TOKEN_INVALID
+    assert fresh.status_code == 200
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_expired_token_is_rejected(api, user, settings):
+    settings.PASSWORD_RESET_TIMEOUT = 1
+    forgot(api)
+    token = token_from(mail.outbox[0])
+    reset_tokens._redis().delete(f"{reset_tokens.PREFIX}token:{reset_tokens.digest(token)}")
+
+    response = api.post(RESET, {"token": token, "password": NEW_PASSWORD}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == TOKEN_INVALID
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"token": "0" * 64, "password": NEW_PASSWORD},
+        {"token": "garbage", "password": NEW_PASSWORD},
+        {"token": "💥" * 100, "password": NEW_PASSWORD},
+    ],
+)
+def test_unknown_or_garbage_tokens_are_400_reset_token_invalid(api, body):
+    response = api.post(RESET, body, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == TOKEN_INVALID
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"token": "abc"}, {"password": NEW_PASSWORD}, {"token": 5, "password": ["x"]}],
+)
+def test_reset_rejects_malformed_bodies_with_field_errors(api, body):
+    response = api.post(RESET, body, format="json")
+
+    assert response.status_code == 400
+    assert set(response.json()) <= {"token", "password"}
+
+
+def test_forgot_for_an_unknown_email_does_the_same_redis_work(api, redis_client):
+    """A decoy token for no account: equal cost, and it belongs to nobody."""
+    forgot(api, "nobody@example.com")
+    decoy_digest = redis_client.get(f"{reset_tokens.PREFIX}user:0")
+
+    assert decoy_digest is not None
+    assert redis_client.get(f"{reset_tokens.PREFIX}token:".encode() + decoy_digest) == b"0"
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_password_change_sends_a_notice(auth_api):
+    auth_api.post(
+        "/api/v1/auth/password/change/",
+        {"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        format="json",
+    )
+
+    assert [message.subject for message in mail.outbox] == ["Your password was changed"]
+    assert "Ada Lovelace" in mail.outbox[0].body

@@ -1,0 +1,96 @@
+"""The Redis token store: digests only, expiry, replacement, single use."""
+
+import time
+
+import pytest
+
+from accounts import reset_tokens
+
+
+def all_redis_bytes(redis_client) -> bytes:
+    """Every key and string/list value in the test's Redis database, concatenated."""
+    chunks = []
+    for key in redis_client.scan_iter():
+        chunks.append(key)
+        kind = redis_client.type(key)
+        if kind == b"string":
+            chunks.append(redis_client.get(key))
+        elif kind == b"list":
+            chunks.extend(redis_client.lrange(key, 0, -1))
+    return b"|".join(chunks)
+
+
+def test_issued_token_is_256_bit_url_safe_and_maps_to_its_user():
+    issued = reset_tokens.token_issue(user_id=7)
+
+    assert len(issued.token) == 64
+    assert issued.token.isalnum()
+    assert reset_tokens.token_peek(token=issued.token) == 7
+    assert reset_tokens.token_is_current(user_id=7, token=issued.token)
+
+
+def test_redis_holds_only_digests(redis_client):
+    issued = reset_tokens.token_issue(user_id=7)
+
+    stored = all_redis_bytes(redis_client)
+    assert issued.token.encode() not in stored
+    assert reset_tokens.digest(issued.token).encode() in stored
+
+
+def test_token_lives_for_the_configured_timeout(redis_client, settings):
+    issued = reset_tokens.token_issue(user_id=7)
+
+    key = f"{reset_tokens.PREFIX}token:{reset_tokens.digest(issued.token)}"
+    assert settings.PASSWORD_RESET_TIMEOUT - 2 <= redis_client.ttl(key) <= 600
+
+
+def test_token_expires(settings):
+    settings.PASSWORD_RESET_TIMEOUT = 1
+    issued = reset_tokens.token_issue(user_id=7)
+
+    deadline = time.monotonic() + 5
+    while reset_tokens.token_peek(token=issued.token) is not None:
+        assert time.monotonic() < deadline, "token outlived its timeout"
+        time.sleep(0.1)
+    assert reset_tokens.token_consume(token=issued.token) is None
+    assert not reset_tokens.token_is_current(user_id=7, token=issued.token)
+
+
+def test_new_token_replaces_the_previous_one():
+    first = reset_tokens.token_issue(user_id=7)
+    second = reset_tokens.token_issue(user_id=7)
+
+    assert reset_tokens.token_peek(token=first.token) is None
+    assert not reset_tokens.token_is_current(user_id=7, token=first.token)
+    assert reset_tokens.token_peek(token=second.token) == 7
+
+
+def test_tokens_of_different_users_are_independent():
+    ada = reset_tokens.token_issue(user_id=7)
+    bob = reset_tokens.token_issue(user_id=8)
+
+    assert reset_tokens.token_peek(token=ada.token) == 7
+    assert reset_tokens.token_peek(token=bob.token) == 8
+
+
+def test_token_is_consumed_once():
+    issued = reset_tokens.token_issue(user_id=7)
+
+    assert reset_tokens.token_consume(token=issued.token) == 7
+    assert reset_tokens.token_consume(token=issued.token) is None
+    assert reset_tokens.token_peek(token=issued.token) is None
+    assert not reset_tokens.token_is_current(user_id=7, token=issued.token)
+
+
+@pytest.mark.parametrize("garbage", ["", "x", "0" * 64, "é" * 10, "a" * 5000])
+def test_unknown_tokens_are_not_found(garbage):
+    assert reset_tokens.token_peek(token=garbage) is None
+    assert reset_tokens.token_consume(token=garbage) is None
+
+
+def test_token_is_derived_from_nonce_with_the_secret(settings):
+    issued = reset_tokens.token_issue(user_id=7)
+    assert reset_tokens.token_from_nonce(issued.nonce) == issued.token
+
+    settings.SECRET_KEY = "another-secret-another-secret-another-secret"
+    assert reset_tokens.token_from_nonce(issued.nonce) != issued.token

@@ -1,0 +1,88 @@
+"""Celery tasks: take ids and strings, call a service, own their retry policy."""
+
+import logging
+import random
+import smtplib
+import socket
+
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused, AnymailRequestsAPIError
+from celery import shared_task
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from notifications import services
+
+logger = logging.getLogger(__name__)
+
+# Backoff 5, 10, 20, 40, 80 s (+ jitter): every attempt lands inside the 10-minute token life.
+MAX_RETRIES = 5
+RETRY_BASE_DELAY = 5
+RETRY_MAX_DELAY = 120
+
+_PERMANENT_SMTP = (
+    smtplib.SMTPRecipientsRefused,
+    smtplib.SMTPSenderRefused,
+    smtplib.SMTPAuthenticationError,
+    smtplib.SMTPNotSupportedError,
+)
+
+
+def is_transient(error: Exception) -> bool:
+    """Worth retrying: network trouble, the provider's 5xx/429, SMTP 4xx replies."""
+    if isinstance(error, AnymailRecipientsRefused | _PERMANENT_SMTP):
+        return False
+    if isinstance(error, AnymailRequestsAPIError):
+        status = error.status_code
+        return status is None or status == 429 or status >= 500
+    if isinstance(error, AnymailAPIError):
+        return False
+    if isinstance(error, smtplib.SMTPResponseException):
+        return 400 <= error.smtp_code < 500
+    return isinstance(
+        error,
+        smtplib.SMTPException
+        | socket.timeout
+        | ConnectionError
+        | TimeoutError
+        | RedisConnectionError
+        | RedisTimeoutError,
+    )
+
+
+def retry_delay(attempt: int) -> float:
+    """Exponential backoff with full jitter, capped."""
+    return random.uniform(0, min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2**attempt))  # noqa: S311
+
+
+def _deliver(task, deliver, **kwargs) -> None:
+    try:
+        deliver(**kwargs)
+    except Exception as error:
+        if is_transient(error) and task.request.retries < MAX_RETRIES:
+            logger.warning(
+                "%s: transient %s, retry %d of %d",
+                task.name,
+                type(error).__name__,
+                task.request.retries + 1,
+                MAX_RETRIES,
+            )
+            raise task.retry(countdown=retry_delay(task.request.retries), exc=error) from None
+        # Logged by type only: provider messages can quote addresses or credentials.
+        logger.error(
+            "%s: giving up after %d attempt(s): %s",
+            task.name,
+            task.request.retries + 1,
+            type(error).__name__,
+        )
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def send_password_reset_email(self, user_id: int, nonce: str) -> None:
+    """Email a reset link; the worker derives the token from the nonce and the server secret."""
+    _deliver(self, services.password_reset_deliver, user_id=user_id, nonce=nonce)
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def send_password_changed_email(self, user_id: int) -> None:
+    """Email the 'your password was changed' notice."""
+    _deliver(self, services.password_changed_deliver, user_id=user_id)
