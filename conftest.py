@@ -78,3 +78,25 @@ def redis_client():
     from django_redis import get_redis_connection
 
     return get_redis_connection("default")
+
+
+@pytest.fixture
+def smtp_sink():
+    """A real SMTP server on a free local port; `.messages` holds what it received."""
+    from testing.smtp import SmtpSink
+
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def worker_process(transactional_db, smtp_sink):
+    """A real Celery worker process on the test database and Redis, mailing the SMTP sink."""
+    from testing.worker import WorkerProcess
+
+    worker = WorkerProcess(smtp_port=smtp_sink.port)
+    worker.start()
+    yield worker
+    worker.stop()

@@ -26,10 +26,19 @@ _PERMANENT_SMTP = (
     smtplib.SMTPNotSupportedError,
 )
 
+_TRANSIENT = (
+    smtplib.SMTPException,
+    socket.timeout,
+    ConnectionError,
+    TimeoutError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+
 
 def is_transient(error: Exception) -> bool:
     """Worth retrying: network trouble, the provider's 5xx/429, SMTP 4xx replies."""
-    if isinstance(error, AnymailRecipientsRefused | _PERMANENT_SMTP):
+    if isinstance(error, (AnymailRecipientsRefused, *_PERMANENT_SMTP)):
         return False
     if isinstance(error, AnymailRequestsAPIError):
         status = error.status_code
@@ -38,15 +47,7 @@ def is_transient(error: Exception) -> bool:
         return False
     if isinstance(error, smtplib.SMTPResponseException):
         return 400 <= error.smtp_code < 500
-    return isinstance(
-        error,
-        smtplib.SMTPException
-        | socket.timeout
-        | ConnectionError
-        | TimeoutError
-        | RedisConnectionError
-        | RedisTimeoutError,
-    )
+    return isinstance(error, _TRANSIENT)
 
 
 def retry_delay(attempt: int) -> float:

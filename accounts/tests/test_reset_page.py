@@ -1,0 +1,100 @@
+"""The reset page a person opens from the email."""
+
+import re
+
+import pytest
+from django.core import mail
+
+from accounts import reset_tokens
+
+PAGE = "/reset-password/"
+NEW_PASSWORD = "a-brand-new-passphrase"
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def token(user):
+    return reset_tokens.token_issue(user_id=user.pk).token
+
+
+def submit(client, token, password=NEW_PASSWORD, confirm=None):
+    return client.post(
+        PAGE,
+        {"token": token, "password": password, "password_confirm": confirm or password},
+    )
+
+
+def test_opening_the_link_shows_a_form_and_does_not_use_the_token(client, token):
+    for _ in range(3):  # mail scanners prefetch links
+        response = client.get(PAGE, {"token": token})
+        assert response.status_code == 200
+
+    html = response.content.decode()
+    assert '<form method="post"' in html
+    assert f'value="{token}"' in html
+    assert 'autocomplete="new-password"' in html
+    assert reset_tokens.token_peek(token=token) is not None
+
+
+def test_page_keeps_the_token_from_leaking(client, token):
+    response = client.get(PAGE, {"token": token})
+
+    assert response["Referrer-Policy"] == "no-referrer"
+    assert "default-src 'none'" in response["Content-Security-Policy"]
+    assert "no-store" in response["Cache-Control"]
+    html = response.content.decode()
+    assert not re.search(r"(src|href)=\"(https?:)?//", html), "external asset on the page"
+    assert "<script" not in html
+
+
+def test_submitting_the_form_resets_the_password(client, token, user):
+    response = submit(client, token)
+
+    assert response.status_code == 200
+    assert "Password changed" in response.content.decode()
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
+
+
+def test_mismatched_passwords_are_reported_and_keep_the_token(client, token):
+    response = submit(client, token, confirm="something-else-entirely")
+
+    assert response.status_code == 400
+    assert "The two passwords do not match." in response.content.decode()
+    assert reset_tokens.token_peek(token=token) is not None
+
+
+def test_weak_password_is_reported_and_keeps_the_token(client, token):
+    response = submit(client, token, password="password123")
+
+    assert response.status_code == 400
+    assert "This password is too common." in response.content.decode()
+    assert reset_tokens.token_peek(token=token) is not None
+
+
+def test_used_or_unknown_token_shows_a_clear_error(client, token):
+    submit(client, token)
+
+    response = submit(client, token)
+
+    assert response.status_code == 400
+    assert "invalid, expired or already used" in response.content.decode()
+
+
+def test_page_without_a_token_explains_what_to_do(client):
+    response = client.get(PAGE)
+
+    assert response.status_code == 200
+    assert "Reset link incomplete" in response.content.decode()
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_the_emailed_link_opens_the_page(client, api, user):
+    api.post("/api/v1/auth/password/forgot/", {"email": user.email}, format="json")
+    link = re.search(r"http://testserver(\S+)", mail.outbox[0].body).group(1)
+
+    response = client.get(link)
+
+    assert response.status_code == 200
+    assert "Choose a new password" in response.content.decode()

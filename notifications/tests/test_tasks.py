@@ -1,0 +1,131 @@
+"""The worker's side: what it sends, what it refuses to send, and how it retries."""
+
+import smtplib
+from unittest import mock
+
+import pytest
+from anymail.exceptions import AnymailRecipientsRefused, AnymailRequestsAPIError
+from django.core import mail
+
+from accounts import reset_tokens
+from notifications import services, tasks
+
+pytestmark = pytest.mark.django_db
+
+
+def test_deliver_sends_the_link_for_the_live_token(user):
+    issued = reset_tokens.token_issue(user_id=user.pk)
+
+    assert services.password_reset_deliver(user_id=user.pk, nonce=issued.nonce)
+
+    assert len(mail.outbox) == 1
+    assert issued.token in mail.outbox[0].body
+
+
+def test_redelivered_message_does_not_email_twice(user):
+    issued = reset_tokens.token_issue(user_id=user.pk)
+
+    services.password_reset_deliver(user_id=user.pk, nonce=issued.nonce)
+    again = services.password_reset_deliver(user_id=user.pk, nonce=issued.nonce)
+
+    assert not again
+    assert len(mail.outbox) == 1
+
+
+def test_replaced_token_sends_nothing_and_says_why(user, caplog):
+    stale = reset_tokens.token_issue(user_id=user.pk)
+    reset_tokens.token_issue(user_id=user.pk)
+
+    caplog.set_level("INFO")
+    assert not services.password_reset_deliver(user_id=user.pk, nonce=stale.nonce)
+
+    assert mail.outbox == []
+    assert "expired, used or replaced" in caplog.text
+    assert stale.token not in caplog.text
+
+
+def test_expired_token_sends_nothing(user, redis_client):
+    issued = reset_tokens.token_issue(user_id=user.pk)
+    redis_client.delete(f"{reset_tokens.PREFIX}user:{user.pk}")
+
+    assert not services.password_reset_deliver(user_id=user.pk, nonce=issued.nonce)
+    assert mail.outbox == []
+
+
+def test_deactivated_user_gets_nothing(make_user):
+    user = make_user(is_active=False)
+    issued = reset_tokens.token_issue(user_id=user.pk)
+
+    assert not services.password_reset_deliver(user_id=user.pk, nonce=issued.nonce)
+    assert mail.outbox == []
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (smtplib.SMTPServerDisconnected("gone"), True),
+        (smtplib.SMTPResponseException(421, b"try later"), True),
+        (smtplib.SMTPResponseException(554, b"rejected"), False),
+        (smtplib.SMTPRecipientsRefused({}), False),
+        (smtplib.SMTPAuthenticationError(535, b"bad credentials"), False),
+        (ConnectionRefusedError(), True),
+        (TimeoutError(), True),
+        (AnymailRequestsAPIError(status_code=503), True),
+        (AnymailRequestsAPIError(status_code=429), True),
+        (AnymailRequestsAPIError(status_code=401), False),
+        (AnymailRecipientsRefused(), False),
+        (ValueError("bug"), False),
+    ],
+)
+def test_errors_are_classified_for_retry(error, transient):
+    assert tasks.is_transient(error) is transient
+
+
+def test_backoff_stays_inside_the_token_lifetime(settings):
+    worst_case = sum(
+        min(tasks.RETRY_MAX_DELAY, tasks.RETRY_BASE_DELAY * 2**n) for n in range(tasks.MAX_RETRIES)
+    )
+    assert worst_case < settings.PASSWORD_RESET_TIMEOUT
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+    assert tasks.RETRY_MAX_DELAY < visibility < settings.PASSWORD_RESET_TIMEOUT
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_transient_failure_is_retried_then_delivered(user):
+    issued = reset_tokens.token_issue(user_id=user.pk)
+    real_send = services.emails.password_reset_email_send
+    calls = []
+
+    def flaky(**kwargs):
+        calls.append(1)
+        if len(calls) < 3:
+            raise smtplib.SMTPServerDisconnected("connection dropped")
+        real_send(**kwargs)
+
+    with (
+        mock.patch.object(services.emails, "password_reset_email_send", flaky),
+        mock.patch.object(tasks, "retry_delay", return_value=0),
+    ):
+        tasks.send_password_reset_email.delay(user.pk, issued.nonce)
+
+    assert len(calls) == 3
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_permanent_failure_is_not_retried_and_logged_without_secrets(user, caplog):
+    issued = reset_tokens.token_issue(user_id=user.pk)
+    calls = []
+
+    def refuse(**kwargs):
+        calls.append(1)
+        raise smtplib.SMTPRecipientsRefused({user.email: (550, b"no such user")})
+
+    caplog.set_level("INFO")
+    with mock.patch.object(services.emails, "password_reset_email_send", refuse):
+        tasks.send_password_reset_email.delay(user.pk, issued.nonce)
+
+    assert len(calls) == 1
+    assert "giving up after 1 attempt(s): SMTPRecipientsRefused" in caplog.text
+    assert issued.token not in caplog.text
+    assert user.email not in caplog.text
