@@ -1,0 +1,70 @@
+"""Operators manage users in the Django admin by email."""
+
+import pytest
+from django.core.management import call_command
+
+from accounts.models import User
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client, make_user):
+    admin = make_user(email="root@example.com", is_staff=True, is_superuser=True)
+    client.force_login(admin)
+    return client
+
+
+def test_admin_lists_and_searches_users_by_email(admin_client, make_user):
+    make_user(email="grace@example.com", full_name="Grace Hopper")
+
+    response = admin_client.get("/admin/accounts/user/", {"q": "grace@"})
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "grace@example.com" in html
+    assert "Grace Hopper" in html
+
+
+def test_admin_edits_a_user(admin_client, user):
+    response = admin_client.get(f"/admin/accounts/user/{user.pk}/change/")
+
+    assert response.status_code == 200
+    assert 'name="email"' in response.content.decode()
+    assert 'name="full_name"' in response.content.decode()
+
+
+def test_admin_creates_a_user_with_email_and_full_name(admin_client):
+    response = admin_client.post(
+        "/admin/accounts/user/add/",
+        {
+            "email": "New@Example.com",
+            "full_name": "New Person",
+            "password1": "a-strong-passphrase",
+            "password2": "a-strong-passphrase",
+        },
+    )
+
+    assert response.status_code == 302
+    created = User.objects.get(email="new@example.com")
+    assert created.full_name == "New Person"
+    assert created.check_password("a-strong-passphrase")
+
+
+def test_createsuperuser_asks_for_email_and_full_name(monkeypatch):
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-strong-passphrase")
+
+    call_command(
+        "createsuperuser",
+        interactive=False,
+        email="boss@example.com",
+        full_name="The Boss",
+        verbosity=0,
+    )
+
+    boss = User.objects.get(email="boss@example.com")
+    assert boss.is_superuser
+    assert boss.is_staff
+    assert boss.full_name == "The Boss"
+    assert User.REQUIRED_FIELDS == ["full_name"]
+    assert User.USERNAME_FIELD == "email"

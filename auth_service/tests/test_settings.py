@@ -1,0 +1,73 @@
+"""Configuration comes from the environment, and bad configuration stops the process loudly."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+BASE_ENV = {
+    "PATH": os.environ["PATH"],
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/auth_service",
+    "REDIS_URL": "redis://127.0.0.1:6379/15",
+    "SECRET_KEY": "x" * 50,
+    "PUBLIC_URL": "https://auth.example.com",
+}
+
+
+def load_settings(**env):
+    """Import the settings in a fresh interpreter with exactly this environment."""
+    merged = {key: value for key, value in {**BASE_ENV, **env}.items() if value is not None}
+    return subprocess.run(  # noqa: S603 - fixed argv
+        [sys.executable, "-c", "import auth_service.settings as s; print(s.DEBUG)"],
+        env=merged,
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+        check=False,
+    )
+
+
+def test_defaults_are_production_defaults():
+    result = load_settings()
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATABASE_URL": None}, "Set DATABASE_URL to a PostgreSQL URL"),
+        ({"DATABASE_URL": "sqlite:///db.sqlite3"}, "DATABASE_URL must point at PostgreSQL"),
+        ({"SECRET_KEY": None}, "Set the SECRET_KEY environment variable"),
+        ({"PUBLIC_URL": None}, "Set the PUBLIC_URL environment variable"),
+        ({"DEBUG": "maybe"}, "DEBUG must be true or false"),
+    ],
+)
+def test_bad_configuration_refuses_to_start_with_a_clear_message(env, message):
+    result = load_settings(**env)
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_debug_allows_local_defaults():
+    result = load_settings(DEBUG="true", SECRET_KEY=None, PUBLIC_URL=None)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
+
+
+def test_public_url_falls_back_to_render_external_url():
+    result = subprocess.run(  # noqa: S603 - fixed argv
+        [sys.executable, "-c", "import auth_service.settings as s; print(s.PASSWORD_RESET_URL)"],
+        env={**BASE_ENV, "PUBLIC_URL": "", "RENDER_EXTERNAL_URL": "https://auth.onrender.com"},
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+        check=False,
+    )
+
+    assert result.stdout.strip() == "https://auth.onrender.com/reset-password/"
