@@ -117,7 +117,8 @@ CACHES = {
 # --- Passwords --------------------------------------------------------------------------------
 
 PASSWORD_HASHERS = [
-    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "accounts.hashers.Argon2idHasher",
+    # Kept so hashes made before Argon2 still verify; they are upgraded on the next login.
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
 AUTH_PASSWORD_VALIDATORS = [

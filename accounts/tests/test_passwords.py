@@ -1,0 +1,62 @@
+"""How passwords are stored and which ones are refused."""
+
+import pytest
+from argon2 import PasswordHasher, Type, extract_parameters
+from django.contrib.auth.hashers import make_password
+
+from conftest import PASSWORD
+
+LOGIN = "/api/v1/auth/login/"
+
+pytestmark = pytest.mark.django_db
+
+
+def argon2_parameters(encoded: str):
+    return extract_parameters(encoded.removeprefix("argon2"))
+
+
+def test_new_passwords_are_stored_as_argon2id_at_owasp_cost(user):
+    parameters = argon2_parameters(user.password)
+
+    assert user.password.startswith("argon2$argon2id$")
+    assert parameters.type is Type.ID
+    assert (parameters.memory_cost, parameters.time_cost, parameters.parallelism) == (19456, 2, 1)
+
+
+def test_hash_made_with_other_argon2_parameters_is_rehashed_on_login(api, user):
+    old = PasswordHasher(memory_cost=102400, time_cost=2, parallelism=8).hash(PASSWORD)
+    user.password = "argon2" + old
+    user.save()
+
+    response = api.post(LOGIN, {"email": user.email, "password": PASSWORD}, format="json")
+
+    assert response.status_code == 200
+    user.refresh_from_db()
+    assert argon2_parameters(user.password).memory_cost == 19456
+
+
+def test_legacy_pbkdf2_hash_still_verifies(user):
+    user.password = make_password(PASSWORD, hasher="pbkdf2_sha256")
+    user.save()
+
+    assert user.check_password(PASSWORD)
+    assert not user.check_password("not the password")
+
+
+@pytest.mark.parametrize(
+    ("password", "accepted"),
+    [
+        ("nine-char", False),
+        ("ten-chars!", True),
+        ("y" * 128, True),
+        ("y" * 129, False),
+        ("qwertyuiop", False),
+        ("98765432109876", False),
+    ],
+)
+def test_password_validators_enforce_length_commonness_and_digits(api, password, accepted):
+    body = {"full_name": "Grace Hopper", "email": "grace@example.com", "password": password}
+
+    response = api.post("/api/v1/auth/register/", body, format="json")
+
+    assert response.status_code == (201 if accepted else 400), response.content
