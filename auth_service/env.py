@@ -45,3 +45,27 @@ def env_int(name: str, default: int) -> int:
 def env_list(name: str, default: str = "") -> list[str]:
     """Parse a comma-separated list, dropping blanks."""
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
+_PERIODS |= {"h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """Split DRF rate syntax (``30/min``, ``5/hour``) into (requests, seconds); strict."""
+    count, _, period = rate.strip().partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in _PERIODS:
+        raise ImproperlyConfigured(
+            f"{rate!r} is not a rate: use N/second, N/minute, N/hour or N/day (e.g. 30/min)."
+        )
+    return int(count), _PERIODS[period]
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate in DRF syntax, checked at start-up so a typo fails loudly."""
+    value = env_str(name, default)
+    try:
+        parse_rate(value)
+    except ImproperlyConfigured as error:
+        raise ImproperlyConfigured(f"{name}: {error}") from None
+    return value
