@@ -1,0 +1,53 @@
+"""Which address counts as the client's, given how many proxies are trusted."""
+
+import pytest
+from django.test import RequestFactory
+
+from auth_service.client_ip import client_ip
+
+
+def request_from(remote="10.1.2.3", forwarded=None):
+    headers = {"REMOTE_ADDR": remote}
+    if forwarded is not None:
+        headers["HTTP_X_FORWARDED_FOR"] = forwarded
+    return RequestFactory().get("/", **headers)
+
+
+@pytest.mark.parametrize(
+    ("trusted", "forwarded", "expected"),
+    [
+        (0, None, "10.1.2.3"),
+        (0, "203.0.113.5", "10.1.2.3"),
+        (1, "203.0.113.5", "203.0.113.5"),
+        (1, "6.6.6.6, 203.0.113.5", "203.0.113.5"),
+        (2, "203.0.113.5, 104.16.0.1", "203.0.113.5"),
+        (2, "6.6.6.6, 7.7.7.7, 203.0.113.5, 104.16.0.1", "203.0.113.5"),
+        (2, "104.16.0.1", "104.16.0.1"),
+        (2, None, "10.1.2.3"),
+        (2, " , ", "10.1.2.3"),
+        (1, "2001:DB8:0:0::1", "2001:db8::1"),
+        (1, "::ffff:203.0.113.5", "203.0.113.5"),
+    ],
+)
+def test_client_ip_is_taken_from_the_trusted_end_of_x_forwarded_for(
+    settings, trusted, forwarded, expected
+):
+    settings.TRUSTED_PROXY_COUNT = trusted
+
+    assert client_ip(request_from(forwarded=forwarded)) == expected
+
+
+def test_client_cannot_choose_its_address_by_sending_x_forwarded_for(settings):
+    settings.TRUSTED_PROXY_COUNT = 2
+    chosen = [
+        client_ip(request_from(forwarded=f"{forged}, 198.51.100.7, 104.16.0.1"))
+        for forged in ("1.1.1.1", "8.8.8.8", "1.1.1.1, 2.2.2.2", "not-an-ip")
+    ]
+
+    assert set(chosen) == {"198.51.100.7"}
+
+
+def test_garbage_where_a_proxy_should_have_written_falls_back_to_the_socket(settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+
+    assert client_ip(request_from(forwarded="1.1.1.1, <script>")) == "10.1.2.3"
