@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import serializers, services
+from accounts.throttling import LoginEmailThrottle, LoginIPThrottle
 from auth_service import schema
 
 TAG = ["auth"]
@@ -68,6 +69,7 @@ class RegisterView(APIView):
 
 class LoginView(APIView):
     authentication_classes = []
+    throttle_classes = [LoginIPThrottle, LoginEmailThrottle]
 
     @extend_schema(
         tags=TAG,

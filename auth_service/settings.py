@@ -7,7 +7,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from auth_service.env import env_bool, env_int, env_list, env_str
+from auth_service.env import env_bool, env_int, env_list, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -174,6 +174,24 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# --- Abuse protection: rate limits and the client's address ----------------------------------
+
+# Requests per client IP and per email, in DRF rate syntax (N/second|minute|hour|day). Counters
+# live in Redis (accounts/throttling.py), shared by every worker and instance.
+THROTTLE_RATES = {
+    "login_ip": env_rate("THROTTLE_LOGIN_IP", "30/min"),
+    "login_email": env_rate("THROTTLE_LOGIN_EMAIL", "5/min"),
+    "reset_ip": env_rate("THROTTLE_RESET_IP", "20/hour"),
+    "reset_email": env_rate("THROTTLE_RESET_EMAIL", "5/hour"),
+}
+# How many proxies append to X-Forwarded-For in front of the app; the client is the entry that
+# many places from the right. 0 means no proxy: use the socket's address. On Render two do
+# (Cloudflare's edge appends the client, Render's proxy appends the edge), and Render sets
+# RENDER=true in every service's environment.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 2 if env_bool("RENDER") else 0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more.")
 
 # --- Security (production defaults; DEBUG relaxes only what local HTTP needs) -----------------
 

@@ -1,0 +1,157 @@
+"""Login and reset rate limits: what an attacker, and an honest user next to one, sees."""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django_redis import get_redis_connection
+
+from accounts import throttling
+from auth_service import counters
+from conftest import PASSWORD
+
+LOGIN = "/api/v1/auth/login/"
+RATES = {"login_ip": "1000/min", "login_email": "5/min", "reset_ip": "20/hour"}
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def rates(settings):
+    settings.THROTTLE_RATES = {**RATES, "reset_email": "5/hour"}
+    return settings.THROTTLE_RATES
+
+
+WRONG = "wrong-password-here"
+
+
+def attempt(api, email, password=WRONG, **extra):
+    return api.post(LOGIN, {"email": email, "password": password}, format="json", **extra)
+
+
+def test_sixth_login_for_one_email_in_a_minute_is_429_with_retry_after(api, user):
+    statuses = [
+        attempt(api, email).status_code for email in ["ada@example.com", "ADA@example.com"] * 3
+    ]
+
+    assert statuses == [401] * 5 + [429]
+    response = attempt(api, "ada@example.com", PASSWORD)
+    assert response.status_code == 429
+    assert response.json() == {
+        "detail": response.json()["detail"],
+        "code": "throttled",
+    }
+    assert response.json()["detail"].startswith("Request was throttled.")
+    assert response["Content-Type"] == "application/json"
+    assert 1 <= int(response["Retry-After"]) <= 60
+
+
+def test_unknown_emails_are_limited_like_known_ones(api):
+    statuses = [attempt(api, "nobody@example.com").status_code for _ in range(6)]
+
+    assert statuses == [401] * 5 + [429]
+
+
+def test_email_limit_does_not_block_other_emails(api, user):
+    for _ in range(6):
+        attempt(api, "eve@example.com")
+
+    assert attempt(api, user.email, PASSWORD).status_code == 200
+
+
+def test_login_limit_per_ip_blocks_one_address_and_spares_others(api, rates, user):
+    rates["login_ip"] = "3/min"
+    statuses = [attempt(api, f"guess{n}@example.com").status_code for n in range(4)]
+
+    assert statuses == [401, 401, 401, 429]
+    assert attempt(api, user.email, PASSWORD, REMOTE_ADDR="203.0.113.9").status_code == 200
+
+
+def test_forged_x_forwarded_for_does_not_escape_the_ip_limit(api, rates, settings):
+    """Behind two proxies the client can only prepend entries; they are ignored."""
+    rates["login_ip"] = "3/min"
+    settings.TRUSTED_PROXY_COUNT = 2
+
+    statuses = [
+        attempt(
+            api,
+            f"guess{n}@example.com",
+            HTTP_X_FORWARDED_FOR=f"10.0.0.{n}, 198.51.100.7, 104.16.0.1",
+        ).status_code
+        for n in range(4)
+    ]
+    other_client = attempt(
+        api, "guess@example.com", HTTP_X_FORWARDED_FOR="198.51.100.8, 104.16.0.1"
+    )
+
+    assert statuses == [401, 401, 401, 429]
+    assert other_client.status_code == 401
+
+
+def test_ipv6_clients_are_counted_per_64_block(api, rates):
+    rates["login_ip"] = "2/min"
+
+    statuses = [
+        attempt(api, f"g{n}@example.com", REMOTE_ADDR=f"2001:db8:1:2::{n}").status_code
+        for n in range(1, 4)
+    ]
+
+    assert statuses == [401, 401, 429]
+    assert attempt(api, "g@example.com", REMOTE_ADDR="2001:db8:1:3::1").status_code == 401
+
+
+def test_redis_keys_hold_neither_emails_nor_addresses(api):
+    attempt(api, "Secret.Person@example.com", REMOTE_ADDR="198.51.100.23")
+
+    keys = [key.decode() for key in get_redis_connection("default").keys("*")]
+    assert any("throttle:login_email:" in key for key in keys)
+    assert any("throttle:login_ip:" in key for key in keys)
+    for key in keys:
+        assert "example.com" not in key.lower()
+        assert "198.51.100.23" not in key
+
+
+def test_counter_is_atomic_under_concurrent_hits():
+    """Every concurrent hit gets its own count: no two requests read the same value."""
+
+    def hit(_):
+        return counters.window_hit(key="test:concurrency", period=60)[0]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        counts = list(pool.map(hit, range(400)))
+
+    assert sorted(counts) == list(range(1, 401))
+
+
+def test_counter_key_expires_with_its_window():
+    counters.window_hit(key="test:expiry", period=60)
+
+    ttl = get_redis_connection("default").ttl(f"{counters.KEY_PREFIX}test:expiry")
+    assert 0 < ttl <= 60
+
+
+@pytest.fixture
+def redis_down(settings, monkeypatch):
+    # Retry Redis on every request, so the test sees every failure reach the logger.
+    monkeypatch.setattr(throttling.outage, "retry_after", 0.0)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
+    throttling.outage.reset()
+    yield
+    throttling.outage.reset()
+
+
+def test_login_fails_open_when_redis_is_unreachable_and_logs_once(api, user, redis_down, caplog):
+    caplog.set_level(logging.ERROR, logger="accounts.throttling")
+
+    responses = [attempt(api, user.email, PASSWORD) for _ in range(4)]
+
+    assert [response.status_code for response in responses] == [200] * 4
+    records = [r for r in caplog.records if r.name == "accounts.throttling"]
+    assert len(records) == 1
+    assert "Redis is unreachable" in records[0].getMessage()

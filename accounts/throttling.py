@@ -1,0 +1,130 @@
+"""Rate limits for login and password reset, counted in Redis across every worker and instance.
+
+Each limit is a fixed window per subject (client IP or email) with an atomic counter
+(auth_service.counters). Subjects are keyed by an HMAC, so Redis never holds an email or an
+address in clear. When Redis is unreachable the limits fail open: availability of login matters
+more than throttling for the minutes Redis is gone, and the outage is logged once a minute.
+"""
+
+import ipaddress
+import logging
+import threading
+import time
+
+from django.conf import settings
+from django.utils.crypto import salted_hmac
+from redis.exceptions import RedisError
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+
+from accounts.managers import normalize_email
+from auth_service import counters
+from auth_service.client_ip import client_ip
+from auth_service.env import parse_rate
+
+logger = logging.getLogger(__name__)
+
+
+class RedisOutage:
+    """Per-process memory of a Redis failure: skip Redis for a while, log once a minute."""
+
+    retry_after = 5.0
+    log_interval = 60.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        self._skip_until = 0.0
+        self._logged_at = float("-inf")
+
+    def ongoing(self) -> bool:
+        # While Redis is known to be down, don't make every request wait for a socket timeout.
+        return time.monotonic() < self._skip_until
+
+    def record(self, error: Exception) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._skip_until = now + self.retry_after
+            if now - self._logged_at < self.log_interval:
+                return
+            self._logged_at = now
+        logger.error(
+            "Rate limits are not enforced: Redis is unreachable (%s). Requests are let through.",
+            type(error).__name__,
+        )
+
+
+outage = RedisOutage()
+
+
+class RateThrottle(BaseThrottle):
+    """A fixed-window limit from ``settings.THROTTLE_RATES[scope]`` per subject."""
+
+    scope: str
+
+    def __init__(self) -> None:
+        self.limit, self.period = parse_rate(settings.THROTTLE_RATES[self.scope])
+        self.seconds_left: int | None = None
+
+    def get_subject(self, request: Request) -> str | None:
+        """What the limit counts (an IP, an email); None exempts the request."""
+        raise NotImplementedError
+
+    def allow_request(self, request: Request, view) -> bool:
+        subject = self.get_subject(request)
+        if not subject or outage.ongoing():
+            return True
+        digest = salted_hmac(self.scope, subject, algorithm="sha256").hexdigest()[:32]
+        try:
+            hits, self.seconds_left = counters.window_hit(
+                key=f"throttle:{self.scope}:{digest}", period=self.period
+            )
+        except RedisError as error:
+            outage.record(error)
+            return True
+        return hits <= self.limit
+
+    def wait(self) -> int | None:
+        return self.seconds_left
+
+
+class ClientIPThrottle(RateThrottle):
+    """Counts per client IP; IPv6 clients per /64, the block one subscriber usually holds."""
+
+    def get_subject(self, request: Request) -> str | None:
+        address = client_ip(request)
+        if not address:
+            return None
+        ip = ipaddress.ip_address(address)
+        if ip.version == 6:
+            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+        return address
+
+
+class EmailThrottle(RateThrottle):
+    """Counts per email sent in the body, normalized, whether or not an account has it."""
+
+    def get_subject(self, request: Request) -> str | None:
+        data = request.data
+        email = data.get("email") if isinstance(data, dict) else None
+        return normalize_email(email) if isinstance(email, str) else None
+
+
+class LoginIPThrottle(ClientIPThrottle):
+    scope = "login_ip"
+
+
+class LoginEmailThrottle(EmailThrottle):
+    scope = "login_email"
+
+
+class ResetIPThrottle(ClientIPThrottle):
+    """Shared by forgot and reset: one budget per IP for the whole reset flow."""
+
+    scope = "reset_ip"
+
+
+class ResetEmailThrottle(EmailThrottle):
+    scope = "reset_email"
