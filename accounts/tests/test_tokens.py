@@ -1,0 +1,131 @@
+"""Forged, altered and foreign JWTs are refused; expired sessions can be flushed."""
+
+import base64
+import json
+from datetime import timedelta
+
+import jwt
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.utils import timezone
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+ME = "/api/v1/auth/me/"
+REFRESH = "/api/v1/auth/token/refresh/"
+TOKEN_INVALID = {"detail": "The token is invalid, expired or revoked.", "code": "token_invalid"}
+
+pytestmark = pytest.mark.django_db
+
+
+def claims(token: str) -> dict:
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def sign(payload: dict, key: str | None = None, algorithm: str = "HS256") -> str:
+    return jwt.encode(payload, key or settings.SIMPLE_JWT["SIGNING_KEY"], algorithm=algorithm)
+
+
+def me_with(token: str):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client.get(ME)
+
+
+def b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def test_a_re_signed_copy_of_a_valid_token_is_accepted(pair):
+    """Guards the tests below: they change exactly one thing about a token that works."""
+    assert me_with(sign(claims(pair["access"]))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"aud": "another-service"},
+        {"iss": "someone-else"},
+        {"exp": 1_000_000_000},
+        {"token_type": "refresh"},
+    ],
+    ids=["wrong-audience", "wrong-issuer", "expired", "wrong-type"],
+)
+def test_access_token_with_a_wrong_claim_is_refused(pair, change):
+    response = me_with(sign({**claims(pair["access"]), **change}))
+
+    assert response.status_code == 401
+    assert response.json() == TOKEN_INVALID
+
+
+@pytest.mark.parametrize("missing", ["aud", "iss"])
+def test_access_token_without_audience_or_issuer_is_refused(pair, missing):
+    payload = {key: value for key, value in claims(pair["access"]).items() if key != missing}
+
+    assert me_with(sign(payload)).status_code == 401
+
+
+def test_refresh_token_for_another_audience_is_refused(api, pair):
+    forged = sign({**claims(pair["refresh"]), "aud": "another-service"})
+
+    response = api.post(REFRESH, {"refresh": forged}, format="json")
+
+    assert response.status_code == 401
+    assert response.json() == TOKEN_INVALID
+
+
+def test_unsigned_alg_none_token_is_refused(pair):
+    header = {"alg": "none", "typ": "JWT"}
+    unsigned = f"{b64(header)}.{b64(claims(pair['access']))}."
+
+    assert me_with(unsigned).status_code == 401
+
+
+def test_token_signed_with_another_key_is_refused(pair):
+    forged = sign(claims(pair["access"]), key="a-different-key-that-is-long-enough-000000")
+
+    assert me_with(forged).status_code == 401
+
+
+def test_tampered_payload_is_refused(pair, make_user):
+    other = make_user(email="eve@example.com")
+    header, _, signature = pair["access"].split(".")
+    payload = b64({**claims(pair["access"]), "user_id": str(other.pk)})
+
+    assert me_with(f"{header}.{payload}.{signature}").status_code == 401
+
+
+def test_tampered_signature_is_refused(pair):
+    header, payload, signature = pair["access"].split(".")
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+
+    assert me_with(f"{header}.{payload}.{flipped}").status_code == 401
+
+
+def test_access_token_stops_working_after_a_password_change(user, pair):
+    user.set_password("an-entirely-new-passphrase")
+    user.save()
+
+    assert me_with(pair["access"]).status_code == 401
+
+
+def test_deactivated_users_access_and_refresh_tokens_are_refused(api, user, pair):
+    user.is_active = False
+    user.save()
+
+    assert me_with(pair["access"]).status_code == 401
+    assert api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").status_code == 401
+
+
+def test_flushexpiredtokens_deletes_only_expired_refresh_tokens(user, pair, login):
+    live = OutstandingToken.objects.get(jti=claims(pair["refresh"])["jti"])
+    expired = OutstandingToken.objects.get(jti=claims(login()["refresh"])["jti"])
+    expired.expires_at = timezone.now() - timedelta(seconds=1)
+    expired.save()
+    BlacklistedToken.objects.create(token=expired)
+
+    call_command("flushexpiredtokens")
+
+    assert list(OutstandingToken.objects.all()) == [live]
+    assert not BlacklistedToken.objects.exists()
