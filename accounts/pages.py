@@ -9,12 +9,15 @@ from rest_framework.exceptions import APIException, ValidationError
 
 from accounts import services
 from accounts.serializers import PASSWORD_MAX, TOKEN_MAX
+from accounts.throttling import ResetIPThrottle
 
 # Inline nothing and load nothing from elsewhere: the token in the URL must not leak.
 PAGE_CSP = (
     "default-src 'none'; style-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
+
+THROTTLED = "Too many attempts from your network. Try again in {seconds} seconds."
 
 
 class ResetForm(forms.Form):
@@ -43,10 +46,15 @@ class ResetForm(forms.Form):
 @require_http_methods(["GET", "POST"])
 def reset_password_page(request):
     """GET shows the form (never uses the token up: mail scanners prefetch links); POST resets."""
-    status, done = 200, False
+    status, done, throttle = 200, False, ResetIPThrottle()
     if request.method == "POST":
         form = ResetForm(request.POST)
-        if form.is_valid():
+        # The form resets passwords like the API does, so it shares the API's per-IP budget.
+        if not throttle.allow_request(request, None):
+            form.is_valid()
+            form.add_error(None, THROTTLED.format(seconds=throttle.wait()))
+            status = 429
+        elif form.is_valid():
             try:
                 services.password_reset_confirm(
                     token=form.cleaned_data["token"], password=form.cleaned_data["password"]
@@ -70,6 +78,8 @@ def reset_password_page(request):
         {"form": form, "done": done, "missing_token": missing_token},
         status=status,
     )
+    if status == 429:
+        response["Retry-After"] = str(throttle.wait())
     response["Content-Security-Policy"] = PAGE_CSP
     response["Referrer-Policy"] = "no-referrer"
     return response

@@ -8,7 +8,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import serializers, services
-from accounts.throttling import LoginEmailThrottle, LoginIPThrottle
+from accounts.throttling import (
+    LoginEmailThrottle,
+    LoginIPThrottle,
+    ResetEmailThrottle,
+    ResetIPThrottle,
+)
 from auth_service import schema
 
 TAG = ["auth"]
@@ -195,6 +200,7 @@ RESET_DETAIL = "Your password has been reset. Log in with the new password."
 
 class PasswordForgotView(APIView):
     authentication_classes = []
+    throttle_classes = [ResetIPThrottle, ResetEmailThrottle]
 
     @extend_schema(
         tags=TAG,
@@ -228,6 +234,7 @@ class PasswordForgotView(APIView):
 
 class PasswordResetView(APIView):
     authentication_classes = []
+    throttle_classes = [ResetIPThrottle]
 
     @extend_schema(
         tags=TAG,

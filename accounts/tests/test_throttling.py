@@ -155,3 +155,48 @@ def test_login_fails_open_when_redis_is_unreachable_and_logs_once(api, user, red
     records = [r for r in caplog.records if r.name == "accounts.throttling"]
     assert len(records) == 1
     assert "Redis is unreachable" in records[0].getMessage()
+
+
+FORGOT = "/api/v1/auth/password/forgot/"
+RESET = "/api/v1/auth/password/reset/"
+
+
+def test_sixth_forgot_for_one_email_in_an_hour_is_429_known_or_not(api, user, eager_tasks):
+    for email in (user.email, "nobody@example.com"):
+        statuses = [
+            api.post(FORGOT, {"email": email.upper()}, format="json").status_code for _ in range(6)
+        ]
+
+        assert statuses == [202] * 5 + [429]
+    response = api.post(FORGOT, {"email": user.email}, format="json")
+    assert response.json()["code"] == "throttled"
+    assert 1 <= int(response["Retry-After"]) <= 3600
+
+
+def test_forgot_and_reset_share_one_budget_per_ip(api, rates, user, eager_tasks):
+    rates["reset_ip"] = "3/hour"
+    garbage = {"token": "x" * 43, "password": "a-brand-new-passphrase"}
+
+    statuses = [
+        api.post(FORGOT, {"email": "a@example.com"}, format="json").status_code,
+        api.post(RESET, garbage, format="json").status_code,
+        api.post(FORGOT, {"email": "b@example.com"}, format="json").status_code,
+        api.post(RESET, garbage, format="json").status_code,
+        api.post(FORGOT, {"email": "c@example.com"}, format="json").status_code,
+    ]
+
+    assert statuses == [202, 400, 202, 429, 429]
+    other_ip = api.post(FORGOT, {"email": "d@example.com"}, format="json", REMOTE_ADDR="192.0.2.1")
+    assert other_ip.status_code == 202
+
+
+def test_reset_page_form_counts_in_the_same_per_ip_budget(api, client, rates):
+    rates["reset_ip"] = "1/hour"
+    body = {"token": "x" * 43, "password": "a-new-pass-1", "password_confirm": "a-new-pass-1"}
+
+    api.post(RESET, {"token": "x" * 43, "password": "a-new-pass-1"}, format="json")
+    response = client.post("/reset-password/", body)
+
+    assert response.status_code == 429
+    assert "Too many attempts" in response.content.decode()
+    assert 1 <= int(response["Retry-After"]) <= 3600
