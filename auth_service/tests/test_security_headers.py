@@ -1,0 +1,90 @@
+"""Headers that make browsers and proxies treat the service's responses safely."""
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+SCRIPT_TAG = re.compile(r"<script(?P<attrs>[^>]*)>(?P<body>.*?)</script>", re.S)
+
+
+def directives(policy: str) -> dict[str, str]:
+    return {part.split()[0]: part.strip() for part in policy.split(";") if part.strip()}
+
+
+def test_json_responses_carry_a_csp_that_allows_nothing(client):
+    response = client.post("/api/v1/auth/login/", {}, content_type="application/json")
+
+    policy = directives(response["Content-Security-Policy"])
+    assert policy["default-src"] == "default-src 'none'"
+    assert policy["frame-ancestors"] == "frame-ancestors 'none'"
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "no-referrer"
+
+
+def test_api_responses_are_not_cached(user, client):
+    response = client.post(
+        "/api/v1/auth/login/",
+        {"email": user.email, "password": "correct horse battery staple"},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/redoc/"])
+def test_docs_pages_run_only_scripts_served_by_the_service(client, path):
+    response = client.get(path)
+
+    policy = directives(response["Content-Security-Policy"])
+    assert policy["script-src"] == "script-src 'self'"
+    assert policy["frame-ancestors"] == "frame-ancestors 'none'"
+    html = response.content.decode()
+    scripts = list(SCRIPT_TAG.finditer(html))
+    assert scripts
+    for script in scripts:
+        assert "src=" in script["attrs"], script.group(0)
+        assert not script["body"].strip(), script.group(0)
+    assert "googleapis" not in html
+    assert "https://" not in html
+
+
+def test_swagger_ui_start_up_script_is_served_as_javascript(client):
+    response = client.get("/api/docs/?script=")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/javascript")
+    assert "/api/schema/" in response.content.decode()
+
+
+def test_reset_page_keeps_its_own_stricter_policy(client):
+    response = client.get("/reset-password/?token=abc")
+
+    policy = directives(response["Content-Security-Policy"])
+    assert "script-src" not in policy
+    assert policy["default-src"] == "default-src 'none'"
+    assert response["Referrer-Policy"] == "no-referrer"
+
+
+def test_https_responses_carry_one_year_hsts(client, settings):
+    settings.SECURE_HSTS_SECONDS = 31536000
+
+    response = client.get("/healthz", secure=True)
+
+    assert response["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
+
+
+def test_plain_http_behind_the_proxy_is_redirected_but_health_checks_are_not(client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+
+    plain = client.get("/api/v1/auth/me/")
+    proxied_https = client.get("/api/v1/auth/me/", HTTP_X_FORWARDED_PROTO="https")
+    health = client.get("/healthz")
+
+    assert plain.status_code == 301
+    assert plain["Location"].startswith("https://")
+    assert proxied_https.status_code == 401
+    assert health.status_code == 200
