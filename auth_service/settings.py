@@ -219,6 +219,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # At DEBUG, Celery's pool logs every task's arguments ("TaskPool: Apply ... args"); the
+        # reset task's nonce is one of them. Keep that logger at INFO whatever LOG_LEVEL says.
+        "celery.pool": {"level": "INFO"},
+    },
 }
 
 # --- Password reset and email ------------------------------------------------------------------
@@ -277,3 +282,6 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Task events would carry task arguments to any monitor listening on the broker; keep them off.
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_TASK_SEND_SENT_EVENT = False

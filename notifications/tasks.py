@@ -10,6 +10,7 @@ from celery import shared_task
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from auth_service.celery import SecretArgsTask
 from notifications import services
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,8 @@ def _deliver(task, deliver, **kwargs) -> None:
         )
 
 
-@shared_task(bind=True, max_retries=MAX_RETRIES)
+# The nonce is half of a reset token (the server secret is the other half): keep it out of logs.
+@shared_task(bind=True, base=SecretArgsTask, max_retries=MAX_RETRIES)
 def send_password_reset_email(self, user_id: int, nonce: str) -> None:
     """Email a reset link; the worker derives the token from the nonce and the server secret."""
     _deliver(self, services.password_reset_deliver, user_id=user_id, nonce=nonce)
