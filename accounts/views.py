@@ -245,7 +245,7 @@ class PasswordResetView(APIView):
         responses={
             200: serializers.DetailSerializer,
             400: OpenApiResponse(
-                {"oneOf": [{"$ref": "#/components/schemas/Error"}, schema.FIELD_ERRORS_SCHEMA]},
+                schema.BAD_REQUEST_SCHEMA,
                 description="Unknown, expired or used token (`reset_token_invalid`), "
                 "or a weak password (field errors).",
                 examples=[

@@ -33,12 +33,22 @@ def error(description: str, code: str, detail: str) -> OpenApiResponse:
     )
 
 
+# A 400 is either field errors or, for a body that is not JSON at all, `parse_error`.
+BAD_REQUEST_SCHEMA = {"oneOf": [{"$ref": "#/components/schemas/Error"}, FIELD_ERRORS_SCHEMA]}
+
+
 def field_errors(description: str, example: dict) -> OpenApiResponse:
-    """A documented 400 with DRF-style field errors."""
+    """A documented 400: DRF-style field errors, or `parse_error` for a malformed body."""
     return OpenApiResponse(
-        FIELD_ERRORS_SCHEMA,
-        description=description,
-        examples=[OpenApiExample("validation", value=example)],
+        BAD_REQUEST_SCHEMA,
+        description=f"{description} A body that is not valid JSON gets `parse_error`.",
+        examples=[
+            OpenApiExample("validation", value=example),
+            OpenApiExample(
+                "parse_error",
+                value={"detail": "JSON parse error - Expecting value.", "code": "parse_error"},
+            ),
+        ],
     )
 
 
