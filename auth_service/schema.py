@@ -68,3 +68,19 @@ THROTTLED = error(
     "throttled",
     "Request was throttled. Expected available in 42 seconds.",
 )
+
+
+def document_retry_after(result, generator, request, public):
+    """Schema post-processing hook: every 429 response declares its Retry-After header."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            throttled = operation.get("responses", {}).get("429")
+            if throttled is not None:
+                throttled["headers"] = {
+                    "Retry-After": {
+                        "description": "Whole seconds until the limit resets.",
+                        "schema": {"type": "integer", "minimum": 1},
+                        "required": True,
+                    }
+                }
+    return result

@@ -200,3 +200,14 @@ def test_reset_page_form_counts_in_the_same_per_ip_budget(api, client, rates):
     assert response.status_code == 429
     assert "Too many attempts" in response.content.decode()
     assert 1 <= int(response["Retry-After"]) <= 3600
+
+
+@pytest.mark.parametrize("path", [LOGIN, FORGOT, RESET])
+def test_throttled_operations_document_429_with_retry_after(client, path):
+    document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    throttled = document["paths"][path]["post"]["responses"]["429"]
+    assert throttled["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"
+    }
+    assert throttled["headers"]["Retry-After"]["schema"]["type"] == "integer"
