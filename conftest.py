@@ -4,6 +4,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from accounts import throttling
 from accounts.models import User
 
 PASSWORD = "correct horse battery staple"
@@ -13,6 +14,8 @@ PASSWORD = "correct horse battery staple"
 def _clean_redis():
     """Throttle counters and reset tokens from one test must not leak into the next."""
     cache.clear()
+    # Nor may a Redis outage one test simulated: rate limits would stay off for seconds.
+    throttling.outage.reset()
 
 
 @pytest.fixture

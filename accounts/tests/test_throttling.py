@@ -11,6 +11,8 @@ from auth_service import counters
 from conftest import PASSWORD
 
 LOGIN = "/api/v1/auth/login/"
+FORGOT = "/api/v1/auth/password/forgot/"
+RESET = "/api/v1/auth/password/reset/"
 RATES = {"login_ip": "1000/min", "login_email": "5/min", "reset_ip": "20/hour"}
 
 pytestmark = pytest.mark.django_db
@@ -131,9 +133,7 @@ def test_counter_key_expires_with_its_window():
 
 
 @pytest.fixture
-def redis_down(settings, monkeypatch):
-    # Retry Redis on every request, so the test sees every failure reach the logger.
-    monkeypatch.setattr(throttling.outage, "retry_after", 0.0)
+def redis_down(settings):
     settings.CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
@@ -141,12 +141,13 @@ def redis_down(settings, monkeypatch):
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
         }
     }
-    throttling.outage.reset()
-    yield
-    throttling.outage.reset()
 
 
-def test_login_fails_open_when_redis_is_unreachable_and_logs_once(api, user, redis_down, caplog):
+def test_login_fails_open_when_redis_is_unreachable_and_logs_once(
+    api, user, redis_down, caplog, monkeypatch
+):
+    # Retry Redis on every request, so every failure reaches the logger.
+    monkeypatch.setattr(throttling.outage, "retry_after", 0.0)
     caplog.set_level(logging.ERROR, logger="accounts.throttling")
 
     responses = [attempt(api, user.email, PASSWORD) for _ in range(4)]
@@ -157,8 +158,20 @@ def test_login_fails_open_when_redis_is_unreachable_and_logs_once(api, user, red
     assert "Redis is unreachable" in records[0].getMessage()
 
 
-FORGOT = "/api/v1/auth/password/forgot/"
-RESET = "/api/v1/auth/password/reset/"
+def test_after_a_redis_failure_requests_skip_redis_for_a_while(api, user, redis_down, monkeypatch):
+    calls = []
+    real_hit = counters.window_hit
+
+    def counted_hit(**kwargs):
+        calls.append(kwargs)
+        return real_hit(**kwargs)
+
+    monkeypatch.setattr(counters, "window_hit", counted_hit)
+
+    statuses = [attempt(api, user.email, PASSWORD).status_code for _ in range(3)]
+
+    assert statuses == [200] * 3
+    assert len(calls) == 1
 
 
 def test_sixth_forgot_for_one_email_in_an_hour_is_429_known_or_not(api, user, eager_tasks):
