@@ -85,6 +85,14 @@ def test_plain_http_behind_the_proxy_is_redirected_but_health_checks_are_not(cli
     health = client.get("/healthz")
 
     assert plain.status_code == 301
-    assert plain["Location"].startswith("https://")
+    assert plain["Location"] == "https://testserver/api/v1/auth/me/"
     assert proxied_https.status_code == 401
     assert health.status_code == 200
+
+
+def test_a_forwarded_host_header_cannot_redirect_clients_elsewhere(client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+
+    response = client.get("/api/v1/auth/me/", HTTP_X_FORWARDED_HOST="evil.example")
+
+    assert response["Location"] == "https://testserver/api/v1/auth/me/"
