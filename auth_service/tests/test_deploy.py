@@ -9,6 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # Variables the test runner sets to relax production defaults; production never has them.
 RELAXED = {"DEBUG", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "ALLOWED_HOSTS", "SECRET_KEY"}
+RELAXED |= {"JWT_SIGNING_KEY"}
+PRODUCTION = {"ALLOWED_HOSTS": "auth.example.com", "PUBLIC_URL": "https://auth.example.com"}
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -32,8 +34,7 @@ def test_check_deploy_passes_with_production_settings():
         "WARNING",
         SECRET_KEY=secrets.token_urlsafe(50),
         JWT_SIGNING_KEY=secrets.token_urlsafe(50),
-        ALLOWED_HOSTS="auth.example.com",
-        PUBLIC_URL="https://auth.example.com",
+        **PRODUCTION,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -41,7 +42,21 @@ def test_check_deploy_passes_with_production_settings():
 
 
 def test_production_refuses_to_start_without_a_secret_key():
-    result = manage("check", ALLOWED_HOSTS="auth.example.com", PUBLIC_URL="https://a.example")
+    result = manage("check", **PRODUCTION)
 
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_check_deploy_warns_when_jwts_share_the_django_secret():
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        **PRODUCTION,
+    )
+
+    assert result.returncode != 0
+    assert "accounts.W001" in result.stderr + result.stdout
