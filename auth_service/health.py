@@ -35,3 +35,24 @@ def readyz(request):
     return JsonResponse(
         {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
     )
+
+
+class ProbeMiddleware:
+    """Answer the probes before CommonMiddleware validates the Host header.
+
+    Platform and container health checks reach the process by its internal address over plain
+    HTTP, with a Host header that is not in ALLOWED_HOSTS; Django would refuse them with a 400
+    (SECURE_REDIRECT_EXEMPT already spares them the HTTPS redirect). Security headers still
+    apply; everything else goes through the full middleware stack.
+    """
+
+    probes = {"/healthz": healthz, "/readyz": readyz}
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        probe = self.probes.get(request.path_info)
+        if probe is not None and request.method in ("GET", "HEAD"):
+            return probe(request)
+        return self.get_response(request)

@@ -35,3 +35,27 @@ def test_readyz_is_503_naming_redis_when_redis_is_unreachable(client, settings):
         "status": "unavailable",
         "checks": {"database": "ok", "redis": "unavailable"},
     }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_probes_answer_a_platform_check_by_internal_address(client, settings, path):
+    # Given production host validation and the HTTPS redirect
+    settings.ALLOWED_HOSTS = ["auth.example.com"]
+    settings.SECURE_SSL_REDIRECT = True
+
+    # When the platform probes the process by IP over plain HTTP
+    response = client.get(path, HTTP_HOST="10.0.4.7:10000")
+
+    # Then the probe answers instead of a 400 or a redirect
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+
+@pytest.mark.django_db
+def test_other_paths_still_refuse_unknown_hosts(client, settings):
+    settings.ALLOWED_HOSTS = ["auth.example.com"]
+
+    response = client.get("/api/schema/", HTTP_HOST="10.0.4.7:10000")
+
+    assert response.status_code == 400

@@ -1,0 +1,54 @@
+"""Production log lines are JSON a log search can read, and carry no secrets."""
+
+import json
+import logging
+
+from auth_service.logging import JsonFormatter
+
+
+def record(name="accounts", msg="user registered", args=(), **extra) -> logging.LogRecord:
+    entry = logging.makeLogRecord({"name": name, "msg": msg, "args": args, "levelname": "INFO"})
+    entry.__dict__.update(extra)
+    return entry
+
+
+def test_a_log_call_becomes_one_json_line_with_its_plain_extras():
+    line = JsonFormatter().format(record(msg="sent %s", args=("mail",), user_id=7))
+
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["level"] == "INFO"
+    assert entry["logger"] == "accounts"
+    assert entry["message"] == "sent mail"
+    assert entry["user_id"] == 7
+
+
+def test_the_request_attached_by_django_is_not_written():
+    class Request:
+        def __repr__(self):
+            return "<WSGIRequest: GET '/reset-password/?token=s3cr3t'>"
+
+    line = JsonFormatter().format(record(name="django.request", request=Request()))
+
+    assert "s3cr3t" not in line
+
+
+def test_access_lines_keep_the_path_but_not_the_query_or_headers():
+    atoms = {
+        "m": "GET",
+        "U": "/reset-password/",
+        "q": "token=s3cr3t",
+        "s": "200",
+        "M": 3,
+        "h": "10.0.0.1",
+        "{authorization}i": "Bearer eyJ.s3cr3t",
+    }
+    access = record(name="gunicorn.access", msg="%(m)s %(U)s?%(q)s", args=())
+    access.args = atoms
+
+    entry = json.loads(JsonFormatter().format(access))
+
+    assert "s3cr3t" not in json.dumps(entry)
+    assert entry["path"] == "/reset-password/"
+    assert entry["status"] == 200
+    assert entry["message"] == "GET /reset-password/ 200"

@@ -1,0 +1,47 @@
+"""gunicorn settings for the web process, the one place they live; each knob reads the environment.
+
+Used everywhere the web process starts: `gunicorn --config gunicorn.conf.py auth_service.wsgi`.
+"""
+
+import os
+
+from auth_service.env import env_bool, env_int, env_str
+
+bind = f"0.0.0.0:{env_int('PORT', 8000)}"
+workers = env_int("WEB_CONCURRENCY", 2)
+# Threads keep a worker answering while another request waits on PostgreSQL or Redis.
+worker_class = env_str("GUNICORN_WORKER_CLASS", "gthread")
+threads = env_int("GUNICORN_THREADS", 8)
+
+# A request that takes longer than this is stuck (dependencies time out after 1-2 s).
+timeout = env_int("GUNICORN_TIMEOUT", 30)
+# Finish in-flight requests on SIGTERM; the platform waits 30 s before it kills the process.
+graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
+# Longer than the proxy's idle timeout would make it reuse connections gunicorn already closed.
+keepalive = env_int("GUNICORN_KEEPALIVE", 5)
+
+# The heartbeat file on a disk-backed /tmp can stall workers; memory is always fast.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108  # nosec B108
+# No runtime control interface: it would want a writable socket in the home directory.
+control_socket_disable = True
+
+accesslog = "-"
+errorlog = "-"
+# Path without the query string: reset links carry their token there.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+if not env_bool("DEBUG", default=False):
+    logconfig_dict = {
+        "formatters": {"json": {"()": "auth_service.logging.JsonFormatter"}},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+            },
+        },
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["console"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+        },
+        "root": {"level": "INFO", "handlers": ["console"]},
+    }
