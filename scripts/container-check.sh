@@ -170,8 +170,13 @@ MINOR="$(sed -n 's/^python:\([0-9]*\.[0-9]*\)-slim$/\1/p' <<<"$FROM_IMAGE")"
 ensure_base_image "$FROM_IMAGE" "$MINOR"
 
 say "podman build"
+previous="$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 podman build --pull=never --format docker --runtime runc --tag "$IMAGE" --file Dockerfile . \
   >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log" >&2; fail "podman build failed"; }
+# Each code change leaves the previous image untagged; drop it so runs do not fill the disk.
+if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+  podman rmi "$previous" >/dev/null 2>&1 || true
+fi
 
 PORT="$(free_port "${CONTAINER_PORT:-8180}")"
 SMTP_PORT="$(free_port $((PORT + 1)))"
@@ -221,7 +226,8 @@ bad = [line for line in lines if not is_json(line)]
 sys.exit(f"{len(bad)} of {len(lines)} lines are not JSON, e.g. {bad[0]!r}" if bad else 0)
 PY
 # Celery prints its banner as plain text; its log records are JSON like the web's.
-podman logs "$WORKER" 2>&1 | grep -q '^{.*"celery.apps.worker".*ready\."}$' \
+podman logs "$WORKER" >"$WORK/worker.log" 2>&1
+grep -q '^{.*"celery.apps.worker".*ready\."}$' "$WORK/worker.log" \
   || fail "the worker container logged no JSON 'ready.' record"
 podman run --rm "${RUN_FLAGS[@]}" --no-healthcheck --env-file "$WORK/app.env" "$IMAGE" \
   python manage.py check --deploy --fail-level WARNING >/dev/null \
