@@ -125,7 +125,8 @@ ensure_base_image() {
     --change "ENV LANG=C.UTF-8" \
     --change "ENV PYTHON_VERSION=${version}" \
     --change 'CMD ["python3"]' \
-    - "$full" >/dev/null
+    - "$full" >"$WORK/import.log" 2>&1 \
+    || { tail -n 20 "$WORK/import.log" >&2; fail "podman import of the $base stand-in failed"; }
   rm -rf "$rootfs"
   if ! podman run --rm "${RUN_FLAGS[@]}" "$full" python -c 'import ssl, sqlite3, ctypes, uuid'; then
     podman rmi "$full" >/dev/null 2>&1 || true

@@ -271,3 +271,41 @@ def test_compose_sends_email_to_mailpit():
     worker_env = services["worker"]["environment"]
     assert worker_env["EMAIL_HOST"] == "mailpit"
     assert worker_env["EMAIL_PORT"] == "1025"
+
+
+# --- gunicorn.conf.py -----------------------------------------------------------------------
+
+
+def gunicorn_config(**env: str) -> dict[str, str]:
+    """The settings gunicorn would run with, given these server variables and no others."""
+    server_knobs = ("PORT", "WEB_CONCURRENCY", "GUNICORN_")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(server_knobs)}
+    result = subprocess.run(  # noqa: S603
+        [BIN / "gunicorn", "--config", "gunicorn.conf.py", "--print-config", "auth_service.wsgi"],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    pairs = (line.split("=", 1) for line in result.stdout.splitlines() if " = " in line)
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+def test_gunicorn_listens_on_port_8000_with_two_threaded_workers_by_default():
+    config = gunicorn_config()
+
+    assert config["bind"] == "['0.0.0.0:8000']"
+    assert (config["workers"], config["worker_class"], config["threads"]) == ("2", "gthread", "8")
+    assert config["control_socket_disable"] == "True"
+    assert config["accesslog"] == "-"
+
+
+def test_gunicorn_takes_port_and_concurrency_from_the_environment():
+    config = gunicorn_config(
+        PORT="10000", WEB_CONCURRENCY="4", GUNICORN_WORKER_CLASS="sync", GUNICORN_THREADS="1"
+    )
+
+    assert config["bind"] == "['0.0.0.0:10000']"
+    assert (config["workers"], config["worker_class"], config["threads"]) == ("4", "sync", "1")
