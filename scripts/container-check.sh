@@ -117,7 +117,11 @@ ensure_base_image() {
     || fail "ensurepip failed in the $base stand-in"
   # pip inside builds trusts what the machine's pip trusts.
   cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
-  [ -f /etc/pip.conf ] && cp /etc/pip.conf "$rootfs/etc/pip.conf"
+  if [ -f /etc/pip.conf ]; then
+    cp /etc/pip.conf "$rootfs/etc/pip.conf"
+  else
+    printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$rootfs/etc/pip.conf"
+  fi
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
 
   tar -C "$rootfs" -cf - . | podman import \
