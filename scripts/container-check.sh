@@ -9,7 +9,7 @@
 #
 # Needs root (podman, debootstrap) and PostgreSQL and Redis on 127.0.0.1. Settings, all optional:
 #   CONTAINER_DATABASE_URL  default postgres://postgres@127.0.0.1:5432/auth_container
-#   CONTAINER_REDIS_URL     default redis://127.0.0.1:6379/9
+#   CONTAINER_REDIS_URL     default redis://127.0.0.1:6379/9 (emptied first: FLUSHDB of that database)
 #   CONTAINER_PORT          default 8180 (the next free port if taken); SMTP sink on the one after
 #   CONTAINER_REBUILD_BASE=1  rebuild the stand-in base image
 source "$(dirname "$0")/lib.sh"
@@ -168,6 +168,7 @@ ensure_venv "$ROOT/requirements-dev.txt"
 ensure_postgres
 ensure_redis
 ensure_database
+flush_redis_database
 
 FROM_IMAGE="$(awk 'toupper($1) == "FROM" {print $2; exit}' Dockerfile)"
 MINOR="$(sed -n 's/^python:\([0-9]*\.[0-9]*\)-slim$/\1/p' <<<"$FROM_IMAGE")"

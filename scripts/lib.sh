@@ -99,3 +99,9 @@ with conn.cursor() as cur:
 conn.close()
 PY
 }
+
+# Empty the Redis database named in REDIS_URL (that database only, never the whole server):
+# deploy checks start from a fresh broker, cache and rate-limit counters.
+flush_redis_database() {
+  "$PY" -c 'import os, redis; redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()'
+}

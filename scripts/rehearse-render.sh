@@ -11,7 +11,7 @@
 #
 # Settings, all optional:
 #   REHEARSAL_DATABASE_URL  default postgres://postgres@127.0.0.1:5432/auth_rehearsal (recreated)
-#   REHEARSAL_REDIS_URL     default redis://127.0.0.1:6379/8
+#   REHEARSAL_REDIS_URL     default redis://127.0.0.1:6379/8 (emptied first: FLUSHDB of that database)
 #   REHEARSAL_PORT          default 8170 (the next free port if taken); SMTP sink on the one after
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -63,6 +63,9 @@ with conn.cursor() as cur:
     cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 conn.close()
 PY
+
+say "an empty Redis database: ${REDIS_URL##*/}"
+flush_redis_database
 
 PORT="$(free_port "${REHEARSAL_PORT:-8170}")"
 SMTP_PORT="$(free_port $((PORT + 1)))"
