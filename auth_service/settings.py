@@ -219,8 +219,9 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "no-referrer"
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
+# Cookies (admin session, the reset form's CSRF token) only over HTTPS, except on plain-HTTP
+# local setups such as docker compose.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=not DEBUG)
 X_FRAME_OPTIONS = "DENY"
 
 # --- Logging ----------------------------------------------------------------------------------
