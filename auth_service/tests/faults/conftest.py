@@ -1,0 +1,132 @@
+"""Fault-test fixtures: the real service under gunicorn, wired to a private PostgreSQL and Redis.
+
+One private PostgreSQL, one private Redis and one gunicorn serve the whole session, so the
+suite stays fast. A test that breaks a dependency gets it back in working order on teardown.
+"""
+
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+
+import psycopg2
+import pytest
+
+from auth_service.tests.faults.harness import (
+    PASSWORD,
+    ROOT,
+    Client,
+    PrivatePostgres,
+    PrivateRedis,
+    WebServer,
+)
+
+# Rates far above what the tests send: throttles stay active (and must fail open) but never 429.
+GENEROUS_RATES = {
+    name: "100000/min"
+    for name in ("THROTTLE_LOGIN_IP", "THROTTLE_LOGIN_EMAIL", "THROTTLE_RESET_IP")
+    + ("THROTTLE_RESET_EMAIL",)
+}
+
+
+@pytest.fixture(scope="session")
+def private_postgres(tmp_path_factory):
+    server = PrivatePostgres()
+    server.start()
+    server.database_url = server.create_database("auth_service")
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def private_redis():
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def service_env(private_postgres, private_redis) -> dict[str, str]:
+    """The environment of every service process: production settings, private dependencies."""
+    env = {
+        **os.environ,
+        **GENEROUS_RATES,
+        "DATABASE_URL": private_postgres.database_url,
+        "REDIS_URL": private_redis.url(0),
+        "CELERY_BROKER_URL": private_redis.url(0),
+        "SECRET_KEY": "fault-tests-only-secret-key-0000000000000000000000",
+        "DEBUG": "false",
+        "SECURE_SSL_REDIRECT": "false",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PYTHONUNBUFFERED": "1",
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def web(service_env, tmp_path_factory):
+    server = WebServer(env=service_env, log=tmp_path_factory.mktemp("web") / "gunicorn.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api(web) -> Client:
+    return Client(web)
+
+
+@pytest.fixture
+def postgres(private_postgres):
+    """The private PostgreSQL, running again after the test whatever the test did to it."""
+    yield private_postgres
+    if not private_postgres.is_running():
+        private_postgres.start()
+
+
+@pytest.fixture
+def redis_server(private_redis):
+    """The private Redis, answering again after the test whatever the test did to it."""
+    yield private_redis
+    if private_redis.process is None:
+        private_redis.start()
+    else:
+        private_redis.thaw()
+
+
+@pytest.fixture
+def sql(private_postgres):
+    """Run SQL against the service's database from the test, e.g. to hold a lock."""
+    conn = psycopg2.connect(private_postgres.database_url)
+    yield conn
+    conn.close()
+
+
+@dataclass
+class Account:
+    email: str
+    password: str
+    access: str
+    refresh: str
+
+
+@pytest.fixture
+def account(api) -> Account:
+    """A registered user with a live session, under an email no other test uses."""
+    email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+    registered = api.post(
+        "/api/v1/auth/register/",
+        {"full_name": "Grace Hopper", "email": email, "password": PASSWORD},
+    )
+    assert registered.status_code == 201, registered.text
+    pair = api.post("/api/v1/auth/login/", {"email": email, "password": PASSWORD}).json()
+    return Account(email=email, password=PASSWORD, access=pair["access"], refresh=pair["refresh"])

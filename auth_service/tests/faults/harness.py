@@ -1,0 +1,302 @@
+"""Private PostgreSQL, Redis and service processes that fault tests may stop, freeze and restart.
+
+Also the small tools fault tests share: polling with a deadline, running calls concurrently.
+
+Every instance here lives in a temporary directory on a free port and belongs to the test run
+alone; the shared servers on the standard ports are never touched.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
+from pathlib import Path
+
+import psycopg2
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parents[3]
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+VENV_BIN = Path(sys.executable).parent
+PASSWORD = "correct horse battery staple"
+
+
+class Gone(Exception):
+    """Raised by a check when waiting longer is pointless (the process died)."""
+
+
+def wait_for(check: Callable[[], object], *, timeout: float, what: str, every: float = 0.05):
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except Gone:
+            raise
+        except Exception as error:  # noqa: BLE001 - any other failure means "not yet"
+            last_error = error
+        else:
+            if result:
+                return result
+        time.sleep(every)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last_error!r})")
+
+
+def free_port(start: int = 0, end: int = 0) -> int:
+    """A TCP port nobody listens on: the first free one in [start, end], or any ephemeral one."""
+    candidates = range(start, end + 1) if start else [0]
+    for port in candidates:
+        with closing(socket.socket()) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RuntimeError(f"no free port in {start}-{end}")
+
+
+def _as_postgres_user() -> dict:
+    """initdb and postgres refuse to run as root; drop to the postgres OS user when we are root."""
+    return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL 15 cluster: trust auth, loopback only.
+
+    fsync is off (the OS keeps what a killed server wrote), but commits stay synchronous: a
+    transaction the service saw committed must survive an immediate stop.
+    """
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="auth-faults-pg-"))
+        self.data = self.dir / "data"
+        self.log = self.dir / "postgres.log"
+        self.port = free_port()
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._run(
+            PG_BIN / "initdb",
+            "-D",
+            self.data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+        )
+
+    def _run(self, *args) -> None:
+        subprocess.run(
+            [str(arg) for arg in args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=self.dir,
+            **_as_postgres_user(),
+        )
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c full_page_writes=off"
+        )
+        self._run(PG_BIN / "pg_ctl", "-D", self.data, "-l", self.log, "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        """Stop at once, like a crash or a lost host: clients' connections just die."""
+        self._run(PG_BIN / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+
+    def is_running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def create_database(self, name: str) -> str:
+        with closing(psycopg2.connect(self.url())) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                cursor.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def destroy(self) -> None:
+        if self.is_running():
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateRedis:
+    """A throw-away redis-server that keeps nothing on disk."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="auth-faults-redis-"))
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis.from_url(self.url(db), socket_timeout=2)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "no", "--dir", str(self.dir), "--logfile", "redis.log"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: self.client().ping(), timeout=10, what="private Redis")
+
+    def stop(self) -> None:
+        """Kill the server: every connection drops and every key is gone."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def freeze(self) -> None:
+        """The server stops answering but keeps its sockets open, like a host that hangs."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def destroy(self) -> None:
+        if self.process is not None:
+            self.thaw()
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Blackhole:
+    """A listener that accepts TCP connections and never answers: a host that hangs."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(128)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Process:
+    """A service process (gunicorn or a Celery worker) with its output kept in a log file."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str], log: Path) -> None:
+        self.args = args
+        self.env = env
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise Gone(f"{self.args[0]} exited with {self.process.returncode}:\n{self.output()}")
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+class WebServer(Process):
+    """The real service under gunicorn, as production runs it, on a port of its own."""
+
+    def __init__(self, *, env: dict[str, str], log: Path, workers: int = 3) -> None:
+        self.workers = workers
+        self.port = free_port(8300, 8399)
+        self.base = f"http://127.0.0.1:{self.port}"
+        args = [str(VENV_BIN / "gunicorn"), "auth_service.wsgi", "--bind", f"127.0.0.1:{self.port}"]
+        args += ["--workers", str(workers), "--no-control-socket", "--graceful-timeout", "20"]
+        super().__init__(args, env=env, log=log)
+
+    def start(self) -> None:
+        super().start()
+
+        def healthy() -> bool:
+            self.check_alive()
+            return requests.get(f"{self.base}/healthz", timeout=2).ok
+
+        wait_for(healthy, timeout=30, what=f"gunicorn on :{self.port}")
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+
+class Client:
+    """JSON over HTTP to a running WebServer; every call has a hard client-side timeout."""
+
+    def __init__(self, server: WebServer) -> None:
+        self.server = server
+
+    def call(self, method: str, path: str, *, json=None, token: str | None = None, timeout=15):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return requests.request(
+            method, self.server.url(path), json=json, headers=headers, timeout=timeout
+        )
+
+    def post(self, path: str, json=None, **kwargs) -> requests.Response:
+        return self.call("POST", path, json=json, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.call("GET", path, **kwargs)
+
+
+def start(call) -> Future:
+    """Run one callable in the background; ``.result(timeout)`` collects its outcome."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(call)
+    pool.shutdown(wait=False)
+    return future
+
+
+def concurrently(calls, workers: int | None = None) -> list:
+    """Run the callables at the same time; results in the same order."""
+    with ThreadPoolExecutor(max_workers=workers or len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
+
+
+def backends_waiting_on_lock(conn, count: int, *, timeout: float = 15) -> None:
+    """Wait until ``count`` service requests are blocked on a lock the test holds."""
+
+    def waiting() -> bool:
+        with closing(psycopg2.connect(conn.dsn)) as probe, probe.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND pid <> %s",
+                [conn.get_backend_pid()],
+            )
+            return cursor.fetchone()[0] >= count
+
+    wait_for(waiting, timeout=timeout, what=f"{count} requests blocked on the lock")
