@@ -1,0 +1,67 @@
+"""Requests that race each other through the real server and a real, transactional database.
+
+To make the race certain rather than likely, the test holds a PostgreSQL lock the requests
+need, waits until every one of them is blocked inside the database, then lets them all go.
+"""
+
+import uuid
+
+from auth_service.tests.faults.harness import PASSWORD, backends_waiting_on_lock, start
+
+
+def released_together(sql, table: str, calls: list) -> list:
+    """Start the calls, hold them at ``table``'s lock until all are inside, release at once."""
+    with sql.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+    try:
+        pending = [start(call) for call in calls]
+        backends_waiting_on_lock(sql, len(calls))
+    finally:
+        sql.rollback()
+    return [future.result(timeout=30) for future in pending]
+
+
+def test_concurrent_registrations_of_one_email_in_any_case_create_one_account(web, api, sql):
+    # Given one address typed three ways, sent by three clients at the same moment
+    local = f"race-{uuid.uuid4().hex[:10]}"
+    emails = [
+        f"{local}@example.com",
+        f"{local.upper()}@EXAMPLE.COM",
+        f"{local.title()}@Example.com",
+    ]
+    calls = [
+        lambda email=email: api.post(
+            "/api/v1/auth/register/",
+            {"full_name": "Katherine Johnson", "email": email, "password": PASSWORD},
+        )
+        for email in emails[: web.workers]
+    ]
+
+    # When they all pass the duplicate check before any of them inserts
+    responses = released_together(sql, "accounts_user", calls)
+
+    # Then exactly one account exists and the others get the contract's 400, not a 500
+    assert sorted(r.status_code for r in responses) == [201] + [400] * (len(calls) - 1)
+    for rejected in (r for r in responses if r.status_code == 400):
+        assert rejected.json() == {"email": ["An account with this email already exists."]}
+    with sql.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM accounts_user WHERE lower(email) = %s", [emails[0]])
+        assert cursor.fetchone()[0] == 1
+
+
+def test_concurrent_refreshes_of_one_token_yield_at_most_one_new_pair(web, api, account, sql):
+    # Given one refresh token, replayed by several clients at the same moment
+    calls = [
+        lambda: api.post("/api/v1/auth/token/refresh/", {"refresh": account.refresh})
+    ] * web.workers
+
+    # When they all get past the token's checks before any of them revokes it
+    responses = released_together(sql, "token_blacklist_blacklistedtoken", calls)
+
+    # Then one of them gets a new pair and the others a 401
+    assert sorted(r.status_code for r in responses) == [200] + [401] * (len(calls) - 1)
+    for rejected in (r for r in responses if r.status_code == 401):
+        assert rejected.json()["code"] == "token_invalid"
+    winner = next(r.json() for r in responses if r.status_code == 200)
+    assert api.post("/api/v1/auth/token/refresh/", {"refresh": winner["refresh"]}).ok
+    assert api.post("/api/v1/auth/token/refresh/", {"refresh": account.refresh}).status_code == 401
