@@ -237,7 +237,7 @@ class WebServer(Process):
         self.port = free_port(8300, 8399)
         self.base = f"http://127.0.0.1:{self.port}"
         args = [str(VENV_BIN / "gunicorn"), "auth_service.wsgi", "--bind", f"127.0.0.1:{self.port}"]
-        args += ["--workers", str(workers), "--no-control-socket", "--graceful-timeout", "20"]
+        args += ["--workers", str(workers), "--no-control-socket"]
         super().__init__(args, env=env, log=log)
 
     def start(self) -> None:
