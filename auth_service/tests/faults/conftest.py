@@ -120,13 +120,22 @@ class Account:
 
 
 @pytest.fixture
-def account(api) -> Account:
-    """A registered user with a live session, under an email no other test uses."""
-    email = f"user-{uuid.uuid4().hex[:12]}@example.com"
-    registered = api.post(
-        "/api/v1/auth/register/",
-        {"full_name": "Grace Hopper", "email": email, "password": PASSWORD},
-    )
-    assert registered.status_code == 201, registered.text
-    pair = api.post("/api/v1/auth/login/", {"email": email, "password": PASSWORD}).json()
-    return Account(email=email, password=PASSWORD, access=pair["access"], refresh=pair["refresh"])
+def make_account(api):
+    """Register a user with a live session, under an email no other test uses."""
+
+    def make() -> Account:
+        email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+        registered = api.post(
+            "/api/v1/auth/register/",
+            {"full_name": "Grace Hopper", "email": email, "password": PASSWORD},
+        )
+        assert registered.status_code == 201, registered.text
+        pair = api.post("/api/v1/auth/login/", {"email": email, "password": PASSWORD}).json()
+        return Account(email, PASSWORD, access=pair["access"], refresh=pair["refresh"])
+
+    return make
+
+
+@pytest.fixture
+def account(make_account) -> Account:
+    return make_account()

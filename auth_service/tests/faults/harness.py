@@ -27,6 +27,10 @@ ROOT = Path(__file__).resolve().parents[3]
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 VENV_BIN = Path(sys.executable).parent
 PASSWORD = "correct horse battery staple"
+UNAVAILABLE = {
+    "detail": "The service is temporarily unavailable. Try again shortly.",
+    "code": "service_unavailable",
+}
 
 
 class Gone(Exception):

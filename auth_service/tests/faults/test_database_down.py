@@ -5,6 +5,7 @@ from contextlib import closing
 import psycopg2
 
 from auth_service.tests.faults.harness import (
+    UNAVAILABLE,
     Blackhole,
     backends_waiting_on_lock,
     concurrently,
@@ -16,10 +17,6 @@ from auth_service.tests.faults.harness import (
 PROMPT = 2.0
 # A host that accepts but never answers costs the connect timeout (DB_CONNECT_TIMEOUT, 2 s).
 CONNECT_TIMEOUT_BOUND = 2.0 + 2.0
-UNAVAILABLE = {
-    "detail": "The service is temporarily unavailable. Try again shortly.",
-    "code": "service_unavailable",
-}
 
 
 def every_endpoint(api, account) -> dict:

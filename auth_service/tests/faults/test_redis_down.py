@@ -6,10 +6,11 @@ connections but never answers, where only the client's socket timeouts stop a re
 
 import pytest
 
-from auth_service.tests.faults.harness import wait_for
+from auth_service.tests.faults.harness import UNAVAILABLE, concurrently, wait_for
 
 # The service's Redis timeouts are 1 s; the margin covers a loaded 2-core CI machine.
 PROMPT = 3.0
+NEW_PASSWORD = "a brand new passphrase"
 
 
 def break_redis(server, how: str) -> None:
@@ -44,6 +45,57 @@ def test_sessions_keep_working_while_redis_is_down(api, account, redis_server, h
 
 
 @pytest.mark.parametrize("how", ["stopped", "frozen"])
+def test_password_reset_answers_json_503_quickly_while_redis_is_down(
+    api, account, redis_server, how
+):
+    # Given Redis, which holds reset tokens and the email queue, is out
+    break_redis(redis_server, how)
+
+    # When someone asks for a reset link, or uses one
+    forgot = api.post("/api/v1/auth/password/forgot/", {"email": account.email})
+    reset = api.post("/api/v1/auth/password/reset/", {"token": "0" * 64, "password": NEW_PASSWORD})
+
+    # Then both get the contract's 503 promptly instead of a false promise or a hang
+    for response in (forgot, reset):
+        assert response.status_code == 503
+        assert response.json() == UNAVAILABLE
+        assert response.elapsed.total_seconds() < PROMPT
+
+
+@pytest.mark.parametrize("how", ["stopped", "frozen"])
+def test_password_change_holds_when_its_notice_cannot_be_queued(
+    web, api, make_account, redis_server, how
+):
+    # Given every gunicorn worker has published to the broker (its connection is open)...
+    users = [make_account() for _ in range(web.workers)]
+    concurrently(
+        [lambda u=u: api.post("/api/v1/auth/password/forgot/", {"email": u.email}) for u in users]
+        * 3
+    )
+    # ...and then Redis, the broker, goes out, so "password changed" emails cannot be queued
+    break_redis(redis_server, how)
+
+    # When users change their passwords (at once: one request per gunicorn worker)
+    changes = concurrently(
+        [
+            lambda u=u: api.post(
+                "/api/v1/auth/password/change/",
+                {"current_password": u.password, "new_password": NEW_PASSWORD},
+                token=u.access,
+            )
+            for u in users
+        ]
+    )
+
+    # Then the changes are done promptly (publishing fails fast), and the new passwords work
+    assert [r.status_code for r in changes] == [204] * len(users)
+    slow = [r.elapsed.total_seconds() for r in changes]
+    assert max(slow) < PROMPT, slow
+    login = api.post("/api/v1/auth/login/", {"email": users[0].email, "password": NEW_PASSWORD})
+    assert login.status_code == 200
+
+
+@pytest.mark.parametrize("how", ["stopped", "frozen"])
 def test_readyz_names_redis_while_it_is_down(api, redis_server, how):
     break_redis(redis_server, how)
 
@@ -58,7 +110,7 @@ def test_readyz_names_redis_while_it_is_down(api, redis_server, how):
 
 
 @pytest.mark.parametrize("how", ["stopped", "frozen"])
-def test_service_recovers_without_restart_when_redis_returns(api, redis_server, how):
+def test_service_recovers_without_restart_when_redis_returns(api, account, redis_server, how):
     # Given the service noticed the outage
     break_redis(redis_server, how)
     assert api.get("/readyz").status_code == 503
@@ -66,6 +118,10 @@ def test_service_recovers_without_restart_when_redis_returns(api, redis_server, 
     # When Redis comes back
     mend_redis(redis_server, how)
 
-    # Then every gunicorn worker reports ready again, without a restart
+    # Then every gunicorn worker is ready and takes reset requests again, without a restart
     wait_for(lambda: api.get("/readyz").status_code == 200, timeout=10, what="readyz 200")
-    assert all(api.get("/readyz").status_code == 200 for _ in range(10))
+    ready = concurrently([lambda: api.get("/readyz")] * 9)
+    forgot = concurrently(
+        [lambda: api.post("/api/v1/auth/password/forgot/", {"email": account.email})] * 9
+    )
+    assert [r.status_code for r in ready + forgot] == [200] * 9 + [202] * 9
