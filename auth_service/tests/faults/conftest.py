@@ -17,9 +17,11 @@ from auth_service.tests.faults.harness import (
     PASSWORD,
     ROOT,
     Client,
+    HoldingSmtpSink,
     PrivatePostgres,
     PrivateRedis,
     WebServer,
+    Worker,
 )
 
 # Rates far above what the tests send: throttles stay active (and must fail open) but never 429.
@@ -60,6 +62,7 @@ def service_env(private_postgres, private_redis) -> dict[str, str]:
         "DEBUG": "false",
         "SECURE_SSL_REDIRECT": "false",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PUBLIC_URL": "https://auth.example.com",
         "PYTHONUNBUFFERED": "1",
     }
     subprocess.run(
@@ -139,3 +142,49 @@ def make_account(api):
 @pytest.fixture
 def account(make_account) -> Account:
     return make_account()
+
+
+@pytest.fixture
+def broker(private_redis):
+    """The private Redis (cache and broker), emptied: no queued task from an earlier test."""
+    client = private_redis.client()
+    client.flushdb()
+    return client
+
+
+@pytest.fixture
+def smtp():
+    """A local SMTP server the worker sends to; it can hold sessions to catch a task mid-send."""
+    sink = HoldingSmtpSink()
+    sink.start()
+    yield sink
+    sink.release()
+    sink.stop()
+
+
+@pytest.fixture
+def start_worker(service_env, smtp, broker, tmp_path):
+    """Start Celery workers that mail the SMTP sink; all of them are stopped after the test."""
+    workers = []
+
+    def start(**env) -> Worker:
+        worker = Worker(
+            env={
+                **service_env,
+                "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                "EMAIL_HOST": "127.0.0.1",
+                "EMAIL_PORT": str(smtp.port),
+                **env,
+            },
+            log=tmp_path / f"worker-{len(workers)}.log",
+        )
+        workers.append(worker)
+        worker.start()
+        return worker
+
+    yield start
+    # Killed, not stopped: a warm shutdown can take 30 s (see test_worker), and the next test
+    # starts from an emptied broker anyway.
+    for worker in workers:
+        if worker.process.poll() is None:
+            worker.kill_all()

@@ -6,6 +6,7 @@ Every instance here lives in a temporary directory on a free port and belongs to
 alone; the shared servers on the standard ports are never touched.
 """
 
+import asyncio
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
@@ -22,6 +24,9 @@ from pathlib import Path
 import psycopg2
 import redis
 import requests
+from aiosmtpd.controller import Controller
+
+from testing.smtp import SmtpSink, _Collector
 
 ROOT = Path(__file__).resolve().parents[3]
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -206,8 +211,14 @@ class Process:
 
     def start(self) -> None:
         with self.log.open("ab") as log:
+            # A session of its own, so the process and its children can be killed together.
             self.process = subprocess.Popen(
-                self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                self.args,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def output(self) -> str:
@@ -304,3 +315,75 @@ def backends_waiting_on_lock(conn, count: int, *, timeout: float = 15) -> None:
             return cursor.fetchone()[0] >= count
 
     wait_for(waiting, timeout=timeout, what=f"{count} requests blocked on the lock")
+
+
+class Worker(Process):
+    """The real Celery worker, started with the production command line."""
+
+    def __init__(self, *, env: dict[str, str], log: Path, concurrency: int = 1) -> None:
+        args = [str(VENV_BIN / "celery"), "-A", "auth_service", "worker", "--loglevel", "INFO"]
+        args += [
+            "--concurrency",
+            str(concurrency),
+            "--hostname",
+            f"faults-{uuid.uuid4().hex[:8]}@%h",
+        ]
+        super().__init__(args, env=env, log=log)
+
+    def start(self) -> None:
+        super().start()
+
+        def ready() -> bool:
+            self.check_alive()
+            return " ready." in self.output()
+
+        wait_for(ready, timeout=30, what="the Celery worker")
+
+    def wait_for_log(self, text: str, *, count: int = 1, timeout: float = 30) -> None:
+        wait_for(
+            lambda: self.output().count(text) >= count,
+            timeout=timeout,
+            what=f"{count} x {text!r} in the worker log",
+        )
+
+    def pool_processes(self) -> list[int]:
+        """The prefork pool's child processes (where tasks run)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
+    def kill_all(self) -> None:
+        """SIGKILL the worker and its pool at once, as when its machine or container dies."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+class HoldingSmtpSink(SmtpSink):
+    """The shared SMTP sink, plus a hold: while held, sessions stop at RCPT TO and wait.
+
+    A session held there has sent nothing that counts as a message, so killing its sender then
+    is killing it mid-task without anything delivered.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = False
+        self.held = 0
+        self._controller = Controller(_Holding(self), hostname="127.0.0.1", port=self.port)
+
+    def release(self) -> None:
+        self.holding = False
+
+
+class _Holding(_Collector):
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if self.sink.holding:
+            self.sink.held += 1
+            while self.sink.holding:
+                await asyncio.sleep(0.02)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def queued(redis_client) -> tuple[int, int]:
+    """Messages waiting in the Celery queue, and messages taken by a worker but not yet acked."""
+    return redis_client.llen("celery"), redis_client.hlen("unacked")
