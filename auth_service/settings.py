@@ -289,6 +289,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Redelivery of a task whose worker vanished, well inside the reset token's lifetime.
     # Must exceed the longest retry countdown (notifications.tasks.RETRY_MAX_DELAY).
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300),
+    # Look for such abandoned tasks every 10 s (kombu's default scans only every 100 s), so a
+    # redelivery comes at most 10 s after the visibility timeout.
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 1,
     "socket_timeout": REDIS_SOCKET_TIMEOUT,
     "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
 }
