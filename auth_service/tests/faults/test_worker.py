@@ -1,0 +1,162 @@
+"""Worker down, killed or stopped: reset emails still arrive, once, while their link works."""
+
+import os
+import re
+import signal
+import subprocess
+
+from auth_service.tests.faults.harness import queued, wait_for
+from testing.smtp import text_part
+
+NEW_PASSWORD = "a brand new passphrase"
+# The broker hands an unacknowledged task to another worker after its visibility timeout (5 min
+# in production, checked below against the token's life); a few seconds keep the tests quick.
+QUICK_REDELIVERY = {"CELERY_VISIBILITY_TIMEOUT": "5"}
+# Render waits this long after SIGTERM before it kills a process.
+GRACE_PERIOD = 30
+
+
+def forgot(api, email: str) -> None:
+    response = api.post("/api/v1/auth/password/forgot/", {"email": email})
+    assert response.status_code == 202, response.text
+
+
+def link_token(message) -> str:
+    return re.search(r"/reset-password/\?token=([0-9a-f]{64})", text_part(message)).group(1)
+
+
+def drained(broker) -> None:
+    """Wait until no task is queued or in a worker's hands: nothing more can be sent."""
+    wait_for(lambda: queued(broker) == (0, 0), timeout=30, what="an empty queue")
+
+
+def test_forgot_is_accepted_without_a_worker_and_the_email_goes_out_when_one_starts(
+    api, account, broker, smtp, start_worker
+):
+    # Given no worker is running: the request is accepted and its task waits in the queue
+    forgot(api, account.email)
+    assert queued(broker) == (1, 0)
+
+    # When a worker starts
+    start_worker()
+
+    # Then the email arrives, and its link resets the password
+    (message,) = smtp.wait_for(1)
+    assert message["To"] == account.email
+    reset = api.post(
+        "/api/v1/auth/password/reset/", {"token": link_token(message), "password": NEW_PASSWORD}
+    )
+    assert reset.status_code == 200
+
+
+def test_tasks_for_replaced_or_expired_tokens_send_nothing_and_say_why(
+    api, make_account, broker, smtp, start_worker, sql
+):
+    # Given, while no worker runs, one user asked twice (the second link replaces the first)...
+    twice, expired = make_account(), make_account()
+    forgot(api, twice.email)
+    forgot(api, twice.email)
+    # ...and another user's link expired before any worker came
+    forgot(api, expired.email)
+    with sql.cursor() as cursor:
+        cursor.execute("SELECT id FROM accounts_user WHERE email = %s", [expired.email])
+        broker.delete(f"auth:reset:user:{cursor.fetchone()[0]}")
+
+    # When a worker works through the queue
+    worker = start_worker()
+    drained(broker)
+
+    # Then only the live link is emailed, and the worker logs why the other two were not
+    assert [m["To"] for m in smtp.messages] == [twice.email]
+    worker.wait_for_log("expired, used or replaced; nothing sent", count=2)
+    reset = api.post(
+        "/api/v1/auth/password/reset/",
+        {"token": link_token(smtp.messages[0]), "password": NEW_PASSWORD},
+    )
+    assert reset.status_code == 200
+
+
+def test_email_is_sent_once_when_the_pool_process_is_killed_mid_send(
+    api, account, broker, smtp, start_worker
+):
+    # Given the worker's pool process is in the middle of talking to the mail server
+    worker = start_worker()
+    smtp.holding = True
+    forgot(api, account.email)
+    wait_for(lambda: smtp.held, timeout=30, what="the worker at the mail server")
+
+    # When the kernel kills it (out of memory, say)
+    (pool_process,) = worker.pool_processes()
+    os.kill(pool_process, signal.SIGKILL)
+    smtp.release()
+
+    # Then the task comes back, the email goes out exactly once, and its link works
+    (message,) = smtp.wait_for(1)
+    drained(broker)
+    assert len(smtp.messages) == 1
+    assert message["To"] == account.email
+    reset = api.post(
+        "/api/v1/auth/password/reset/", {"token": link_token(message), "password": NEW_PASSWORD}
+    )
+    assert reset.status_code == 200
+
+
+def test_email_is_sent_once_when_the_whole_worker_dies_mid_send(
+    api, account, broker, smtp, start_worker
+):
+    # Given a worker is in the middle of sending an email
+    worker = start_worker(**QUICK_REDELIVERY)
+    smtp.holding = True
+    forgot(api, account.email)
+    wait_for(lambda: smtp.held, timeout=30, what="the worker at the mail server")
+
+    # When its machine dies with it (nothing is acknowledged), and another worker runs
+    worker.kill_all()
+    smtp.release()
+    assert queued(broker) == (0, 1)
+    start_worker(**QUICK_REDELIVERY)
+
+    # Then after the visibility timeout the task is redelivered and the email sent, once
+    (message,) = smtp.wait_for(1, timeout=60)
+    drained(broker)
+    assert len(smtp.messages) == 1
+    reset = api.post(
+        "/api/v1/auth/password/reset/", {"token": link_token(message), "password": NEW_PASSWORD}
+    )
+    assert reset.status_code == 200
+
+
+def test_redelivery_of_an_abandoned_task_comes_while_its_link_still_works(settings):
+    # The test above shortens the visibility timeout; in production it is this much:
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    redelivered_after = options["visibility_timeout"] + options["unacked_restore_interval"]
+
+    assert redelivered_after < settings.PASSWORD_RESET_TIMEOUT - 60
+
+
+def test_sigterm_lets_the_worker_finish_the_email_in_flight(
+    api, account, broker, smtp, start_worker
+):
+    # Given the worker is in the middle of sending an email
+    worker = start_worker(**QUICK_REDELIVERY)
+    smtp.holding = True
+    forgot(api, account.email)
+    wait_for(lambda: smtp.held, timeout=30, what="the worker at the mail server")
+
+    # When the platform stops it for a deploy (and kills it if it outstays the grace period)
+    worker.signal(signal.SIGTERM)
+    worker.wait_for_log("Warm shutdown")
+    smtp.release()
+
+    # Then the email goes out...
+    (message,) = smtp.wait_for(1)
+    assert message["To"] == account.email
+    try:
+        worker.wait(timeout=GRACE_PERIOD)
+    except subprocess.TimeoutExpired:
+        worker.kill_all()
+    # ...and only once, even though a task finished during shutdown may go unacknowledged and
+    # come back (a known Celery/Redis behaviour) to the next worker
+    start_worker(**QUICK_REDELIVERY)
+    drained(broker)
+    assert len(smtp.messages) == 1
