@@ -7,6 +7,8 @@ import socket
 
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused, AnymailRequestsAPIError
 from celery import shared_task
+from django.db import InterfaceError as DatabaseInterfaceError
+from django.db import OperationalError as DatabaseOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -34,11 +36,14 @@ _TRANSIENT = (
     TimeoutError,
     RedisConnectionError,
     RedisTimeoutError,
+    # PostgreSQL unreachable or the connection lost: the worker looks the user up first.
+    DatabaseOperationalError,
+    DatabaseInterfaceError,
 )
 
 
 def is_transient(error: Exception) -> bool:
-    """Worth retrying: network trouble, the provider's 5xx/429, SMTP 4xx replies."""
+    """Worth retrying: network or database trouble, the provider's 5xx/429, SMTP 4xx replies."""
     if isinstance(error, (AnymailRecipientsRefused, *_PERMANENT_SMTP)):
         return False
     if isinstance(error, AnymailRequestsAPIError):

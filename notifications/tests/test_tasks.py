@@ -6,6 +6,7 @@ from unittest import mock
 import pytest
 from anymail.exceptions import AnymailRecipientsRefused, AnymailRequestsAPIError
 from django.core import mail
+from django.db import IntegrityError, OperationalError
 
 from accounts import reset_tokens
 from notifications import services, tasks
@@ -69,6 +70,8 @@ def test_deactivated_user_gets_nothing(make_user):
         (smtplib.SMTPRecipientsRefused({}), False),
         (smtplib.SMTPAuthenticationError(535, b"bad credentials"), False),
         (ConnectionRefusedError(), True),
+        (OperationalError("connection to server failed"), True),
+        (IntegrityError("duplicate key"), False),
         (TimeoutError(), True),
         (AnymailRequestsAPIError(status_code=503), True),
         (AnymailRequestsAPIError(status_code=429), True),

@@ -5,6 +5,8 @@ import re
 import signal
 import subprocess
 
+import pytest
+
 from auth_service.tests.faults.harness import queued, wait_for
 from testing.smtp import text_part
 
@@ -160,3 +162,47 @@ def test_sigterm_lets_the_worker_finish_the_email_in_flight(
     start_worker(**QUICK_REDELIVERY)
     drained(broker)
     assert len(smtp.messages) == 1
+
+
+@pytest.mark.parametrize("how", ["stopped", "frozen"])
+def test_worker_picks_up_again_when_redis_returns(
+    api, account, broker, smtp, start_worker, redis_server, how
+):
+    # Given a running worker loses its broker for a while
+    worker = start_worker()
+    if how == "stopped":
+        redis_server.stop()
+        worker.wait_for_log("Connection to broker lost")
+        redis_server.start()
+    else:
+        # Hanging long enough for the web process to notice (its timeout is 1 s)
+        redis_server.freeze()
+        wait_for(lambda: api.get("/readyz").status_code == 503, timeout=10, what="readyz 503")
+        redis_server.thaw()
+
+    # When someone asks for a reset link after Redis is back
+    forgot(api, account.email)
+
+    # Then the same worker, never restarted, sends it
+    (message,) = smtp.wait_for(1, timeout=30)
+    assert message["To"] == account.email
+
+
+def test_a_database_outage_delays_the_email_but_does_not_lose_it(
+    api, account, broker, smtp, start_worker, postgres
+):
+    # Given a reset email is queued and PostgreSQL goes down before a worker takes it
+    forgot(api, account.email)
+    postgres.stop()
+
+    # When the worker fails to look the user up, and PostgreSQL comes back
+    worker = start_worker()
+    worker.wait_for_log("transient OperationalError, retry 1 of")
+    postgres.start()
+
+    # Then a retry sends the email, with a link that works
+    (message,) = smtp.wait_for(1, timeout=45)
+    reset = api.post(
+        "/api/v1/auth/password/reset/", {"token": link_token(message), "password": NEW_PASSWORD}
+    )
+    assert reset.status_code == 200
