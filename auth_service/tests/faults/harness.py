@@ -8,6 +8,7 @@ alone; the shared servers on the standard ports are never touched.
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,7 +27,7 @@ import redis
 import requests
 from aiosmtpd.controller import Controller
 
-from testing.smtp import SmtpSink, _Collector
+from testing.smtp import SmtpSink, _Collector, text_part
 
 ROOT = Path(__file__).resolve().parents[3]
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -387,3 +388,8 @@ class _Holding(_Collector):
 def queued(redis_client) -> tuple[int, int]:
     """Messages waiting in the Celery queue, and messages taken by a worker but not yet acked."""
     return redis_client.llen("celery"), redis_client.hlen("unacked")
+
+
+def link_token(message) -> str:
+    """The reset token in an email's link."""
+    return re.search(r"/reset-password/\?token=([0-9a-f]{64})", text_part(message)).group(1)

@@ -6,13 +6,16 @@ need, waits until every one of them is blocked inside the database, then lets th
 
 import uuid
 
-from auth_service.tests.faults.harness import PASSWORD, backends_waiting_on_lock, start
+from auth_service.tests.faults.harness import PASSWORD, backends_waiting_on_lock, link_token, start
 
 
-def released_together(sql, table: str, calls: list) -> list:
-    """Start the calls, hold them at ``table``'s lock until all are inside, release at once."""
+def released_together(sql, table: str, calls: list, mode: str = "EXCLUSIVE") -> list:
+    """Start the calls, hold them at ``table``'s lock until all are inside, release at once.
+
+    EXCLUSIVE lets them read but stops their writes; ACCESS EXCLUSIVE stops their reads too.
+    """
     with sql.cursor() as cursor:
-        cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+        cursor.execute(f"LOCK TABLE {table} IN {mode} MODE")
     try:
         pending = [start(call) for call in calls]
         backends_waiting_on_lock(sql, len(calls))
@@ -65,3 +68,35 @@ def test_concurrent_refreshes_of_one_token_yield_at_most_one_new_pair(web, api, 
     winner = next(r.json() for r in responses if r.status_code == 200)
     assert api.post("/api/v1/auth/token/refresh/", {"refresh": winner["refresh"]}).ok
     assert api.post("/api/v1/auth/token/refresh/", {"refresh": account.refresh}).status_code == 401
+
+
+def test_concurrent_resets_with_one_token_succeed_exactly_once(
+    web, api, account, smtp, start_worker, sql
+):
+    # Given a reset link, used by several clients at the same moment with different passwords
+    start_worker()
+    assert api.post("/api/v1/auth/password/forgot/", {"email": account.email}).status_code == 202
+    token = link_token(smtp.wait_for(1)[0])
+    passwords = [f"new passphrase number {n}" for n in range(web.workers)]
+    calls = [
+        lambda password=password: api.post(
+            "/api/v1/auth/password/reset/", {"token": token, "password": password}
+        )
+        for password in passwords
+    ]
+
+    # When they all find the token live before any of them uses it up
+    responses = released_together(sql, "accounts_user", calls, mode="ACCESS EXCLUSIVE")
+
+    # Then one reset wins, the others hear the link is used, and only the winner's password works
+    assert sorted(r.status_code for r in responses) == [200] + [400] * (len(calls) - 1)
+    for rejected in (r for r in responses if r.status_code == 400):
+        assert rejected.json()["code"] == "reset_token_invalid"
+    winner = next(p for p, r in zip(passwords, responses, strict=True) if r.status_code == 200)
+    logins = {
+        password: api.post(
+            "/api/v1/auth/login/", {"email": account.email, "password": password}
+        ).status_code
+        for password in passwords
+    }
+    assert logins == {password: 200 if password == winner else 401 for password in passwords}

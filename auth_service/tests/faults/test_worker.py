@@ -1,14 +1,12 @@
 """Worker down, killed or stopped: reset emails still arrive, once, while their link works."""
 
 import os
-import re
 import signal
 import subprocess
 
 import pytest
 
-from auth_service.tests.faults.harness import queued, wait_for
-from testing.smtp import text_part
+from auth_service.tests.faults.harness import link_token, queued, wait_for
 
 NEW_PASSWORD = "a brand new passphrase"
 # The broker hands an unacknowledged task to another worker after its visibility timeout (5 min
@@ -21,10 +19,6 @@ GRACE_PERIOD = 30
 def forgot(api, email: str) -> None:
     response = api.post("/api/v1/auth/password/forgot/", {"email": email})
     assert response.status_code == 202, response.text
-
-
-def link_token(message) -> str:
-    return re.search(r"/reset-password/\?token=([0-9a-f]{64})", text_part(message)).group(1)
 
 
 def drained(broker) -> None:
