@@ -76,7 +76,7 @@ def json_exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
     elif isinstance(exc, UNAVAILABLE_ERRORS):
-        logger.error("dependency unavailable: %s", type(exc).__name__)
+        logger.error("dependency unavailable: %s (%s)", _dependency(exc), type(exc).__name__)
         exc = ServiceUnavailable()
     elif isinstance(exc, InvalidToken | exceptions.AuthenticationFailed):
         # Only the JWT authenticator raises these; clients get one stable code for them all.
@@ -92,6 +92,15 @@ def json_exception_handler(exc, context):
     elif not isinstance(exc, exceptions.ValidationError):
         response.data = {"detail": str(exc.detail), "code": exc.detail.code}
     return response
+
+
+def _dependency(exc: Exception) -> str:
+    """Which dependency failed, for the log: kombu and Django both name errors OperationalError."""
+    if isinstance(exc, DatabaseError):
+        return "database"
+    if isinstance(exc, BrokerError):
+        return "broker"
+    return "redis"
 
 
 def _first_code(codes) -> str:

@@ -69,6 +69,8 @@ def test_every_endpoint_answers_json_503_quickly_while_postgres_is_down(api, acc
     }
     slow = {name: r.elapsed.total_seconds() for name, r in responses.items()}
     assert max(slow.values()) < PROMPT, slow
+    # And the log tells operators which dependency failed
+    assert "dependency unavailable: database (OperationalError)" in api.server.output()
 
 
 def test_readyz_names_the_database_and_healthz_stays_up_while_postgres_is_down(api, postgres):

@@ -60,6 +60,7 @@ def test_password_reset_answers_json_503_quickly_while_redis_is_down(
         assert response.status_code == 503
         assert response.json() == UNAVAILABLE
         assert response.elapsed.total_seconds() < PROMPT
+    assert "dependency unavailable: redis" in api.server.output()
 
 
 @pytest.mark.parametrize("how", ["stopped", "frozen"])
