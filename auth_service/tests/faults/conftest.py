@@ -85,7 +85,10 @@ def web(service_env, tmp_path_factory):
 
 @pytest.fixture
 def api(web) -> Client:
-    return Client(web)
+    """HTTP to the shared gunicorn; fails the test if the service logged a 500 meanwhile."""
+    seen = len(web.output())
+    yield Client(web)
+    assert "Internal Server Error" not in web.output()[seen:], web.output()[seen:]
 
 
 @pytest.fixture
