@@ -13,6 +13,7 @@ from notifications import emails
 logger = logging.getLogger(__name__)
 
 SENT_PREFIX = "auth:reset:sent:"
+NOTICE_SENT_PREFIX = "auth:notice:sent:"
 
 
 def password_reset_link(*, token: str) -> str:
@@ -49,11 +50,22 @@ def password_reset_deliver(*, user_id: int, nonce: str) -> bool:
     return True
 
 
-def password_changed_deliver(*, user_id: int) -> bool:
-    """Tell the user their password changed; True if sent."""
+def password_changed_deliver(*, user_id: int, message_id: str) -> bool:
+    """Tell the user their password changed; True if sent.
+
+    Like the reset email, runs at least once per message (a task that finishes while its
+    worker shuts down can come back): a marker keyed by the message's id makes the redelivery
+    a no-op. It outlives the broker's visibility timeout, after which redeliveries happen.
+    """
     user = User.objects.filter(pk=user_id).only("email", "full_name").first()
     if user is None:
         return False
+    redis = get_redis_connection("default")
+    sent_key = NOTICE_SENT_PREFIX + message_id
+    if redis.exists(sent_key):
+        logger.info("password changed notice for user %s already sent; skipping", user_id)
+        return False
     emails.password_changed_email_send(to=user.email, full_name=user.full_name)
+    redis.set(sent_key, 1, ex=settings.PASSWORD_RESET_TIMEOUT)
     logger.info("password changed notice sent to user %s", user_id)
     return True

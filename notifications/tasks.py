@@ -93,4 +93,4 @@ def send_password_reset_email(self, user_id: int, nonce: str) -> None:
 @shared_task(bind=True, max_retries=MAX_RETRIES)
 def send_password_changed_email(self, user_id: int) -> None:
     """Email the 'your password was changed' notice."""
-    _deliver(self, services.password_changed_deliver, user_id=user_id)
+    _deliver(self, services.password_changed_deliver, user_id=user_id, message_id=self.request.id)

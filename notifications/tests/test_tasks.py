@@ -132,3 +132,20 @@ def test_permanent_failure_is_not_retried_and_logged_without_secrets(user, caplo
     assert "giving up after 1 attempt(s): SMTPRecipientsRefused" in caplog.text
     assert issued.token not in caplog.text
     assert user.email not in caplog.text
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_redelivered_password_changed_notice_does_not_email_twice(user):
+    # A task that finished while its worker shut down can be delivered again with the same id.
+    tasks.send_password_changed_email.apply(args=[user.pk], task_id="one-message")
+    tasks.send_password_changed_email.apply(args=[user.pk], task_id="one-message")
+
+    assert [m.subject for m in mail.outbox] == ["Your password was changed"]
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_each_password_change_gets_its_own_notice(user):
+    tasks.send_password_changed_email.delay(user.pk)
+    tasks.send_password_changed_email.delay(user.pk)
+
+    assert len(mail.outbox) == 2
