@@ -30,7 +30,17 @@ from aiosmtpd.controller import Controller
 from testing.smtp import SmtpSink, _Collector, text_part
 
 ROOT = Path(__file__).resolve().parents[3]
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def _postgres_bin() -> Path:
+    """PG_BIN if set, else the newest Debian-installed PostgreSQL (15 on these machines)."""
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"])
+    installed = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    return installed[-1] if installed else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _postgres_bin()
 VENV_BIN = Path(sys.executable).parent
 PASSWORD = "correct horse battery staple"
 UNAVAILABLE = {
