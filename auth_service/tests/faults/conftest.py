@@ -33,10 +33,10 @@ GENEROUS_RATES = {
 
 
 @pytest.fixture(scope="session")
-def private_postgres(tmp_path_factory):
+def private_postgres():
     server = PrivatePostgres()
     server.start()
-    server.database_url = server.create_database("auth_service")
+    server.create_database("auth_service")
     yield server
     server.destroy()
 
@@ -167,7 +167,7 @@ def smtp():
 
 @pytest.fixture
 def start_worker(service_env, smtp, broker, tmp_path):
-    """Start Celery workers that mail the SMTP sink; all of them are stopped after the test."""
+    """Start Celery workers that mail the SMTP sink; all of them are killed after the test."""
     workers = []
 
     def start(**env) -> Worker:

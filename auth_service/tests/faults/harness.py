@@ -90,7 +90,7 @@ def _as_postgres_user() -> dict:
 
 
 class PrivatePostgres:
-    """A throw-away PostgreSQL 15 cluster: trust auth, loopback only.
+    """A throw-away PostgreSQL cluster: trust auth, loopback only.
 
     fsync is off (the OS keeps what a killed server wrote), but commits stay synchronous: a
     transaction the service saw committed must survive an immediate stop.
@@ -101,6 +101,7 @@ class PrivatePostgres:
         self.data = self.dir / "data"
         self.log = self.dir / "postgres.log"
         self.port = free_port()
+        self.database_url = ""
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run(
@@ -115,14 +116,16 @@ class PrivatePostgres:
         )
 
     def _run(self, *args) -> None:
-        subprocess.run(
+        done = subprocess.run(
             [str(arg) for arg in args],
-            check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             cwd=self.dir,
             **_as_postgres_user(),
         )
+        if done.returncode != 0:
+            log = self.log.read_text(errors="replace") if self.log.exists() else ""
+            raise RuntimeError(f"{args[0]} failed: {done.stderr.decode()}\n{log[-2000:]}")
 
     def url(self, database: str = "postgres") -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
@@ -141,12 +144,13 @@ class PrivatePostgres:
     def is_running(self) -> bool:
         return (self.data / "postmaster.pid").exists()
 
-    def create_database(self, name: str) -> str:
+    def create_database(self, name: str) -> None:
+        """Create the service's database; its URL is then ``database_url``."""
         with closing(psycopg2.connect(self.url())) as conn:
             conn.autocommit = True
             with conn.cursor() as cursor:
                 cursor.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
+        self.database_url = self.url(name)
 
     def destroy(self) -> None:
         if self.is_running():
