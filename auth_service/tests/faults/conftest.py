@@ -170,7 +170,7 @@ def start_worker(service_env, smtp, broker, tmp_path):
     """Start Celery workers that mail the SMTP sink; all of them are killed after the test."""
     workers = []
 
-    def start(**env) -> Worker:
+    def start(*, wait: bool = True, **env) -> Worker:
         worker = Worker(
             env={
                 **service_env,
@@ -182,7 +182,7 @@ def start_worker(service_env, smtp, broker, tmp_path):
             log=tmp_path / f"worker-{len(workers)}.log",
         )
         workers.append(worker)
-        worker.start()
+        worker.start(wait=wait)
         return worker
 
     yield start

@@ -345,14 +345,17 @@ class Worker(Process):
         ]
         super().__init__(args, env=env, log=log)
 
-    def start(self) -> None:
+    def start(self, *, wait: bool = True) -> None:
         super().start()
+        if wait:
+            self.wait_until_ready()
 
+    def wait_until_ready(self, timeout: float = 30) -> None:
         def ready() -> bool:
             self.check_alive()
             return " ready." in self.output()
 
-        wait_for(ready, timeout=30, what="the Celery worker")
+        wait_for(ready, timeout=timeout, what="the Celery worker")
 
     def wait_for_log(self, text: str, *, count: int = 1, timeout: float = 30) -> None:
         wait_for(
