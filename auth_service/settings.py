@@ -106,6 +106,16 @@ DATABASES = {
 }
 # A database that does not answer must turn into a quick 503, not a hung worker.
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 2)
+# A lost network path resets nothing: a query on an open connection would wait on TCP
+# retransmissions for many minutes. Data unacknowledged for DB_TCP_USER_TIMEOUT ms fails the
+# connection instead (then the connect timeout applies), and keepalives find dead idle ones.
+DATABASES["default"]["OPTIONS"].update(
+    tcp_user_timeout=env_int("DB_TCP_USER_TIMEOUT", 3000),
+    keepalives=1,
+    keepalives_idle=30,
+    keepalives_interval=5,
+    keepalives_count=3,
+)
 
 # --- Redis: cache (throttle counters, reset tokens) and Celery broker -------------------------
 

@@ -96,11 +96,13 @@ class PrivatePostgres:
     transaction the service saw committed must survive an immediate stop.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", netns: "NetworkNamespace | None" = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="auth-faults-pg-"))
         self.data = self.dir / "data"
         self.log = self.dir / "postgres.log"
-        self.port = free_port()
+        self.host = host
+        self.netns = netns
+        self.port = free_port() if netns is None else 5432
         self.database_url = ""
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
@@ -114,25 +116,31 @@ class PrivatePostgres:
             "--encoding=UTF8",
             "--no-sync",
         )
+        if netns is not None:
+            # initdb trusts loopback only; this server is reached from outside its namespace.
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {netns.outside}/32 trust\n")
 
     def _run(self, *args) -> None:
+        command = [str(arg) for arg in args]
+        as_user = _as_postgres_user()
+        if self.netns is not None:
+            # Entering a namespace needs root; drop to the postgres user inside it.
+            command = self.netns.exec_prefix() + ["runuser", "-u", "postgres", "--", *command]
+            as_user = {}
         done = subprocess.run(
-            [str(arg) for arg in args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            cwd=self.dir,
-            **_as_postgres_user(),
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.dir, **as_user
         )
         if done.returncode != 0:
             log = self.log.read_text(errors="replace") if self.log.exists() else ""
             raise RuntimeError(f"{args[0]} failed: {done.stderr.decode()}\n{log[-2000:]}")
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgres://postgres@{self.host}:{self.port}/{database}"
 
     def start(self) -> None:
         options = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+            f"-p {self.port} -k {self.dir} -c listen_addresses={self.host} "
             "-c fsync=off -c full_page_writes=off"
         )
         self._run(PG_BIN / "pg_ctl", "-D", self.data, "-l", self.log, "-o", options, "-w", "start")
@@ -200,6 +208,53 @@ class PrivateRedis:
             self.thaw()
             self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class NetworkNamespace:
+    """A network of its own joined to ours by a veth pair; its firewall can cut it off.
+
+    Dropping packets (rather than closing sockets) is what a lost network path looks like: no
+    reset, no reply, sent data never acknowledged. Needs root and iproute2/iptables.
+    """
+
+    def __init__(self) -> None:
+        suffix = uuid.uuid4().hex[:6]
+        self.name = f"authf-{suffix}"
+        subnet = int(suffix[:2], 16)
+        self.outside, self.inside = f"10.231.{subnet}.1", f"10.231.{subnet}.2"
+        outer, inner = f"afo{suffix}", f"afi{suffix}"
+        self._ip("netns", "add", self.name)
+        self._ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+        self._ip("link", "set", inner, "netns", self.name)
+        self._ip("addr", "add", f"{self.outside}/30", "dev", outer)
+        self._ip("link", "set", outer, "up")
+        self._inside("ip", "addr", "add", f"{self.inside}/30", "dev", inner)
+        self._inside("ip", "link", "set", inner, "up")
+        self._inside("ip", "link", "set", "lo", "up")
+
+    @staticmethod
+    def available() -> bool:
+        return os.geteuid() == 0 and bool(shutil.which("ip")) and bool(shutil.which("iptables"))
+
+    def exec_prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.name]
+
+    def _ip(self, *args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    def _inside(self, *args: str) -> None:
+        subprocess.run([*self.exec_prefix(), *args], check=True, capture_output=True)
+
+    def cut(self) -> None:
+        """Drop every packet in and out, silently."""
+        self._inside("iptables", "-A", "INPUT", "-j", "DROP")
+        self._inside("iptables", "-A", "OUTPUT", "-j", "DROP")
+
+    def mend(self) -> None:
+        self._inside("iptables", "-F")
+
+    def destroy(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
 
 
 class Blackhole:

@@ -1,0 +1,86 @@
+"""The network path to PostgreSQL is lost: packets vanish, no connection is reset.
+
+Unlike a stopped server, nothing tells the service its open connections are dead; without a
+timeout on unacknowledged data a request would wait on TCP retransmissions for many minutes.
+"""
+
+import subprocess
+import sys
+
+import pytest
+
+from auth_service.tests.faults.harness import (
+    PASSWORD,
+    ROOT,
+    UNAVAILABLE,
+    Client,
+    NetworkNamespace,
+    PrivatePostgres,
+    WebServer,
+    concurrently,
+    wait_for,
+)
+
+# DB_TCP_USER_TIMEOUT (unacknowledged data) + DB_CONNECT_TIMEOUT (the reconnect), + margin.
+BOUND = 3.0 + 2.0 + 3.0
+
+
+@pytest.fixture
+def remote_postgres():
+    """A private PostgreSQL in a network namespace of its own, reached over a veth pair."""
+    if not NetworkNamespace.available():
+        pytest.skip("needs root with iproute2 and iptables to drop packets")
+    netns = NetworkNamespace()
+    server = PrivatePostgres(host=netns.inside, netns=netns)
+    try:
+        server.start()
+        server.create_database("auth_service")
+        yield netns, server
+    finally:
+        netns.mend()
+        server.destroy()
+        netns.destroy()
+
+
+@pytest.fixture
+def remote_web(remote_postgres, service_env, tmp_path):
+    _, server = remote_postgres
+    env = {**service_env, "DATABASE_URL": server.database_url}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    web = WebServer(env=env, log=tmp_path / "gunicorn.log")
+    web.start()
+    yield web
+    web.stop()
+
+
+def test_a_lost_network_path_gives_prompt_503s_and_heals_without_restart(
+    remote_postgres, remote_web
+):
+    netns, _ = remote_postgres
+    api = Client(remote_web)
+    # Given a signed-in user, and the workers hold open connections to PostgreSQL
+    credentials = {"email": "katherine@example.com", "password": PASSWORD}
+    api.post("/api/v1/auth/register/", {"full_name": "Katherine Johnson", **credentials})
+    access = api.post("/api/v1/auth/login/", credentials).json()["access"]
+    me = lambda: api.get("/api/v1/auth/me/", token=access, timeout=30)  # noqa: E731
+    assert [r.status_code for r in concurrently([me] * 6)] == [200] * 6
+
+    # When the path to PostgreSQL is lost: every packet dropped, no connection reset
+    netns.cut()
+    responses = concurrently([me] * 3)
+
+    # Then requests get the contract's 503 after bounded waits, instead of hanging for minutes
+    assert [(r.status_code, r.json()) for r in responses] == [(503, UNAVAILABLE)] * 3
+    slow = [r.elapsed.total_seconds() for r in responses]
+    assert max(slow) < BOUND, slow
+
+    # And when the path comes back, the same processes serve again
+    netns.mend()
+    wait_for(lambda: me().status_code == 200, timeout=20, what="me 200 after the path returned")
+    assert [r.status_code for r in concurrently([me] * 6)] == [200] * 6
