@@ -169,25 +169,30 @@ class PrivatePostgres:
 class PrivateRedis:
     """A throw-away redis-server that keeps nothing on disk."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", netns: "NetworkNamespace | None" = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="auth-faults-redis-"))
-        self.port = free_port()
+        self.host = host
+        self.netns = netns
+        self.port = free_port() if netns is None else 6379
         self.process: subprocess.Popen | None = None
 
     def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        return f"redis://{self.host}:{self.port}/{db}"
 
     def client(self, db: int = 0) -> redis.Redis:
         return redis.Redis.from_url(self.url(db), socket_timeout=2)
 
-    def start(self) -> None:
+    def start(self, *, wait: bool = True) -> None:
+        prefix = self.netns.exec_prefix() if self.netns is not None else []
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no", "--dir", str(self.dir), "--logfile", "redis.log"],
+            [*prefix, "redis-server", "--port", str(self.port), "--bind", self.host]
+            + ["--save", "", "--appendonly", "no", "--protected-mode", "no"]
+            + ["--dir", str(self.dir), "--logfile", "redis.log"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(lambda: self.client().ping(), timeout=10, what="private Redis")
+        if wait:
+            wait_for(lambda: self.client().ping(), timeout=10, what="private Redis")
 
     def stop(self) -> None:
         """Kill the server: every connection drops and every key is gone."""

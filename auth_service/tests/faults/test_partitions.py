@@ -1,7 +1,8 @@
-"""The network path to PostgreSQL is lost: packets vanish, no connection is reset.
+"""The network path to PostgreSQL or Redis is lost: packets vanish, no connection is reset.
 
 Unlike a stopped server, nothing tells the service its open connections are dead; without a
 timeout on unacknowledged data a request would wait on TCP retransmissions for many minutes.
+Each test puts its dependency in a network namespace of its own and cuts it off there.
 """
 
 import subprocess
@@ -16,7 +17,9 @@ from auth_service.tests.faults.harness import (
     Client,
     NetworkNamespace,
     PrivatePostgres,
+    PrivateRedis,
     WebServer,
+    Worker,
     concurrently,
     wait_for,
 )
@@ -26,11 +29,17 @@ BOUND = 3.0 + 2.0 + 3.0
 
 
 @pytest.fixture
-def remote_postgres():
-    """A private PostgreSQL in a network namespace of its own, reached over a veth pair."""
+def netns():
     if not NetworkNamespace.available():
         pytest.skip("needs root with iproute2 and iptables to drop packets")
-    netns = NetworkNamespace()
+    namespace = NetworkNamespace()
+    yield namespace
+    namespace.destroy()
+
+
+@pytest.fixture
+def remote_postgres(netns):
+    """A private PostgreSQL in a network namespace of its own, reached over a veth pair."""
     server = PrivatePostgres(host=netns.inside, netns=netns)
     try:
         server.start()
@@ -39,7 +48,6 @@ def remote_postgres():
     finally:
         netns.mend()
         server.destroy()
-        netns.destroy()
 
 
 @pytest.fixture
@@ -84,3 +92,56 @@ def test_a_lost_network_path_gives_prompt_503s_and_heals_without_restart(
     netns.mend()
     wait_for(lambda: me().status_code == 200, timeout=20, what="me 200 after the path returned")
     assert [r.status_code for r in concurrently([me] * 6)] == [200] * 6
+
+
+@pytest.fixture
+def remote_redis(netns):
+    """A private Redis in a network namespace of its own."""
+    server = PrivateRedis(host=netns.inside, netns=netns)
+    server.start()
+    yield server
+    netns.mend()
+    server.destroy()
+
+
+def test_web_and_worker_work_again_after_the_path_to_redis_was_lost(
+    netns, remote_redis, service_env, account, smtp, tmp_path
+):
+    env = {
+        **service_env,
+        "REDIS_URL": remote_redis.url(0),
+        "CELERY_BROKER_URL": remote_redis.url(0),
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(smtp.port),
+    }
+    web = WebServer(env=env, log=tmp_path / "gunicorn.log")
+    worker = Worker(env=env, log=tmp_path / "worker.log")
+    try:
+        web.start()
+        worker.start()
+        api = Client(web)
+        forgot = lambda: api.post(  # noqa: E731
+            "/api/v1/auth/password/forgot/", {"email": account.email}, timeout=30
+        )
+        # Given web and worker have working connections to Redis (one email went out)
+        assert forgot().status_code == 202
+        smtp.wait_for(1)
+
+        # When the path to Redis is lost, and Redis is replaced meanwhile (a failover: the new
+        # server knows nothing of the old connections, and no reset reaches the clients)
+        netns.cut()
+        outage = forgot()
+        remote_redis.stop()
+        remote_redis.start(wait=False)
+        netns.mend()
+
+        # Then reset requests during the loss got a prompt 503, and afterwards the same web
+        # and worker processes deliver the next email
+        assert (outage.status_code, outage.json()) == (503, UNAVAILABLE)
+        assert outage.elapsed.total_seconds() < 3
+        wait_for(lambda: forgot().status_code == 202, timeout=20, what="forgot 202")
+        smtp.wait_for(2, timeout=90)
+    finally:
+        worker.kill_all()
+        web.stop()
