@@ -5,8 +5,6 @@ suite stays fast. A test that breaks a dependency gets it back in working order 
 """
 
 import os
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 
@@ -15,13 +13,13 @@ import pytest
 
 from auth_service.tests.faults.harness import (
     PASSWORD,
-    ROOT,
     Client,
     HoldingSmtpSink,
     PrivatePostgres,
     PrivateRedis,
     WebServer,
     Worker,
+    migrate,
 )
 
 # Rates far above what the tests send: throttles stay active (and must fail open) but never 429.
@@ -65,13 +63,7 @@ def service_env(private_postgres, private_redis) -> dict[str, str]:
         "PUBLIC_URL": "https://auth.example.com",
         "PYTHONUNBUFFERED": "1",
     }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    migrate(env)
     return env
 
 
@@ -172,13 +164,7 @@ def start_worker(service_env, smtp, broker, tmp_path):
 
     def start(*, wait: bool = True, **env) -> Worker:
         worker = Worker(
-            env={
-                **service_env,
-                "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-                "EMAIL_HOST": "127.0.0.1",
-                "EMAIL_PORT": str(smtp.port),
-                **env,
-            },
+            env={**service_env, **smtp.client_env(), **env},
             log=tmp_path / f"worker-{len(workers)}.log",
         )
         workers.append(worker)

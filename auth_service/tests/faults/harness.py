@@ -275,6 +275,17 @@ class Blackhole:
         self.sock.close()
 
 
+def migrate(env: dict[str, str]) -> None:
+    """Create the service's tables in the database ``env`` points at."""
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
 class Process:
     """A service process (gunicorn or a Celery worker) with its output kept in a log file."""
 
@@ -450,6 +461,14 @@ class HoldingSmtpSink(SmtpSink):
 
     def release(self) -> None:
         self.holding = False
+
+    def client_env(self) -> dict[str, str]:
+        """The settings that make the service send its email here."""
+        return {
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_HOST": "127.0.0.1",
+            "EMAIL_PORT": str(self.port),
+        }
 
 
 class _Holding(_Collector):

@@ -5,14 +5,10 @@ timeout on unacknowledged data a request would wait on TCP retransmissions for m
 Each test puts its dependency in a network namespace of its own and cuts it off there.
 """
 
-import subprocess
-import sys
-
 import pytest
 
 from auth_service.tests.faults.harness import (
     PASSWORD,
-    ROOT,
     UNAVAILABLE,
     Client,
     NetworkNamespace,
@@ -21,6 +17,7 @@ from auth_service.tests.faults.harness import (
     WebServer,
     Worker,
     concurrently,
+    migrate,
     wait_for,
 )
 
@@ -54,13 +51,7 @@ def remote_postgres(netns):
 def remote_web(remote_postgres, service_env, tmp_path):
     _, server = remote_postgres
     env = {**service_env, "DATABASE_URL": server.database_url}
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    migrate(env)
     web = WebServer(env=env, log=tmp_path / "gunicorn.log")
     web.start()
     yield web
@@ -111,9 +102,7 @@ def test_web_and_worker_work_again_after_the_path_to_redis_was_lost(
         **service_env,
         "REDIS_URL": remote_redis.url(0),
         "CELERY_BROKER_URL": remote_redis.url(0),
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": str(smtp.port),
+        **smtp.client_env(),
     }
     web = WebServer(env=env, log=tmp_path / "gunicorn.log")
     worker = Worker(env=env, log=tmp_path / "worker.log")
