@@ -337,8 +337,9 @@ class WebServer(Process):
         self.workers = workers
         self.port = free_port(8300, 8399)
         self.base = f"http://127.0.0.1:{self.port}"
-        args = [str(VENV_BIN / "gunicorn"), "auth_service.wsgi", "--bind", f"127.0.0.1:{self.port}"]
-        args += ["--workers", str(workers), "--no-control-socket"]
+        # The production command line (Procfile, render.yaml), on a port of the tests' own.
+        args = [str(VENV_BIN / "gunicorn"), "--config", "gunicorn.conf.py", "auth_service.wsgi"]
+        args += ["--bind", f"127.0.0.1:{self.port}", "--workers", str(workers)]
         super().__init__(args, env=env, log=log)
 
     def start(self) -> None:
