@@ -1,0 +1,149 @@
+-- Request generators for wrk: one mode per run, chosen by the first script argument.
+--
+--   wrk -t T -c C -d 15s -s bench/load.lua http://127.0.0.1:PORT -- MODE DATAFILE T TAG
+--
+-- TAG is unique per wrk run, so emails made up by one run (register, unknown) never repeat.
+--
+-- DATAFILE is a Lua file written by bench/run.py: `return {run=..., password=..., users={...},
+-- access={...}, refresh={...}, distinct={...}}`. Modes that follow a per-client state (refresh
+-- chains, distinct forgot emails) must run with as many threads as connections, so one thread's
+-- state is one connection's state. BENCH_THINK_MS in the environment adds a pause before each
+-- request (a client that is not hammering). done() prints one line `BENCH_JSON {...}`.
+
+local threads = {}
+
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+
+local mode, data, thread_count, tag
+local headers = {
+  ["Content-Type"] = "application/json",
+  -- What Render's proxy adds: the app sees an HTTPS request, as in production.
+  ["X-Forwarded-Proto"] = "https",
+}
+local counter = 0
+local static_request
+local refresh_token
+local last_kind = ""
+ok, non2xx, s5xx, known_ok, unknown_ok = 0, 0, 0, 0, 0
+
+local function post(path, body)
+  return wrk.format("POST", path, headers, body)
+end
+
+local function pick(list, n)
+  return list[(n % #list) + 1]
+end
+
+function init(args)
+  mode = args[1]
+  data = dofile(args[2])
+  thread_count = tonumber(args[3] or "1")
+  tag = data.run .. "-" .. (args[4] or "0")
+  counter = 0
+  if mode == "healthz" then
+    static_request = wrk.format("GET", "/healthz", headers)
+  elseif mode == "me" then
+    local h = {}
+    for k, v in pairs(headers) do h[k] = v end
+    h["Authorization"] = "Bearer " .. pick(data.access, id)
+    static_request = wrk.format("GET", "/api/v1/auth/me/", h)
+  elseif mode == "refresh" then
+    refresh_token = pick(data.refresh, id)
+  end
+end
+
+local function forgot(email, kind)
+  last_kind = kind
+  return post("/api/v1/auth/password/forgot/", '{"email":"' .. email .. '"}')
+end
+
+local function unknown_email()
+  return string.format("nobody-%s-%d-%d@bench.example", tag, id, counter)
+end
+
+function request()
+  counter = counter + 1
+  if static_request then
+    return static_request
+  elseif mode == "login" then
+    local user = pick(data.users, id * 7919 + counter)
+    return post("/api/v1/auth/login/",
+      '{"email":"' .. user .. '","password":"' .. data.password .. '"}')
+  elseif mode == "register" then
+    local email = string.format("r-%s-%d-%d@bench.example", tag, id, counter)
+    return post("/api/v1/auth/register/",
+      '{"full_name":"Bench Client","email":"' .. email .. '","password":"' .. data.password .. '"}')
+  elseif mode == "refresh" then
+    return post("/api/v1/auth/token/refresh/", '{"refresh":"' .. refresh_token .. '"}')
+  elseif mode == "forgot_known" then
+    return forgot(pick(data.users, id * 7919 + counter), "known")
+  elseif mode == "forgot_unknown" then
+    return forgot(unknown_email(), "unknown")
+  elseif mode == "forgot_mixed" then
+    if counter % 2 == 0 then
+      return forgot(pick(data.users, id * 7919 + counter), "known")
+    end
+    return forgot(unknown_email(), "unknown")
+  elseif mode == "forgot_distinct" then
+    -- Thread k takes distinct[k], distinct[k + T], ...: no user is asked for twice, so every
+    -- known request must end as exactly one email. Unknown emails once the slice runs out.
+    local index = id + (counter - 1) * thread_count + 1
+    if index <= #data.distinct then
+      return forgot(data.distinct[index], "known")
+    end
+    return forgot(unknown_email(), "unknown")
+  end
+  error("unknown mode " .. tostring(mode))
+end
+
+function response(status, headers, body)
+  if status >= 200 and status < 300 then
+    ok = ok + 1
+    if last_kind == "known" then
+      known_ok = known_ok + 1
+    elseif last_kind == "unknown" then
+      unknown_ok = unknown_ok + 1
+    end
+    if mode == "refresh" then
+      refresh_token = string.match(body, '"refresh"%s*:%s*"([^"]+)"') or refresh_token
+    end
+  else
+    non2xx = non2xx + 1
+    if status >= 500 then
+      s5xx = s5xx + 1
+    end
+  end
+end
+
+local think = tonumber(os.getenv("BENCH_THINK_MS") or "0")
+if think > 0 then
+  function delay()
+    return think
+  end
+end
+
+function done(summary, latency, requests)
+  local totals = {ok = 0, non2xx = 0, s5xx = 0, known_ok = 0, unknown_ok = 0}
+  for _, thread in ipairs(threads) do
+    for name, _ in pairs(totals) do
+      totals[name] = totals[name] + (thread:get(name) or 0)
+    end
+  end
+  local e = summary.errors
+  local fields = {
+    string.format('"requests":%d', summary.requests),
+    string.format('"duration_us":%d', summary.duration),
+    string.format('"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d}',
+      e.connect, e.read, e.write, e.timeout),
+    string.format('"latency_us":{"p50":%d,"p90":%d,"p95":%d,"p99":%d,"max":%d,"mean":%.1f}',
+      latency:percentile(50), latency:percentile(90), latency:percentile(95),
+      latency:percentile(99), latency.max, latency.mean),
+  }
+  for name, value in pairs(totals) do
+    table.insert(fields, string.format('"%s":%d', name, value))
+  end
+  io.write("BENCH_JSON {" .. table.concat(fields, ",") .. "}\n")
+end

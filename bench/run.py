@@ -1,0 +1,465 @@
+"""Load benchmark of auth_service, measured the way clients feel it (see bench/README.md).
+
+Starts the service as production does (gunicorn with gunicorn.conf.py, DEBUG off, persistent
+database connections, the real Celery worker) on its own database and Redis DB, seeds users
+through the API and drives it with wrk from separate processes. Prints a markdown table and
+writes bench/results/<timestamp>.json and .md.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import harness as h  # noqa: E402
+import redis  # noqa: E402
+
+from testing.smtp import SmtpSink, free_port  # noqa: E402
+
+FORGOT = "/api/v1/auth/password/forgot/"
+
+# The mixed load: 32 clients at once. Forgot clients pause between requests (people ask for a
+# reset rarely); every other client sends its next request as soon as the last one answered.
+MIX = [
+    # (mode, connections, wrk threads, think ms)
+    ("me", 10, 2, 0),
+    ("refresh", 8, 8, 0),
+    ("login", 6, 2, 0),
+    ("register", 4, 2, 0),
+    ("forgot_mixed", 4, 2, 100),
+]
+
+TARGETS = {
+    "login_vs_hash_ceiling": 0.80,
+    "register_vs_hash_ceiling": 0.80,
+    "login_p50_c2_vs_verify": 1.5,
+    "me_rps": 2500,
+    "me_vs_ceiling": 0.40,
+    "refresh_rps": 900,
+    "forgot_p95_ms": 5.0,
+    "forgot_median_ratio": (0.9, 1.1),
+    "email_p95_ms": 1000.0,
+    "mixed_p95_ms": 100.0,
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="5 s scenarios, 15 s mixed load")
+    parser.add_argument("--port", type=int, default=0, help="web port (default: a free one)")
+    parser.add_argument("--smtp-port", type=int, default=0, help="SMTP sink port (default: free)")
+    parser.add_argument("--connections", type=int, default=16, help="clients per scenario")
+    parser.add_argument("--label", default="", help="a note stored with the results")
+    return parser.parse_args()
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.duration = 5 if args.quick else 15
+        self.mixed_duration = 15 if args.quick else 60
+        self.port = args.port or free_port()
+        self.smtp_port = args.smtp_port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.logs = h.RESULTS / f"{self.stamp}-logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.database_url = h.bench_database_url()
+        self.redis_url = h.bench_redis_url()
+        self.env = h.service_env(
+            port=self.port,
+            smtp_port=self.smtp_port,
+            database_url=self.database_url,
+            redis_url=self.redis_url,
+        )
+        self.redis = redis.Redis.from_url(self.redis_url)
+        self.sink = SmtpSink(self.smtp_port)
+        self.web = h.gunicorn(self.env, self.port, self.logs / "web.log")
+        self.worker = h.celery_worker(self.env, self.logs / "worker.log")
+        self.api = h.Api(self.port)
+        self.report: dict = {
+            "date": self.stamp,
+            "label": args.label,
+            "quick": args.quick,
+            "cores": h.CORES,
+            "loadavg_before": os.getloadavg(),
+            "server": {
+                "command": " ".join(self.web.argv),
+                "WEB_CONCURRENCY": self.env.get("WEB_CONCURRENCY", "(config default)"),
+                "GUNICORN_WORKER_CLASS": self.env.get("GUNICORN_WORKER_CLASS", "(default)"),
+                "GUNICORN_THREADS": self.env.get("GUNICORN_THREADS", "(config default)"),
+            },
+            "scenarios": {},
+        }
+        self.cpu_groups = {
+            "server": self.web.pids,
+            "worker": self.worker.pids,
+            "postgres": lambda: h.database_backends(self.database_url),
+        }
+        self.rss = h.RssSampler({"web worker": self.web_workers, "celery": self.worker.pids})
+
+    def web_workers(self) -> list[int]:
+        return h.children(self.web.pid) if self.web.alive() else []
+
+    # --- set-up ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        h.ensure_wrk()
+        h.say(f"fresh database {self.database_url.rsplit('/', 1)[1]}, Redis {self.redis_url}")
+        h.recreate_database(self.database_url)
+        h.manage(self.env, "migrate", "--noinput")
+        h.manage(self.env, "collectstatic", "--noinput")
+        self.redis.flushdb()
+        self.sink.start()
+        h.say(f"starting gunicorn on {self.url}: {' '.join(self.web.argv[1:])}")
+        self.web.start()
+        h.wait_until(self.api.ready, "the service answering /readyz")
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.web.stop()
+        self.sink.stop()
+        self.rss.close()
+
+    def seed(self) -> None:
+        count = 32 if self.args.quick else 64
+        mail_count = 15 if self.args.quick else 40
+        h.say(f"seeding {count + mail_count} users through the API")
+        self.users = [f"user{i}-{self.stamp.lower()}@bench.example" for i in range(count)]
+        self.mail_users = [f"mail{i}-{self.stamp.lower()}@bench.example" for i in range(mail_count)]
+        h.in_parallel(self.api.register, self.users + self.mail_users)
+
+    def data_file(self, name: str, *, sessions: int = 0) -> Path:
+        """Seed data for wrk; `sessions` fresh logins give access and refresh tokens."""
+        pairs = h.in_parallel(
+            self.api.login, [self.users[i % len(self.users)] for i in range(sessions)]
+        )
+        return h.lua_data(
+            self.logs / f"{name}.lua",
+            run=self.stamp.lower(),
+            password=h.PASSWORD,
+            users=self.users,
+            access=[p["access"] for p in pairs],
+            refresh=[p["refresh"] for p in pairs],
+        )
+
+    # --- measuring ------------------------------------------------------------------------------
+
+    def settle(self, timeout: float = 60) -> None:
+        """Wait until the server finished the requests a stopped wrk left queued."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            meter = h.CpuMeter({"server": self.web.pids}).start()
+            time.sleep(0.5)
+            if meter.stop()["server"] < 0.05:
+                return
+
+    def load(self, name: str, runs: list[dict]) -> list[dict]:
+        """Run wrk processes side by side; CPU shares over the whole interval."""
+        self.settle()
+        results: list[dict | None] = [None] * len(runs)
+        errors: list[Exception] = []
+
+        def one(index: int, spec: dict) -> None:
+            try:
+                results[index] = h.wrk(url=self.url, **spec)
+            except Exception as error:  # noqa: BLE001 - reported after the join
+                errors.append(error)
+
+        meter = h.CpuMeter(self.cpu_groups).start()
+        self.rss.measuring(True)
+        threads = [threading.Thread(target=one, args=(i, spec)) for i, spec in enumerate(runs)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.rss.measuring(False)
+        if errors:
+            raise errors[0]
+        cpu = meter.stop({"load generator": sum(r["wrk_cpu_seconds"] for r in results)})
+        for result in results:
+            result["cpu"] = cpu
+        h.say(
+            f"{name}: "
+            + "; ".join(
+                f"{r['mode']} {r['rps_2xx']:.0f} 2xx/s p50 {r['p50_ms']:.1f} "
+                f"p95 {r['p95_ms']:.1f} ms, non-2xx {r['non2xx']}, socket errors "
+                f"{r['socket_error_count']}"
+                for r in results
+            )
+            + f"; cpu {cpu}"
+        )
+        return results
+
+    def single(self, name: str, mode: str, data: Path, **spec) -> dict:
+        (result,) = self.load(name, [{"mode": mode, "data_file": data, **spec}])
+        self.report["scenarios"][name] = result
+        return result
+
+    def hash_floor(self) -> dict:
+        output = subprocess.run(
+            [sys.executable, str(h.BENCH / "hashfloor.py")],
+            cwd=h.ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        floor = json.loads(output.strip().splitlines()[-1])
+        floor["ceiling_rps"] = h.CORES / (floor["verify_ms"] / 1000)
+        h.say(f"hash floor: {floor}")
+        self.report["hash_floor"] = floor
+        return floor
+
+    def forgot(self, data: Path) -> None:
+        """Known and unknown emails in alternating runs at concurrency 2; medians compared."""
+        runs = {"forgot_known": [], "forgot_unknown": []}
+        for _ in range(2):
+            for mode in runs:
+                runs[mode].append(
+                    self.single(
+                        f"_{mode}", mode, data, connections=2, duration=max(2, self.duration // 2)
+                    )
+                )
+        for mode, results in runs.items():
+            merged = dict(results[0])
+            for key in ("rps_2xx", "p50_ms", "p90_ms", "p95_ms", "p99_ms"):
+                merged[key] = statistics.mean(r[key] for r in results)
+            for key in ("non2xx", "s5xx", "socket_error_count", "requests"):
+                merged[key] = sum(r[key] for r in results)
+            self.report["scenarios"][mode] = merged
+            self.report["scenarios"].pop(f"_{mode}")
+        # Tasks queued while the worker was off would be sent later and skew the email figures.
+        self.redis.delete("celery")
+
+    def email_latency(self) -> dict:
+        """Forgot request to message in the SMTP sink, one at a time, through an idle worker."""
+        h.say("email latency through the worker")
+        self.worker.start()
+        h.wait_until(lambda: "ready" in self.worker.log(), "the worker reporting ready")
+        time.sleep(2)
+        self.report["rss_at_rest"]["celery"] = self.rss.snapshot()["celery"]
+        latencies = []
+        for email in self.mail_users:
+            before = len(self.sink.messages)
+            start = time.monotonic()
+            status, _ = self.api.call("POST", FORGOT, {"email": email})
+            if status != 202:
+                raise RuntimeError(f"forgot answered {status}")
+            h.wait_until(lambda before=before: len(self.sink.messages) > before, "an email")
+            if self.sink.messages[before]["To"] != email:
+                raise RuntimeError("the sink received an email for someone else")
+            latencies.append((self.sink.arrival_times[before] - start) * 1000)
+            time.sleep(0.2)
+        latencies.sort()
+        result = {
+            "count": len(latencies),
+            "p50_ms": statistics.median(latencies),
+            "p95_ms": latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))],
+            "max_ms": latencies[-1],
+        }
+        h.say(f"email latency: {result}")
+        self.report["scenarios"]["email"] = result
+        return result
+
+    def mixed(self) -> None:
+        sessions = max(c for mode, c, _, _ in MIX if mode in ("me", "refresh"))
+        data = self.data_file("mixed", sessions=sessions)
+        results = self.load(
+            "mixed",
+            [
+                {
+                    "mode": mode,
+                    "data_file": data,
+                    "connections": connections,
+                    "threads": threads,
+                    "duration": self.mixed_duration,
+                    "think_ms": think,
+                }
+                for mode, connections, threads, think in MIX
+            ],
+        )
+        self.report["scenarios"]["mixed"] = {r["mode"]: r for r in results}
+
+    def redis_memory(self) -> None:
+        """MEMORY USAGE of the keys the service keeps per pending reset and per throttle."""
+        kinds = {
+            "reset token (auth:reset:token:*)": "auth:reset:token:*",
+            "reset user pointer (auth:reset:user:*)": "auth:reset:user:*",
+            "reset sent marker (auth:reset:sent:*)": "auth:reset:sent:*",
+            "throttle counter (auth:counter:*)": "auth:counter:*",
+        }
+        memory = {}
+        for label, pattern in kinds.items():
+            sizes = []
+            for key in self.redis.scan_iter(match=pattern, count=1000):
+                sizes.append(self.redis.memory_usage(key))
+                if len(sizes) == 200:
+                    break
+            if sizes:
+                memory[label] = {"sampled": len(sizes), "bytes_avg": statistics.mean(sizes)}
+        self.report["redis_memory"] = memory
+
+    def run(self) -> None:
+        d, c = self.duration, self.args.connections
+        self.start()
+        self.seed()
+        floor = self.hash_floor()
+        data = self.data_file("main", sessions=c)
+        h.say("warming up")
+        self.load(
+            "warm-up",
+            [
+                {"mode": m, "data_file": data, "connections": 4, "duration": 2}
+                for m in ("healthz", "me")
+            ],
+        )
+        self.report["rss_at_rest"] = {"web worker": self.rss.snapshot()["web worker"]}
+        self.single("ceiling", "healthz", data, connections=c, duration=d)
+        self.single("me", "me", data, connections=c, duration=d)
+        self.single("refresh", "refresh", data, connections=c, threads=c, duration=d)
+        self.single("login_c2", "login", data, connections=2, duration=d)
+        self.single("login", "login", data, connections=c, duration=d)
+        self.single("register", "register", data, connections=c, duration=d)
+        self.forgot(data)
+        self.email_latency()
+        self.mixed()
+        self.redis_memory()
+        self.report["postgres_connections"] = len(h.database_backends(self.database_url))
+        self.report["rss_peak_under_load"] = self.rss.peaks
+        self.report["loadavg_after"] = os.getloadavg()
+        self.report["ratios"] = ratios(self.report, floor)
+
+
+def ratios(report: dict, floor: dict) -> dict:
+    s = report["scenarios"]
+    ceiling = s["ceiling"]["rps_2xx"]
+    hash_ceiling = floor["ceiling_rps"]
+    mixed = s["mixed"]
+    return {
+        "login_vs_hash_ceiling": s["login"]["rps_2xx"] / hash_ceiling,
+        "register_vs_hash_ceiling": s["register"]["rps_2xx"] / hash_ceiling,
+        "login_p50_c2_vs_verify": s["login_c2"]["p50_ms"] / floor["verify_ms"],
+        "me_rps": s["me"]["rps_2xx"],
+        "me_vs_ceiling": s["me"]["rps_2xx"] / ceiling,
+        "refresh_rps": s["refresh"]["rps_2xx"],
+        "refresh_vs_ceiling": s["refresh"]["rps_2xx"] / ceiling,
+        "forgot_p95_ms": max(s["forgot_known"]["p95_ms"], s["forgot_unknown"]["p95_ms"]),
+        "forgot_median_ratio": s["forgot_known"]["p50_ms"] / s["forgot_unknown"]["p50_ms"],
+        "email_p95_ms": s["email"]["p95_ms"],
+        "mixed_p95_ms": max(mixed["me"]["p95_ms"], mixed["refresh"]["p95_ms"]),
+        "mixed_hashing_vs_hash_ceiling": (mixed["login"]["rps_2xx"] + mixed["register"]["rps_2xx"])
+        / hash_ceiling,
+        "mixed_errors": sum(r["non2xx"] + r["socket_error_count"] for r in mixed.values()),
+    }
+
+
+def met(name: str, value: float) -> str:
+    target = TARGETS.get(name)
+    if target is None:
+        return ""
+    if isinstance(target, tuple):
+        good = target[0] <= value <= target[1]
+    elif name.endswith(("_ms", "_vs_verify")):
+        good = value < target if name.endswith("_ms") else value <= target
+    else:
+        good = value >= target
+    return "yes" if good else "**no**"
+
+
+def percent(share: float) -> str:
+    return f"{share * 100:.0f}%"
+
+
+def markdown(report: dict) -> str:
+    s, r, floor = report["scenarios"], report["ratios"], report["hash_floor"]
+    lines = [
+        f"Run {report['date']} ({'quick' if report['quick'] else 'full'}), {report['cores']} cores,"
+        f" load average before {report['loadavg_before'][0]:.2f}. {report['label']}",
+        f"Server: `{report['server']['command']}`",
+        f"Hasher {floor['hasher']} ({floor['params']}): hash {floor['hash_ms']:.1f} ms, "
+        f"verify {floor['verify_ms']:.1f} ms, hash ceiling {floor['ceiling_rps']:.0f}/s "
+        f"({report['cores']} cores / verify).",
+        "",
+        "| scenario | clients | 2xx req/s | p50 ms | p95 ms | p99 ms | non-2xx | socket errors "
+        "| load-gen CPU | other CPU | ratio to limit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def row(label: str, result: dict, ratio: str) -> None:
+        cpu = result.get("cpu", {})
+        lines.append(
+            f"| {label} | {result['connections']} | {result['rps_2xx']:.0f} | "
+            f"{result['p50_ms']:.1f} | {result['p95_ms']:.1f} | {result['p99_ms']:.1f} | "
+            f"{result['non2xx']} | {result['socket_error_count']} | "
+            f"{percent(cpu.get('load generator', 0))} | {percent(cpu.get('others', 0))} | {ratio} |"
+        )
+
+    row("ceiling: /healthz", s["ceiling"], "1.00 (the ceiling)")
+    row("me", s["me"], f"{r['me_vs_ceiling']:.2f} of ceiling")
+    row("refresh (rotating)", s["refresh"], f"{r['refresh_vs_ceiling']:.2f} of ceiling")
+    row("login", s["login"], f"{r['login_vs_hash_ceiling']:.2f} of hash ceiling")
+    row("login, 2 clients", s["login_c2"], f"p50 = {r['login_p50_c2_vs_verify']:.2f} × verify")
+    row("register", s["register"], f"{r['register_vs_hash_ceiling']:.2f} of hash ceiling")
+    row("forgot, known email", s["forgot_known"], f"median ratio {r['forgot_median_ratio']:.2f}")
+    row("forgot, unknown email", s["forgot_unknown"], "known ÷ unknown")
+    for mode, result in s["mixed"].items():
+        ratio = ""
+        if mode in ("login", "register"):
+            ratio = f"hashing {r['mixed_hashing_vs_hash_ceiling']:.2f} of hash ceiling"
+        row(f"mixed 32 clients: {mode}", result, ratio)
+    email = s["email"]
+    lines += [
+        "",
+        f"Email latency (forgot → message in the SMTP sink, idle worker, {email['count']} "
+        f"requests): p50 {email['p50_ms']:.0f} ms, p95 {email['p95_ms']:.0f} ms, "
+        f"max {email['max_ms']:.0f} ms.",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    for name, target in TARGETS.items():
+        value = r[name]
+        lines.append(f"| {name} {target} | {value:.2f} | {met(name, value)} |")
+    lines.append(
+        f"| mixed_errors 0 | {r['mixed_errors']} | {'yes' if not r['mixed_errors'] else '**no**'} |"
+    )
+    rest, peak = report["rss_at_rest"], report["rss_peak_under_load"]
+    lines += [
+        "",
+        f"RSS at rest: web workers {rest['web worker']} MiB, Celery processes {rest['celery']} "
+        f"MiB. Peak under load: web worker {peak.get('web worker', 0):.0f} MiB, Celery "
+        f"{peak.get('celery', 0):.0f} MiB. PostgreSQL connections held: "
+        f"{report['postgres_connections']}.",
+        "Redis MEMORY USAGE per key: "
+        + ", ".join(f"{k} {v['bytes_avg']:.0f} B" for k, v in report["redis_memory"].items())
+        + ".",
+        f"Load average after: {report['loadavg_after'][0]:.2f}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    bench = Bench(parse_args())
+    try:
+        bench.run()
+    finally:
+        bench.stop()
+    text = markdown(bench.report)
+    h.RESULTS.mkdir(parents=True, exist_ok=True)
+    (h.RESULTS / f"{bench.stamp}.json").write_text(json.dumps(bench.report, indent=2) + "\n")
+    (h.RESULTS / f"{bench.stamp}.md").write_text(text)
+    print(text)
+    h.say(f"results in {h.RESULTS / bench.stamp}.json and .md")
+
+
+if __name__ == "__main__":
+    main()
