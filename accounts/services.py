@@ -68,7 +68,7 @@ def user_login(*, email: str, password: str) -> dict[str, str]:
 def token_refresh(*, refresh: str) -> dict[str, str]:
     """Rotate: the old refresh token is consumed and a new pair issued."""
     token, user = tokens.refresh_token_parse(raw=refresh)
-    tokens.refresh_token_consume(token=token, user=user)
+    tokens.refresh_token_consume(token=token)
     return tokens.token_pair_for(user=user)
 
 
@@ -77,7 +77,7 @@ def user_logout(*, user: User, refresh: str) -> None:
     token, owner = tokens.refresh_token_parse(raw=refresh)
     if owner.pk != user.pk:
         raise TokenInvalid()
-    tokens.refresh_token_consume(token=token, user=owner)
+    tokens.refresh_token_consume(token=token)
 
 
 def password_set(*, user: User, password: str) -> None:
