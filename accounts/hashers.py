@@ -2,6 +2,8 @@
 
 from django.contrib.auth.hashers import Argon2PasswordHasher
 
+from accounts.hash_pool import hash_run
+
 
 class Argon2idHasher(Argon2PasswordHasher):
     """Argon2id at OWASP's recommended cost: 19 MiB of memory, 2 passes, 1 lane.
@@ -15,3 +17,9 @@ class Argon2idHasher(Argon2PasswordHasher):
     time_cost = 2
     memory_cost = 19 * 1024  # KiB
     parallelism = 1
+
+    def encode(self, password, salt):
+        return hash_run(super().encode, password, salt)
+
+    def verify(self, password, encoded):
+        return hash_run(super().verify, password, encoded)

@@ -140,6 +140,15 @@ PASSWORD_HASHERS = [
     # Kept so hashes made before Argon2 still verify; they are upgraded on the next login.
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
+# Passwords are hashed in a few threads per process (accounts/hash_pool.py) at a lower OS
+# priority, so cheap requests preempt hashing. The thread count bounds concurrent hashes, and so
+# memory, per process; the niceness (0-19) is how far below request threads they run.
+PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 2)
+PASSWORD_HASH_NICENESS = env_int("PASSWORD_HASH_NICENESS", 10)
+if PASSWORD_HASH_THREADS < 1 or not 0 <= PASSWORD_HASH_NICENESS <= 19:
+    raise ImproperlyConfigured(
+        "PASSWORD_HASH_THREADS must be 1 or more, PASSWORD_HASH_NICENESS 0-19."
+    )
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {
