@@ -346,20 +346,22 @@ class CpuMeter:
         return self
 
     def stop(self, extra_cpu_seconds: dict[str, float] | None = None) -> dict:
+        """Shares of the machine's capacity (1.0 = every core busy) plus our CPU seconds."""
         wall = time.monotonic() - self.t0
         busy1, total1 = machine_ticks()
         busy0, total0 = self.machine0
-        shares = {"machine": (busy1 - busy0) / max(1, total1 - total0)}
         capacity = wall * CORES
+        seconds = {}
         for name, pids in self.groups.items():
             before = self.proc0[name]
-            ticks = sum(cpu_ticks(p) - before.get(p, 0) for p in pids())
-            shares[name] = ticks / TICK / capacity
-        for name, seconds in (extra_cpu_seconds or {}).items():
-            shares[name] = seconds / capacity
-        ours = sum(v for k, v in shares.items() if k != "machine")
-        shares["others"] = max(0.0, shares["machine"] - ours)
-        return {k: round(v, 3) for k, v in shares.items()}
+            seconds[name] = sum(cpu_ticks(p) - before.get(p, 0) for p in pids()) / TICK
+        seconds.update(extra_cpu_seconds or {})
+        shares = {"machine": (busy1 - busy0) / max(1, total1 - total0)}
+        shares.update({name: value / capacity for name, value in seconds.items()})
+        shares["others"] = max(0.0, shares["machine"] - sum(seconds.values()) / capacity)
+        result = {k: round(v, 3) for k, v in shares.items()}
+        result["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
+        return result
 
 
 class RssSampler:

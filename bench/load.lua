@@ -27,7 +27,7 @@ local counter = 0
 local static_request
 local refresh_token
 local last_kind = ""
-ok, non2xx, s5xx, known_ok, unknown_ok = 0, 0, 0, 0, 0
+ok, non2xx, s5xx, known_ok, unknown_ok, known_sent = 0, 0, 0, 0, 0, 0
 
 local function post(path, body)
   return wrk.format("POST", path, headers, body)
@@ -57,6 +57,9 @@ end
 
 local function forgot(email, kind)
   last_kind = kind
+  if kind == "known" then
+    known_sent = known_sent + 1
+  end
   return post("/api/v1/auth/password/forgot/", '{"email":"' .. email .. '"}')
 end
 
@@ -126,7 +129,7 @@ if think > 0 then
 end
 
 function done(summary, latency, requests)
-  local totals = {ok = 0, non2xx = 0, s5xx = 0, known_ok = 0, unknown_ok = 0}
+  local totals = {ok = 0, non2xx = 0, s5xx = 0, known_ok = 0, unknown_ok = 0, known_sent = 0}
   for _, thread in ipairs(threads) do
     for name, _ in pairs(totals) do
       totals[name] = totals[name] + (thread:get(name) or 0)

@@ -191,8 +191,16 @@ class Bench:
         if errors:
             raise errors[0]
         cpu = meter.stop({"load generator": sum(r["wrk_cpu_seconds"] for r in results)})
+        # What the service spent per answered request: web processes and their PostgreSQL
+        # backends (and the worker, which only works for forgot). Unlike req/s, this hardly
+        # moves when other processes compete for the cores.
+        service = sum(cpu["seconds"][k] for k in ("server", "postgres", "worker"))
+        answered = sum(r["ok"] for r in results)
         for result in results:
             result["cpu"] = cpu
+            if len(results) == 1 and answered:
+                result["service_cpu_ms"] = service / answered * 1000
+                result["capacity_rps"] = h.CORES / (service / answered)
         h.say(
             f"{name}: "
             + "; ".join(
@@ -372,6 +380,10 @@ def ratios(report: dict, floor: dict) -> dict:
         "login_p50_c2_vs_verify": lambda: s["login_c2"]["p50_ms"] / floor["verify_ms"],
         "me_rps": lambda: s["me"]["rps_2xx"],
         "me_vs_ceiling": lambda: s["me"]["rps_2xx"] / s["ceiling"]["rps_2xx"],
+        "me_capacity_vs_ceiling_capacity": lambda: (
+            s["me"]["capacity_rps"] / s["ceiling"]["capacity_rps"]
+        ),
+        "login_capacity_vs_hash_ceiling": lambda: s["login"]["capacity_rps"] / hash_ceiling,
         "refresh_rps": lambda: s["refresh"]["rps_2xx"],
         "refresh_vs_ceiling": lambda: s["refresh"]["rps_2xx"] / s["ceiling"]["rps_2xx"],
         "forgot_p95_ms": lambda: max(s["forgot_known"]["p95_ms"], s["forgot_unknown"]["p95_ms"]),
@@ -422,8 +434,8 @@ def markdown(report: dict) -> str:
         f"({report['cores']} cores / verify).",
         "",
         "| scenario | clients | 2xx req/s | p50 ms | p95 ms | p99 ms | non-2xx | socket errors "
-        "| load-gen CPU | other CPU | ratio to limit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| load-gen CPU | other CPU | service CPU ms/req | capacity req/s | ratio to limit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def row(label: str, result: dict | None, ratio: str = "") -> None:
@@ -434,7 +446,9 @@ def markdown(report: dict) -> str:
             f"| {label} | {result['connections']} | {result['rps_2xx']:.0f} | "
             f"{result['p50_ms']:.1f} | {result['p95_ms']:.1f} | {result['p99_ms']:.1f} | "
             f"{result['non2xx']} | {result['socket_error_count']} | "
-            f"{percent(cpu.get('load generator', 0))} | {percent(cpu.get('others', 0))} | {ratio} |"
+            f"{percent(cpu.get('load generator', 0))} | {percent(cpu.get('others', 0))} | "
+            f"{result.get('service_cpu_ms', float('nan')):.2f} | "
+            f"{result.get('capacity_rps', float('nan')):.0f} | {ratio} |"
         )
 
     def ratio(name: str, text: str) -> str:
