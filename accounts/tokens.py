@@ -51,7 +51,7 @@ def refresh_token_parse(*, raw: str) -> tuple[RefreshToken, User]:
         token = _PresentedRefreshToken(raw)
     except TokenError:
         raise TokenInvalid() from None
-    user = User.objects.filter(pk=token.get(api_settings.USER_ID_CLAIM), is_active=True).first()
+    user = User.objects.active_by_id(token.get(api_settings.USER_ID_CLAIM))
     if user is None:
         raise TokenInvalid()
     if token.get(api_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password):
