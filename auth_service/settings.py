@@ -116,6 +116,8 @@ DATABASES["default"]["OPTIONS"].update(
     keepalives_interval=5,
     keepalives_count=3,
 )
+# Django's backend, with a health check of reused connections that needs no round trip.
+DATABASES["default"]["ENGINE"] = "auth_service.postgresql"
 
 # --- Redis: cache (throttle counters, reset tokens) and Celery broker -------------------------
 
