@@ -206,27 +206,19 @@ class Managed:
 
 def gunicorn(env: dict, port: int, log: Path) -> Managed:
     """The web process as production starts it (gunicorn.conf.py), bound to loopback only."""
-    argv = [str(VENV_BIN / "gunicorn"), "auth_service.wsgi", "--bind", f"127.0.0.1:{port}"]
-    if (ROOT / "gunicorn.conf.py").exists():
-        argv += ["--config", "gunicorn.conf.py"]
-    else:
-        argv += [
-            "--workers",
-            env.get("WEB_CONCURRENCY", "2"),
-            "--worker-class",
-            env.get("GUNICORN_WORKER_CLASS", "gthread"),
-            "--threads",
-            env.get("GUNICORN_THREADS", "8"),
-            "--keep-alive",
-            "5",
-            "--access-logfile",
-            "-",
-        ]
+    argv = [
+        str(VENV_BIN / "gunicorn"),
+        "--config",
+        "gunicorn.conf.py",
+        "auth_service.wsgi",
+        "--bind",
+        f"127.0.0.1:{port}",
+    ]
     return Managed("web", argv, env, log)
 
 
 def celery_worker(env: dict, log: Path) -> Managed:
-    """The worker process with the command every deployment uses."""
+    """The worker process with the Procfile's command."""
     argv = [str(VENV_BIN / "celery"), "-A", "auth_service", "worker", "--loglevel", "INFO"]
     return Managed("worker", argv, env, log)
 
