@@ -9,9 +9,12 @@ from auth_service.env import env_bool, env_int, env_str
 
 bind = f"0.0.0.0:{env_int('PORT', 8000)}"
 workers = env_int("WEB_CONCURRENCY", 2)
-# Threads keep a worker answering while another request waits on PostgreSQL or Redis.
+# Threads keep a worker answering while another request waits on PostgreSQL or Redis, or on
+# one of the worker's password-hash threads (accounts/hash_pool.py): a login burst parks a
+# thread per login, and 16 leave enough free for cheap requests. Each thread that touches the
+# database holds a persistent connection: WEB_CONCURRENCY x threads per instance at most.
 worker_class = env_str("GUNICORN_WORKER_CLASS", "gthread")
-threads = env_int("GUNICORN_THREADS", 8)
+threads = env_int("GUNICORN_THREADS", 16)
 
 # A request that takes longer than this is stuck (dependencies time out after 1-2 s).
 timeout = env_int("GUNICORN_TIMEOUT", 30)

@@ -297,7 +297,7 @@ def test_gunicorn_listens_on_port_8000_with_two_threaded_workers_by_default():
     config = gunicorn_config()
 
     assert config["bind"] == "['0.0.0.0:8000']"
-    assert (config["workers"], config["worker_class"], config["threads"]) == ("2", "gthread", "8")
+    assert (config["workers"], config["worker_class"], config["threads"]) == ("2", "gthread", "16")
     assert config["control_socket_disable"] == "True"
     assert config["accesslog"] == "-"
 
