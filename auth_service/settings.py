@@ -306,6 +306,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Sending email waits on the network, not the CPU; Celery's default of one process per CPU the
+# host reports (often far more than the container may use) costs ~80 MiB each.
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Redelivery of a task whose worker vanished, well inside the reset token's lifetime.
     # Must exceed the longest retry countdown (notifications.tasks.RETRY_MAX_DELAY).
