@@ -16,9 +16,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def is_usable(self) -> bool:
         if self.connection is None or self.connection.closed:
             return False
+        # poll, not select: select fails on descriptors above 1023, which a busy process can reach.
+        poller = select.poll()
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
+            poller.register(self.connection.fileno(), select.POLLIN)
+            events = poller.poll(0)
         except (OSError, ValueError):
             return False
         # The service never LISTENs, so anything waiting on an idle connection means it is gone.
-        return not readable
+        return not events
