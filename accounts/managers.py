@@ -1,6 +1,9 @@
 """Manager for the email-identified user."""
 
+import functools
+
 from django.contrib.auth.base_user import BaseUserManager
+from django.db import connections
 
 
 def normalize_email(email: str) -> str:
@@ -8,23 +11,33 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-# The row the ORM would load, by primary key, without compiling a query for it on every call:
-# for the lookups every authenticated request and every refresh makes, that compilation cost
-# more CPU than the rest of the request.
-_BY_ID = "SELECT * FROM accounts_user WHERE id = %s"
-
-
 class UserManager(BaseUserManager):
     use_in_migrations = True
 
     def active_by_id(self, user_id):
-        """The active user with this id, or None (also for an id that is not a number)."""
+        """The active user with this id, or None (also for an id that is not a number).
+
+        Every authenticated request makes this lookup, so it skips the ORM's query compiler
+        and RawQuerySet (together more CPU than the rest of a `me` request): one constant
+        statement, and the row turned into a model instance the way the ORM does it.
+        """
         try:
             user_id = int(user_id)
         except (TypeError, ValueError):
             return None
-        user = next(iter(self.raw(_BY_ID, [user_id])), None)
-        return user if user is not None and user.is_active else None
+        columns, sql = self._by_id
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(sql, [user_id])
+            row = cursor.fetchone()
+        if row is None or not row[columns.index("is_active")]:
+            return None
+        return self.model.from_db(self.db, columns, row)
+
+    @functools.cached_property
+    def _by_id(self) -> tuple[list[str], str]:
+        """The statement the ORM runs for `get(pk=...)`, compiled once, and its columns."""
+        sql, _params = self.filter(pk=0).query.get_compiler(self.db).as_sql()
+        return [field.attname for field in self.model._meta.concrete_fields], sql
 
     def _create_user(self, email: str, password: str | None, **extra_fields):
         if not email:

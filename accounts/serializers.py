@@ -22,6 +22,20 @@ class UserSerializer(serializers.Serializer):
     date_joined = serializers.DateTimeField(read_only=True)
 
 
+_DATE_JOINED = serializers.DateTimeField()
+
+
+def user_data(user) -> dict:
+    """UserSerializer's output, built directly: instantiating a serializer deep-copies its
+    fields, a third of the CPU of a `me` request. The tests hold the two to the same output."""
+    return {
+        "id": user.id,
+        "email": user.email,
+        "full_name": user.full_name,
+        "date_joined": _DATE_JOINED.to_representation(user.date_joined),
+    }
+
+
 class RegisterSerializer(serializers.Serializer):
     full_name = serializers.CharField(max_length=150)
     email = serializers.EmailField(max_length=254)

@@ -69,7 +69,7 @@ class RegisterView(APIView):
     )
     def post(self, request: Request) -> Response:
         user = services.user_register(**parse(serializers.RegisterSerializer, request))
-        return Response(serializers.UserSerializer(user).data, status=status.HTTP_201_CREATED)
+        return Response(serializers.user_data(user), status=status.HTTP_201_CREATED)
 
 
 class LoginView(APIView):
@@ -165,7 +165,7 @@ class MeView(APIView):
         examples=[OpenApiExample("me", response_only=True, value=EXAMPLE_USER)],
     )
     def get(self, request: Request) -> Response:
-        return Response(serializers.UserSerializer(request.user).data)
+        return Response(serializers.user_data(request.user))
 
 
 class PasswordChangeView(APIView):
