@@ -114,6 +114,8 @@ def test_me_rejects_refresh_token_as_access(pair):
 
 
 def test_me_rejects_tokens_of_a_deactivated_user(auth_api, user):
+    # Once served, the token is remembered as verified; the user is still checked each time.
+    assert auth_api.get(ME).status_code == 200
     user.is_active = False
     user.save()
 
@@ -125,6 +127,7 @@ def test_me_rejects_tokens_of_a_deactivated_user(auth_api, user):
 
 def test_password_change_revokes_every_session(auth_api, api, pair, login):
     other = login()
+    assert auth_api.get(ME).status_code == 200
 
     response = auth_api.post(
         CHANGE,
