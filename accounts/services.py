@@ -67,9 +67,7 @@ def user_login(*, email: str, password: str) -> dict[str, str]:
 
 def token_refresh(*, refresh: str) -> dict[str, str]:
     """Rotate: the old refresh token is consumed and a new pair issued."""
-    token, user = tokens.refresh_token_parse(raw=refresh)
-    tokens.refresh_token_consume(token=token)
-    return tokens.token_pair_for(user=user)
+    return tokens.refresh_token_rotate(raw=refresh)
 
 
 def user_logout(*, user: User, refresh: str) -> None:

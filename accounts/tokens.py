@@ -11,7 +11,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
-from rest_framework_simplejwt.utils import get_md5_hash_password
+from rest_framework_simplejwt.utils import datetime_from_epoch, get_md5_hash_password
 
 from accounts.models import User
 from auth_service.exceptions import TokenInvalid
@@ -26,8 +26,8 @@ def token_pair_for(*, user: User) -> dict[str, str]:
 class _PresentedRefreshToken(RefreshToken):
     """A refresh token sent by a client, verified without simplejwt's blacklist lookup.
 
-    Every caller goes on to refresh_token_consume, whose single statement refuses a revoked
-    token atomically; a separate lookup first would only add a query to each refresh.
+    Every caller goes on to refresh_token_consume or _ROTATE, whose single statement refuses a
+    revoked token atomically; a separate lookup first would only add a query to each refresh.
     """
 
     def check_blacklist(self) -> None:
@@ -45,12 +45,69 @@ RETURNING id
 """
 
 
-def refresh_token_parse(*, raw: str) -> tuple[RefreshToken, User]:
-    """Verify a refresh token (signature, expiry, type, audience) and load its active user."""
+# Rotation in one statement, so a refresh costs one round trip and one commit: the presented
+# token is consumed only while its user is active with the password it was issued under (its
+# digest claim is the hex md5 of the password hash, which PostgreSQL's md5() computes), and its
+# successor is recorded as outstanding only if this request is the one that consumed it.
+_ROTATE = """
+WITH holder AS (
+    SELECT id FROM accounts_user
+    WHERE id = %(user_id)s AND is_active AND md5(password) = lower(%(digest)s)
+), consumed AS (
+    INSERT INTO token_blacklist_blacklistedtoken (token_id, blacklisted_at)
+    SELECT outstanding.id, %(now)s
+    FROM token_blacklist_outstandingtoken outstanding JOIN holder ON holder.id = outstanding.user_id
+    WHERE outstanding.jti = %(jti)s
+    ON CONFLICT (token_id) DO NOTHING
+    RETURNING token_id
+)
+INSERT INTO token_blacklist_outstandingtoken (user_id, jti, token, created_at, expires_at)
+SELECT holder.id, %(successor_jti)s, %(successor)s, %(now)s, %(expires_at)s
+FROM holder, consumed
+RETURNING id
+"""
+
+
+def refresh_token_rotate(*, raw: str) -> dict[str, str]:
+    """Consume a refresh token and return its successor pair; TokenInvalid if it is invalid,
+    expired, already used, or its user is inactive or has changed password since."""
+    token = _presented(raw)
     try:
-        token = _PresentedRefreshToken(raw)
+        user_id = int(token[api_settings.USER_ID_CLAIM])
+    except (KeyError, TypeError, ValueError):
+        raise TokenInvalid() from None
+    successor = RefreshToken()
+    successor[api_settings.USER_ID_CLAIM] = str(user_id)
+    successor[api_settings.REVOKE_TOKEN_CLAIM] = token.get(api_settings.REVOKE_TOKEN_CLAIM)
+    encoded = str(successor)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ROTATE,
+            {
+                "user_id": user_id,
+                "digest": token.get(api_settings.REVOKE_TOKEN_CLAIM),
+                "jti": token[api_settings.JTI_CLAIM],
+                "now": successor.current_time,
+                "successor_jti": successor[api_settings.JTI_CLAIM],
+                "successor": encoded,
+                "expires_at": datetime_from_epoch(successor["exp"]),
+            },
+        )
+        if cursor.fetchone() is None:
+            raise TokenInvalid()
+    return {"access": str(successor.access_token), "refresh": encoded}
+
+
+def _presented(raw: str) -> RefreshToken:
+    try:
+        return _PresentedRefreshToken(raw)
     except TokenError:
         raise TokenInvalid() from None
+
+
+def refresh_token_parse(*, raw: str) -> tuple[RefreshToken, User]:
+    """Verify a refresh token (signature, expiry, type, audience) and load its active user."""
+    token = _presented(raw)
     user = User.objects.active_by_id(token.get(api_settings.USER_ID_CLAIM))
     if user is None:
         raise TokenInvalid()

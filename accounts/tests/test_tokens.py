@@ -129,3 +129,38 @@ def test_flushexpiredtokens_deletes_only_expired_refresh_tokens(user, pair, logi
 
     assert list(OutstandingToken.objects.all()) == [live]
     assert not BlacklistedToken.objects.exists()
+
+
+def test_a_rotated_refresh_token_is_recorded_and_revocable(api, user, pair):
+    rotated = api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").json()
+
+    record = OutstandingToken.objects.get(jti=claims(rotated["refresh"])["jti"])
+    assert record.user == user
+    assert record.token == rotated["refresh"]
+    assert record.expires_at.timestamp() == claims(rotated["refresh"])["exp"]
+    assert claims(rotated["access"])["hash_password"] == claims(pair["access"])["hash_password"]
+    assert me_with(rotated["access"]).status_code == 200
+
+    user.set_password("an-entirely-new-passphrase")
+    user.save()
+
+    assert api.post(REFRESH, {"refresh": rotated["refresh"]}, format="json").status_code == 401
+
+
+def test_a_signed_refresh_token_that_was_never_issued_is_refused(api, pair):
+    never_issued = {**claims(pair["refresh"]), "jti": "0" * 32}
+
+    response = api.post(REFRESH, {"refresh": sign(never_issued)}, format="json")
+
+    assert response.status_code == 401
+    assert response.json() == TOKEN_INVALID
+
+
+@pytest.mark.parametrize("user_id", ["not-a-number", None, "999999999", "9" * 30])
+def test_a_signed_refresh_token_naming_no_user_is_refused(api, pair, user_id):
+    forged = {**claims(pair["refresh"]), "user_id": user_id}
+
+    response = api.post(REFRESH, {"refresh": sign(forged)}, format="json")
+
+    assert response.status_code == 401
+    assert response.json() == TOKEN_INVALID
