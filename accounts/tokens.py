@@ -16,11 +16,38 @@ from rest_framework_simplejwt.utils import datetime_from_epoch, get_md5_hash_pas
 from accounts.models import User
 from auth_service.exceptions import TokenInvalid
 
+# What RefreshToken.for_user records, as one constant statement: the ORM's create() and a
+# second encoding of the token were a fifth of a login's CPU besides the password hash.
+_RECORD = """
+INSERT INTO token_blacklist_outstandingtoken (user_id, jti, token, created_at, expires_at)
+VALUES (%s, %s, %s, %s, %s)
+"""
+
 
 def token_pair_for(*, user: User) -> dict[str, str]:
     """A new access + refresh pair; the refresh token is recorded as outstanding."""
-    refresh = RefreshToken.for_user(user)
-    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+    refresh = _refresh_token(user_id=user.pk, digest=get_md5_hash_password(user.password))
+    encoded = str(refresh)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _RECORD,
+            [
+                user.pk,
+                refresh[api_settings.JTI_CLAIM],
+                encoded,
+                refresh.current_time,
+                datetime_from_epoch(refresh["exp"]),
+            ],
+        )
+    return {"access": str(refresh.access_token), "refresh": encoded}
+
+
+def _refresh_token(*, user_id: int, digest: str | None) -> RefreshToken:
+    """The claims RefreshToken.for_user sets: the user's id and their password's digest."""
+    token = RefreshToken()
+    token[api_settings.USER_ID_CLAIM] = str(user_id)
+    token[api_settings.REVOKE_TOKEN_CLAIM] = digest
+    return token
 
 
 class _PresentedRefreshToken(RefreshToken):
@@ -76,9 +103,7 @@ def refresh_token_rotate(*, raw: str) -> dict[str, str]:
         user_id = int(token[api_settings.USER_ID_CLAIM])
     except (KeyError, TypeError, ValueError):
         raise TokenInvalid() from None
-    successor = RefreshToken()
-    successor[api_settings.USER_ID_CLAIM] = str(user_id)
-    successor[api_settings.REVOKE_TOKEN_CLAIM] = token.get(api_settings.REVOKE_TOKEN_CLAIM)
+    successor = _refresh_token(user_id=user_id, digest=token.get(api_settings.REVOKE_TOKEN_CLAIM))
     encoded = str(successor)
     with connection.cursor() as cursor:
         cursor.execute(
