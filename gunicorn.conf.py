@@ -4,6 +4,8 @@ Used everywhere the web process starts: `gunicorn --config gunicorn.conf.py auth
 """
 
 import os
+import shutil
+import tempfile
 
 from auth_service.env import env_bool, env_int, env_str
 
@@ -27,6 +29,19 @@ keepalive = env_int("GUNICORN_KEEPALIVE", 5)
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108  # nosec B108
 # No runtime control interface: it would want a writable socket in the home directory.
 control_socket_disable = True
+
+
+def on_starting(server):
+    """The directory of the password-hash slots every worker shares (accounts/hash_pool.py)."""
+    shared_memory = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108  # nosec B108
+    os.environ["PASSWORD_HASH_SLOTS_DIR"] = tempfile.mkdtemp(
+        prefix="auth_service-hash-slots-", dir=shared_memory
+    )
+
+
+def on_exit(server):
+    shutil.rmtree(os.environ.pop("PASSWORD_HASH_SLOTS_DIR", ""), ignore_errors=True)
+
 
 accesslog = "-"
 errorlog = "-"

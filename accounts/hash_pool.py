@@ -1,26 +1,94 @@
-"""Password hashing off the request threads, in a few low-priority threads per process.
+"""Password hashing off the request threads, in a few low-priority threads per process, and at
+most a fixed number of hashes at once across the whole server.
 
 Argon2 releases the GIL while it hashes. Running every hash in a small pool of dedicated
 threads whose OS priority is lowered (PASSWORD_HASH_NICENESS, per thread on Linux) lets the
 kernel run cheap requests (me, refresh) first whenever both want a core, while hashing still
 takes every idle cycle: at nice 10 a hash thread gets about a tenth of a contended core. The
-pool size (PASSWORD_HASH_THREADS) also bounds the hashes one process runs at once, and with
-them its memory (each Argon2 hash holds its memory cost, 19 MiB, while it runs).
+pool size (PASSWORD_HASH_THREADS) bounds the hashes one process runs at once, and with them its
+memory (each Argon2 hash holds its memory cost, 19 MiB, while it runs).
+
+Each gunicorn worker has its own pool, so without more the server would run workers x threads
+hashes at once; past one per core they only evict each other's 19 MiB from the caches (four at
+once on two cores made logins 13 % slower than two). Under gunicorn, hashes therefore also take
+one of PASSWORD_HASH_SLOTS slots shared by every worker: an flock on one of that many files in
+the directory gunicorn.conf.py creates at start-up. The kernel drops a process's locks when it
+dies, so a killed worker never keeps a slot. A worker still has two hash threads, so two
+logins that land on the same worker hash side by side when the other worker is idle.
 """
 
+import fcntl
+import itertools
 import os
 import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 from django.conf import settings
 
 T = TypeVar("T")
 
+# Set by gunicorn.conf.py in the master process, inherited by its workers.
+SLOTS_DIR_ENV = "PASSWORD_HASH_SLOTS_DIR"
+
 _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
+_thread_numbers = itertools.count()
+_local = threading.local()
+
+
+class SlotFiles:
+    """`count` slots shared by every process that uses the same directory.
+
+    A thread first takes any free slot; when all are held it waits on its own preferred one,
+    so waiting threads spread over the slots instead of queueing behind one.
+    """
+
+    def __init__(self, directory: Path, count: int):
+        self.paths = [directory / f"slot-{index}" for index in range(count)]
+
+    def open(self) -> list[int]:
+        """This thread's descriptors, one per slot (an flock belongs to its descriptor)."""
+        return [os.open(path, os.O_RDWR | os.O_CREAT, 0o600) for path in self.paths]
+
+    @contextmanager
+    def held(self, descriptors: list[int], preferred: int):
+        preferred %= len(descriptors)
+        order = descriptors[preferred:] + descriptors[:preferred]
+        taken = next((fd for fd in order if _try_lock(fd)), None)
+        if taken is None:
+            taken = order[0]
+            fcntl.flock(taken, fcntl.LOCK_EX)  # blocks without holding the GIL
+        try:
+            yield
+        finally:
+            fcntl.flock(taken, fcntl.LOCK_UN)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _slots() -> SlotFiles | None:
+    directory = os.environ.get(SLOTS_DIR_ENV)
+    if not directory or not Path(directory).is_dir():
+        return None
+    return SlotFiles(Path(directory), settings.PASSWORD_HASH_SLOTS)
+
+
+def _start_hash_thread(slots: SlotFiles | None) -> None:
+    _lower_priority()
+    _local.number = next(_thread_numbers)
+    _local.slots = slots
+    _local.descriptors = slots.open() if slots else None
 
 
 def _lower_priority() -> None:
@@ -33,6 +101,13 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, thread, niceness)
 
 
+def _in_slot(function: Callable[..., T], *args) -> T:
+    if _local.slots is None:
+        return function(*args)
+    with _local.slots.held(_local.descriptors, _local.number):
+        return function(*args)
+
+
 def _pool() -> ThreadPoolExecutor:
     # Created on first use, so each forked gunicorn worker gets its own threads.
     global _executor
@@ -41,11 +116,12 @@ def _pool() -> ThreadPoolExecutor:
             _executor = ThreadPoolExecutor(
                 max_workers=settings.PASSWORD_HASH_THREADS,
                 thread_name_prefix="password-hash",
-                initializer=_lower_priority,
+                initializer=_start_hash_thread,
+                initargs=(_slots(),),
             )
         return _executor
 
 
 def hash_run(function: Callable[..., T], *args) -> T:
-    """Run one hash or verify in the pool and wait for its result."""
-    return _pool().submit(function, *args).result()
+    """Run one hash or verify in the pool (and a server-wide slot) and wait for its result."""
+    return _pool().submit(_in_slot, function, *args).result()

@@ -147,9 +147,12 @@ PASSWORD_HASHERS = [
 # memory, per process; the niceness (0-19) is how far below request threads they run.
 PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 2)
 PASSWORD_HASH_NICENESS = env_int("PASSWORD_HASH_NICENESS", 10)
-if PASSWORD_HASH_THREADS < 1 or not 0 <= PASSWORD_HASH_NICENESS <= 19:
+# Hashes at once across all gunicorn workers of one instance: one per core pays best.
+PASSWORD_HASH_SLOTS = env_int("PASSWORD_HASH_SLOTS", 2)
+if PASSWORD_HASH_THREADS < 1 or PASSWORD_HASH_SLOTS < 1 or not 0 <= PASSWORD_HASH_NICENESS <= 19:
     raise ImproperlyConfigured(
-        "PASSWORD_HASH_THREADS must be 1 or more, PASSWORD_HASH_NICENESS 0-19."
+        "PASSWORD_HASH_THREADS and PASSWORD_HASH_SLOTS must be 1 or more, "
+        "PASSWORD_HASH_NICENESS 0-19."
     )
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
