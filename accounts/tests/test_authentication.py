@@ -1,20 +1,27 @@
-"""Bearer authentication's shortcuts: a remembered token, the one-statement user lookup, the
-direct user payload and the content-negotiation shortcut answer exactly as the slow paths."""
+"""The fast paths answer exactly as the slow ones: a remembered access token, the precompiled
+user lookups, the direct user payload, the recorded refresh token, content negotiation."""
 
 import time
 from datetime import timedelta
 
+import jwt
 import pytest
 from rest_framework.test import APIClient
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts import serializers
 from accounts.models import User
+from conftest import PASSWORD
 
 ME = "/api/v1/auth/me/"
 TOKEN_INVALID = {"detail": "The token is invalid, expired or revoked.", "code": "token_invalid"}
 
 pytestmark = pytest.mark.django_db
+
+
+def jwt_claims(token: str) -> dict:
+    return jwt.decode(token, options={"verify_signature": False})
 
 
 def bearer(access: str) -> APIClient:
@@ -25,7 +32,7 @@ def bearer(access: str) -> APIClient:
 
 def test_a_token_served_before_is_still_refused_once_it_expires(user):
     token = AccessToken.for_user(user)
-    token.set_exp(lifetime=timedelta(seconds=1))
+    token.set_exp(lifetime=timedelta(seconds=2))
     client = bearer(str(token))
     assert client.get(ME).status_code == 200
 
@@ -89,3 +96,26 @@ def test_me_refuses_a_client_that_accepts_no_json_with_a_json_406(auth_api):
     assert response.status_code == 406
     assert response["Content-Type"] == "application/json"
     assert response.json()["code"] == "not_acceptable"
+
+
+def test_lookup_by_email_ignores_case_and_surrounding_space(make_user):
+    user = make_user(email="grace@example.com")
+
+    found = User.objects.get_by_natural_key("  Grace@Example.COM ")
+
+    assert found.pk == user.pk
+    assert found.check_password(PASSWORD)
+
+
+def test_lookup_by_unknown_email_raises_does_not_exist(user):
+    with pytest.raises(User.DoesNotExist):
+        User.objects.get_by_natural_key("nobody@example.com")
+
+
+def test_login_records_the_refresh_token_it_returns(api, user, login):
+    pair = login()
+
+    record = OutstandingToken.objects.get(token=pair["refresh"])
+    assert record.user == user
+    assert record.expires_at.timestamp() == jwt_claims(pair["refresh"])["exp"]
+    assert jwt_claims(pair["access"])["user_id"] == str(user.pk)
