@@ -1,9 +1,15 @@
 """Password hashing runs in a few low-priority threads, so cheap requests are served first."""
 
+import fcntl
 import os
+import runpy
+import signal
+import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -70,3 +76,100 @@ def test_no_more_hashes_run_at_once_than_there_are_hash_threads():
     # Then all of them ran, never more at once than the pool has threads (nor the memory)
     assert [result.exception() for result in results] == [None] * size * 3
     assert peak == size
+
+
+# --- Server-wide slots ---------------------------------------------------------------------
+
+
+def hold_slots_together(slots: hash_pool.SlotFiles, *, callers: int, preferred=lambda i: i):
+    """`callers` threads, each with its own descriptors, take a slot at once; the peak held."""
+    running, peak, lock = 0, 0, threading.Lock()
+
+    def take(index: int) -> None:
+        nonlocal running, peak
+        with slots.held(slots.open(), preferred(index)):
+            with lock:
+                running += 1
+                peak = max(peak, running)
+            time.sleep(0.05)
+            with lock:
+                running -= 1
+
+    with ThreadPoolExecutor(callers) as pool:
+        assert [f.exception() for f in [pool.submit(take, i) for i in range(callers)]] == [
+            None
+        ] * callers
+    return peak
+
+
+def test_no_more_hashes_than_slots_run_at_once_across_descriptors(tmp_path):
+    slots = hash_pool.SlotFiles(tmp_path, 2)
+
+    assert hold_slots_together(slots, callers=8) == 2
+
+
+def test_a_busy_preferred_slot_does_not_stop_a_free_one_being_used(tmp_path):
+    slots = hash_pool.SlotFiles(tmp_path, 2)
+
+    # Every caller prefers slot 0, yet two run side by side.
+    assert hold_slots_together(slots, callers=2, preferred=lambda _i: 0) == 2
+
+
+def test_a_slot_held_by_a_killed_process_is_free_again(tmp_path):
+    # Given another process that holds both slots, as a worker in the middle of two hashes
+    holder = subprocess.Popen(  # noqa: S603 - this interpreter, a fixed script
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            "for name in ('slot-0', 'slot-1'):\n"
+            "    fd = os.open(os.path.join(sys.argv[1], name), os.O_RDWR | os.O_CREAT)\n"
+            "    fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    slots = hash_pool.SlotFiles(tmp_path, 2)
+    descriptors = slots.open()
+    assert not any(hash_pool._try_lock(fd) for fd in descriptors)
+
+    # When it is killed without a chance to clean up
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+
+    # Then its slots can be taken at once
+    with slots.held(descriptors, 0), slots.held(slots.open(), 0):
+        pass
+
+
+def test_hash_threads_take_server_slots_when_gunicorn_made_the_directory(
+    tmp_path, monkeypatch, settings
+):
+    # Given the directory gunicorn.conf.py's start-up hook creates for its workers
+    config = runpy.run_path(str(settings.BASE_DIR / "gunicorn.conf.py"))
+    monkeypatch.delenv(hash_pool.SLOTS_DIR_ENV, raising=False)
+    config["on_starting"](None)
+    directory = Path(os.environ[hash_pool.SLOTS_DIR_ENV])
+    try:
+        # When a fresh pool (as in a new worker) hashes while every slot is held elsewhere
+        monkeypatch.setattr(hash_pool, "_executor", None)
+        settings.PASSWORD_HASH_SLOTS = 1
+        blocker = hash_pool.SlotFiles(directory, 1)
+        blocked = blocker.open()
+        fcntl.flock(blocked[0], fcntl.LOCK_EX)
+        result = hash_pool._pool().submit(hash_pool._in_slot, lambda: "hashed")
+        time.sleep(0.2)
+        waited = not result.done()
+        fcntl.flock(blocked[0], fcntl.LOCK_UN)
+
+        # Then it waited for the slot, and ran once the slot was free
+        assert waited
+        assert result.result(timeout=10) == "hashed"
+    finally:
+        hash_pool._pool().shutdown()
+        config["on_exit"](None)
+    assert not directory.exists()
