@@ -43,11 +43,13 @@ MIDDLEWARE = [
     "auth_service.security_headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "auth_service.health.ProbeMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Session, user and messages serve the browser pages (admin, reset page) and skip /api/:
+    # auth_service/browser_middleware.py. CSRF stays as it is (cheap on exempt API views).
+    "auth_service.browser_middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "auth_service.browser_middleware.AuthenticationMiddleware",
+    "auth_service.browser_middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
