@@ -1,12 +1,12 @@
-"""Password hashing off the request threads, in a few low-priority threads per process, and at
-most a fixed number of hashes at once across the whole server.
+"""Password hashing off the request threads, in a few threads per process, and at most a fixed
+number of hashes at once across the whole server.
 
-Argon2 releases the GIL while it hashes. Running every hash in a small pool of dedicated
-threads whose OS priority is lowered (PASSWORD_HASH_NICENESS, per thread on Linux) lets the
-kernel run cheap requests (me, refresh) first whenever both want a core, while hashing still
-takes every idle cycle: at nice 10 a hash thread gets about a tenth of a contended core. The
-pool size (PASSWORD_HASH_THREADS) bounds the hashes one process runs at once, and with them its
-memory (each Argon2 hash holds its memory cost, 19 MiB, while it runs).
+Argon2 releases the GIL while it hashes, so hashes in a small pool of dedicated threads run on
+other cores while the request threads keep serving; the kernel shares the cores between them by
+their nice values (auth_service/priority.py: hash threads at PASSWORD_HASH_NICENESS, request
+threads at WEB_REQUEST_NICENESS). The pool size (PASSWORD_HASH_THREADS) bounds the hashes one
+process runs at once, and with them its memory (each Argon2 hash holds its memory cost, 19 MiB,
+while it runs).
 
 Each gunicorn worker has its own pool, so without more the server would run workers x threads
 hashes at once; past one per core they only evict each other's 19 MiB from the caches (four at
@@ -20,7 +20,6 @@ logins that land on the same worker hash side by side when the other worker is i
 import fcntl
 import itertools
 import os
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,8 @@ from typing import TypeVar
 
 from django.conf import settings
 
+from auth_service.priority import lower_thread_priority
+
 T = TypeVar("T")
 
 # Set by gunicorn.conf.py in the master process, inherited by its workers.
@@ -37,6 +38,7 @@ SLOTS_DIR_ENV = "PASSWORD_HASH_SLOTS_DIR"
 
 _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
+_executor_pid = 0
 _thread_numbers = itertools.count()
 _local = threading.local()
 
@@ -85,20 +87,10 @@ def _slots() -> SlotFiles | None:
 
 
 def _start_hash_thread(slots: SlotFiles | None) -> None:
-    _lower_priority()
+    lower_thread_priority(settings.PASSWORD_HASH_NICENESS)
     _local.number = next(_thread_numbers)
     _local.slots = slots
     _local.descriptors = slots.open() if slots else None
-
-
-def _lower_priority() -> None:
-    # On Linux a thread id is a valid PRIO_PROCESS target and affects that thread only;
-    # elsewhere it would renice the whole process, so hashing keeps normal priority there.
-    # Only ever lowered: raising priority back would need privileges.
-    if sys.platform == "linux":
-        thread = threading.get_native_id()
-        niceness = max(os.getpriority(os.PRIO_PROCESS, thread), settings.PASSWORD_HASH_NICENESS)
-        os.setpriority(os.PRIO_PROCESS, thread, niceness)
 
 
 def _in_slot(function: Callable[..., T], *args) -> T:
@@ -109,17 +101,32 @@ def _in_slot(function: Callable[..., T], *args) -> T:
 
 
 def _pool() -> ThreadPoolExecutor:
-    # Created on first use, so each forked gunicorn worker gets its own threads.
-    global _executor
+    # One pool per process: a forked child (a gunicorn worker of a preloaded app) makes its own.
+    global _executor, _executor_pid
     with _lock:
-        if _executor is None:
+        if _executor is None or _executor_pid != os.getpid():
             _executor = ThreadPoolExecutor(
                 max_workers=settings.PASSWORD_HASH_THREADS,
                 thread_name_prefix="password-hash",
                 initializer=_start_hash_thread,
                 initargs=(_slots(),),
             )
+            _executor_pid = os.getpid()
         return _executor
+
+
+def start() -> None:
+    """Start every hash thread now, from the calling thread.
+
+    A new thread inherits its creator's nice value, and a thread can only lower its priority;
+    started lazily by a request thread, hash threads would keep that thread's lower priority.
+    """
+    count = settings.PASSWORD_HASH_THREADS
+    together = threading.Barrier(count + 1)
+    started = [_pool().submit(together.wait, 10) for _ in range(count)]
+    together.wait(10)
+    for future in started:
+        future.result()
 
 
 def hash_run(function: Callable[..., T], *args) -> T:

@@ -39,6 +39,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "auth_service.priority.RequestPriorityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "auth_service.security_headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -144,17 +145,24 @@ PASSWORD_HASHERS = [
     # Kept so hashes made before Argon2 still verify; they are upgraded on the next login.
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
-# Passwords are hashed in a few threads per process (accounts/hash_pool.py) at a lower OS
-# priority, so cheap requests preempt hashing. The thread count bounds concurrent hashes, and so
-# memory, per process; the niceness (0-19) is how far below request threads they run.
+# Passwords are hashed in a few threads per process (accounts/hash_pool.py), at most
+# PASSWORD_HASH_SLOTS at once per instance (one per core pays best). The thread count bounds
+# hashes, and so memory, per process. Request threads run WEB_REQUEST_NICENESS below the hash
+# threads' PASSWORD_HASH_NICENESS, so a login burst gets the cores while cheap requests keep
+# a share (auth_service/priority.py). Nice values are 0-19.
 PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 2)
-PASSWORD_HASH_NICENESS = env_int("PASSWORD_HASH_NICENESS", 10)
-# Hashes at once across all gunicorn workers of one instance: one per core pays best.
 PASSWORD_HASH_SLOTS = env_int("PASSWORD_HASH_SLOTS", 2)
-if PASSWORD_HASH_THREADS < 1 or PASSWORD_HASH_SLOTS < 1 or not 0 <= PASSWORD_HASH_NICENESS <= 19:
+PASSWORD_HASH_NICENESS = env_int("PASSWORD_HASH_NICENESS", 0)
+WEB_REQUEST_NICENESS = env_int("WEB_REQUEST_NICENESS", 5)
+if (
+    PASSWORD_HASH_THREADS < 1
+    or PASSWORD_HASH_SLOTS < 1
+    or not 0 <= PASSWORD_HASH_NICENESS <= 19
+    or not 0 <= WEB_REQUEST_NICENESS <= 19
+):
     raise ImproperlyConfigured(
         "PASSWORD_HASH_THREADS and PASSWORD_HASH_SLOTS must be 1 or more, "
-        "PASSWORD_HASH_NICENESS 0-19."
+        "PASSWORD_HASH_NICENESS and WEB_REQUEST_NICENESS 0-19."
     )
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -1,4 +1,5 @@
-"""Password hashing runs in a few low-priority threads, so cheap requests are served first."""
+"""Password hashing runs in a few threads above the request threads' priority, at most
+PASSWORD_HASH_SLOTS hashes at once across the workers."""
 
 import fcntl
 import os
@@ -16,6 +17,7 @@ from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 
 from accounts import hash_pool
+from auth_service.priority import RequestPriorityMiddleware
 from conftest import PASSWORD
 
 
@@ -43,14 +45,61 @@ def test_passwords_are_hashed_and_verified_in_the_hash_threads(monkeypatch):
     assert all(name.startswith("password-hash") for name in threads)
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="per-thread priority is a Linux feature")
-def test_hash_threads_run_below_the_priority_of_request_threads():
+linux_only = pytest.mark.skipif(
+    sys.platform != "linux", reason="per-thread priority is a Linux feature"
+)
+
+
+@linux_only
+def test_request_threads_run_below_the_priority_of_hash_threads():
+    # Given a request served on a thread other than the main one, as gunicorn's request threads
+    seen = {}
+
+    def view(request):
+        seen["request"] = niceness()
+        seen["hash"] = hash_pool.hash_run(niceness)
+        return None
+
+    middleware = RequestPriorityMiddleware(view)
     caller = niceness()
 
-    in_pool = hash_pool.hash_run(niceness)
+    # When it is served
+    thread = threading.Thread(target=middleware, args=(None,))
+    thread.start()
+    thread.join()
 
-    assert in_pool == max(caller, settings.PASSWORD_HASH_NICENESS)
+    # Then the request thread was lowered and hashing ran above it, the main thread untouched
+    assert seen["request"] == max(caller, settings.WEB_REQUEST_NICENESS)
+    assert seen["hash"] == max(caller, settings.PASSWORD_HASH_NICENESS)
+    assert seen["hash"] < seen["request"]
+    middleware(None)
     assert niceness() == caller
+
+
+def test_hash_threads_are_started_by_the_thread_that_loads_the_app(monkeypatch):
+    monkeypatch.setattr(hash_pool, "_executor", None)
+
+    hash_pool.start()
+
+    pool = hash_pool._pool()
+    try:
+        assert len(pool._threads) == settings.PASSWORD_HASH_THREADS
+        assert all(thread.is_alive() for thread in pool._threads)
+    finally:
+        pool.shutdown()
+
+
+def test_a_forked_process_gets_its_own_hash_pool(monkeypatch):
+    parent_pool = hash_pool._pool()
+    monkeypatch.setattr(hash_pool, "_executor", parent_pool)
+    monkeypatch.setattr(hash_pool, "_executor_pid", -1)  # as seen from a forked child
+
+    child_pool = hash_pool._pool()
+    try:
+        assert child_pool is not parent_pool
+        assert child_pool.submit(lambda: 42).result(timeout=10) == 42
+    finally:
+        child_pool.shutdown()
 
 
 def test_no_more_hashes_run_at_once_than_there_are_hash_threads():
