@@ -339,7 +339,10 @@ class Bench:
         for label, pattern in kinds.items():
             sizes = []
             for key in self.redis.scan_iter(match=pattern, count=1000):
-                sizes.append(self.redis.memory_usage(key))
+                size = self.redis.memory_usage(key)
+                if size is None:  # expired between SCAN and MEMORY USAGE (throttle windows)
+                    continue
+                sizes.append(size)
                 if len(sizes) == 200:
                     break
             if sizes:
