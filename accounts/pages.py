@@ -1,8 +1,12 @@
 """The server-rendered page a reset email links to: a plain form, no JavaScript."""
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.middleware.csrf import REASON_NO_CSRF_COOKIE
 from django.shortcuts import render
+from django.urls import reverse
+from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from rest_framework.exceptions import APIException, ValidationError
@@ -18,6 +22,10 @@ PAGE_CSP = (
 )
 
 THROTTLED = "Too many attempts from your network. Try again in {seconds} seconds."
+SESSION_EXPIRED = (
+    "This form expired before it was sent, so nothing was changed. "
+    "Enter the new password again and submit."
+)
 
 
 class ResetForm(forms.Form):
@@ -71,15 +79,41 @@ def reset_password_page(request):
             status = 400
     else:
         form = ResetForm(initial={"token": request.GET.get("token", "")[:TOKEN_MAX]})
+    response = _page(request, form, status=status, done=done)
+    if status == 429:
+        response["Retry-After"] = str(throttle.wait())
+    return response
+
+
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: on the reset page, the form again with a fresh CSRF cookie.
+
+    The form fails its CSRF check when the cookie is gone (the browser dropped it, or the page
+    sat open past a restart of the browser); Django's own 403 page would leave the person
+    stuck. A post from another site (wrong Origin or Referer) and every other page (the admin)
+    keep Django's page.
+    """
+    if request.path != reverse("reset-password") or not _cookie_problem(reason):
+        return django_csrf_failure(request, reason)
+    form = ResetForm(initial={"token": request.POST.get("token", "")[:TOKEN_MAX]})
+    # Rendering {% csrf_token %} issues a new cookie, so submitting again works.
+    return _page(request, form, status=403, errors=[SESSION_EXPIRED])
+
+
+def _cookie_problem(reason: str) -> bool:
+    """A missing or stale cookie or form token, which sending the form again fixes."""
+    return reason == REASON_NO_CSRF_COOKIE or reason.startswith("CSRF token")
+
+
+def _page(request, form, *, status: int, done: bool = False, errors: list[str] | None = None):
     missing_token = not (form["token"].value() or "")
+    errors = [*(errors or []), *form.non_field_errors()]
     response = render(
         request,
         "accounts/reset_password.html",
-        {"form": form, "done": done, "missing_token": missing_token},
+        {"form": form, "done": done, "missing_token": missing_token, "errors": errors},
         status=status,
     )
-    if status == 429:
-        response["Retry-After"] = str(throttle.wait())
     response["Content-Security-Policy"] = PAGE_CSP
-    response["Referrer-Policy"] = "no-referrer"
+    response["Referrer-Policy"] = settings.SECURE_REFERRER_POLICY
     return response

@@ -105,3 +105,9 @@ PY
 flush_redis_database() {
   "$PY" -c 'import os, redis; redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()'
 }
+
+ensure_browser() {
+  command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && return 0
+  die "Chromium is missing; the reset page's browser tests need it.
+  Install it:  sudo apt-get install -y chromium chromium-driver"
+}

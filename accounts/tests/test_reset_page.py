@@ -4,6 +4,7 @@ import re
 
 import pytest
 from django.core import mail
+from django.test import Client
 
 from accounts import reset_tokens
 
@@ -40,7 +41,10 @@ def test_opening_the_link_shows_a_form_and_does_not_use_the_token(client, token)
 def test_page_keeps_the_token_from_leaking(client, token):
     response = client.get(PAGE, {"token": token})
 
-    assert response["Referrer-Policy"] == "no-referrer"
+    # Only the origin, never the URL with the token; and not no-referrer, under which browsers
+    # send `Origin: null` with the form and the CSRF check refuses it (test_reset_page_browser).
+    assert response["Referrer-Policy"] == "strict-origin"
+    assert '<meta name="referrer" content="strict-origin">' in response.content.decode()
     assert "default-src 'none'" in response["Content-Security-Policy"]
     assert "no-store" in response["Cache-Control"]
     html = response.content.decode()
@@ -98,3 +102,38 @@ def test_the_emailed_link_opens_the_page(client, api, user):
 
     assert response.status_code == 200
     assert "Choose a new password" in response.content.decode()
+
+
+def test_a_form_sent_without_its_csrf_cookie_comes_back_ready_to_send_again(token):
+    browser = Client(enforce_csrf_checks=True)
+
+    response = submit(browser, token)
+
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert "This form expired before it was sent" in html
+    assert f'value="{token}"' in html
+    assert "csrftoken" in response.cookies
+    assert "default-src 'none'" in response["Content-Security-Policy"]
+    assert reset_tokens.token_peek(token=token) is not None
+
+
+def test_a_post_from_another_site_gets_no_form_back(token):
+    browser = Client(enforce_csrf_checks=True)
+    browser.get(PAGE, {"token": token})
+    form_token = browser.cookies["csrftoken"].value
+
+    response = browser.post(
+        PAGE,
+        {
+            "token": token,
+            "password": NEW_PASSWORD,
+            "password_confirm": NEW_PASSWORD,
+            "csrfmiddlewaretoken": form_token,
+        },
+        HTTP_ORIGIN="https://evil.example",
+    )
+
+    assert response.status_code == 403
+    assert "CSRF verification failed" in response.content.decode()
+    assert reset_tokens.token_peek(token=token) is not None

@@ -21,7 +21,7 @@ def test_json_responses_carry_a_csp_that_allows_nothing(client):
     assert policy["frame-ancestors"] == "frame-ancestors 'none'"
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "strict-origin"
 
 
 def test_api_responses_are_not_cached(user, client):
@@ -66,7 +66,7 @@ def test_reset_page_keeps_its_own_stricter_policy(client):
     policy = directives(response["Content-Security-Policy"])
     assert "script-src" not in policy
     assert policy["default-src"] == "default-src 'none'"
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "strict-origin"
 
 
 def test_https_responses_carry_one_year_hsts(client, settings):

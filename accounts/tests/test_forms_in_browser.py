@@ -1,0 +1,85 @@
+"""The service's HTML forms (the reset page, the admin login) in headless Chromium.
+
+Django's test client sends no Origin or Referer header and ignores the page's referrer policy,
+so it cannot see what a browser does with them on the form's POST; the CSRF check reads both.
+"""
+
+import shutil
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from accounts import reset_tokens
+
+NEW_PASSWORD = "a-brand-new-passphrase"
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.fail("the browser tests need Chromium: apt-get install -y chromium chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    browser.set_page_load_timeout(30)
+    yield browser
+    browser.quit()
+
+
+def open_link(browser, live_server, user) -> None:
+    token = reset_tokens.token_issue(user_id=user.pk).token
+    browser.delete_all_cookies()
+    browser.get(f"{live_server.url}/reset-password/?token={token}")
+
+
+def submit(browser, password=NEW_PASSWORD) -> str:
+    page = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.NAME, "password").send_keys(password)
+    browser.find_element(By.NAME, "password_confirm").send_keys(password)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(page))
+    return browser.find_element(By.TAG_NAME, "h1").text
+
+
+def test_a_person_resets_their_password_from_the_emailed_link(browser, live_server, user):
+    open_link(browser, live_server, user)
+
+    assert submit(browser) == "Password changed"
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
+
+
+def test_a_form_whose_cookie_was_lost_can_be_sent_again(browser, live_server, user):
+    open_link(browser, live_server, user)
+    browser.delete_all_cookies()  # e.g. the browser was restarted while the page stayed open
+
+    assert submit(browser) == "Choose a new password"
+    assert "This form expired" in browser.find_element(By.CSS_SELECTOR, ".error").text
+    user.refresh_from_db()
+    assert not user.check_password(NEW_PASSWORD)
+
+    assert submit(browser) == "Password changed"
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
+
+
+def test_staff_sign_in_to_the_admin(browser, live_server, make_user):
+    make_user(email="admin@example.com", password=NEW_PASSWORD, is_staff=True, is_superuser=True)
+    browser.delete_all_cookies()
+    browser.get(f"{live_server.url}/admin/login/?next=/admin/")
+    page = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.NAME, "username").send_keys("admin@example.com")
+    browser.find_element(By.NAME, "password").send_keys(NEW_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(page))
+
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Site administration"
