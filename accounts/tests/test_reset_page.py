@@ -42,7 +42,7 @@ def test_page_keeps_the_token_from_leaking(client, token):
     response = client.get(PAGE, {"token": token})
 
     # Only the origin, never the URL with the token; and not no-referrer, under which browsers
-    # send `Origin: null` with the form and the CSRF check refuses it (test_reset_page_browser).
+    # send `Origin: null` with the form and the CSRF check refuses it (tests/test_browser.py).
     assert response["Referrer-Policy"] == "strict-origin"
     assert '<meta name="referrer" content="strict-origin">' in response.content.decode()
     assert "default-src 'none'" in response["Content-Security-Policy"]

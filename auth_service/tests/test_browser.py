@@ -1,4 +1,4 @@
-"""The service's HTML forms (the reset page, the admin login) in headless Chromium.
+"""The service's HTML pages in headless Chromium: the reset form, the admin login, the API docs.
 
 Django's test client sends no Origin or Referer header and ignores the page's referrer policy,
 so it cannot see what a browser does with them on the form's POST; the CSRF check reads both.
@@ -27,6 +27,7 @@ def browser():
         pytest.fail("the browser tests need Chromium: apt-get install -y chromium chromium-driver")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(argument)
     browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
@@ -83,3 +84,25 @@ def test_staff_sign_in_to_the_admin(browser, live_server, make_user):
     WebDriverWait(browser, 10).until(expected_conditions.staleness_of(page))
 
     assert browser.find_element(By.TAG_NAME, "h1").text == "Site administration"
+
+
+@pytest.mark.parametrize(
+    ("path", "rendered"),
+    [("/api/docs/", ".swagger-ui .info .title"), ("/api/redoc/", ".redoc-wrap .api-info h1")],
+)
+def test_api_docs_render_under_their_content_security_policy(browser, live_server, path, rendered):
+    browser.get_log("browser")  # drop what earlier pages logged
+    browser.get(f"{live_server.url}{path}")
+
+    title = WebDriverWait(browser, 20).until(
+        expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, rendered))
+    )
+    assert "auth_service" in title.text.lower()
+    refused = [
+        entry["message"]
+        for entry in browser.get_log("browser")
+        if "Content Security Policy" in entry["message"]
+        # Redoc's sidebar shows its vendor's logo from their CDN; blocking it is the point.
+        and "cdn.redoc.ly" not in entry["message"]
+    ]
+    assert refused == []
