@@ -111,7 +111,13 @@ def _page(request, form, *, status: int, done: bool = False, errors: list[str] |
     response = render(
         request,
         "accounts/reset_password.html",
-        {"form": form, "done": done, "missing_token": missing_token, "errors": errors},
+        {
+            "form": form,
+            "done": done,
+            "missing_token": missing_token,
+            "errors": errors,
+            "referrer_policy": settings.SECURE_REFERRER_POLICY,
+        },
         status=status,
     )
     response["Content-Security-Policy"] = PAGE_CSP

@@ -259,10 +259,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # Only the origin, never a path (reset links carry their token in it). Not no-referrer: under
 # it browsers send `Origin: null` with form posts, and Django's CSRF check refuses those.
 SECURE_REFERRER_POLICY = "strict-origin"
-# Cookies (admin session, the reset form's CSRF token) only over HTTPS, except on plain-HTTP
-# local setups such as docker compose.
 # A reset form whose CSRF cookie was lost is shown again, not Django's bare 403 page.
 CSRF_FAILURE_VIEW = "accounts.pages.csrf_failure"
+# Cookies (admin session, the reset form's CSRF token) only over HTTPS, except on plain-HTTP
+# local setups such as docker compose.
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=not DEBUG)
 X_FRAME_OPTIONS = "DENY"
 
