@@ -1,7 +1,7 @@
 """Rate limits for login and password reset, counted in Redis across every worker and instance.
 
-Each limit is a fixed window per subject (client IP or email) with an atomic counter
-(auth_service.counters). Subjects are keyed by an HMAC, so Redis never holds an email or an
+Each limit holds in every rolling period per subject (client IP or email), counted atomically
+in Redis (auth_service.counters). Subjects are keyed by an HMAC, so Redis never holds an email or an
 address in clear. When Redis is unreachable the limits fail open: availability of login matters
 more than throttling for the minutes Redis is gone, and the outage is logged once a minute.
 """
@@ -60,7 +60,7 @@ outage = RedisOutage()
 
 
 class RateThrottle(BaseThrottle):
-    """A fixed-window limit from ``settings.THROTTLE_RATES[scope]`` per subject."""
+    """A rolling-window limit from ``settings.THROTTLE_RATES[scope]`` per subject."""
 
     scope: str
 
@@ -78,13 +78,14 @@ class RateThrottle(BaseThrottle):
             return True
         digest = salted_hmac(self.scope, subject, algorithm="sha256").hexdigest()[:32]
         try:
-            hits, self.seconds_left = counters.window_hit(
-                key=f"throttle:{self.scope}:{digest}", period=self.period
+            wait = counters.rolling_hit(
+                key=f"throttle:{self.scope}:{digest}", limit=self.limit, period=self.period
             )
         except RedisError as error:
             outage.record(error)
             return True
-        return hits <= self.limit
+        self.seconds_left = wait or None
+        return not wait
 
     def wait(self) -> int | None:
         return self.seconds_left

@@ -1,6 +1,7 @@
 """Login and reset rate limits: what an attacker, and an honest user next to one, sees."""
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -114,22 +115,50 @@ def test_redis_keys_hold_neither_emails_nor_addresses(api):
 
 
 def test_counter_is_atomic_under_concurrent_hits():
-    """Every concurrent hit gets its own count: no two requests read the same value."""
+    """Concurrent hits never both take the last place: exactly the limit gets through."""
 
     def hit(_):
-        return counters.window_hit(key="test:concurrency", period=60)[0]
+        return counters.rolling_hit(key="test:concurrency", limit=150, period=60)
 
     with ThreadPoolExecutor(max_workers=16) as pool:
-        counts = list(pool.map(hit, range(400)))
+        waits = list(pool.map(hit, range(400)))
 
-    assert sorted(counts) == list(range(1, 401))
+    assert waits.count(0) == 150
+    assert all(1 <= wait <= 60 for wait in waits if wait)
 
 
 def test_counter_key_expires_with_its_window():
-    counters.window_hit(key="test:expiry", period=60)
+    counters.rolling_hit(key="test:expiry", limit=5, period=60)
 
     ttl = get_redis_connection("default").ttl(f"{counters.KEY_PREFIX}test:expiry")
     assert 0 < ttl <= 60
+
+
+def test_limit_holds_across_what_would_be_a_window_edge():
+    """A fixed window would let the limit through at the end of one window and again at the
+    start of the next; a rolling one lets a hit in only as an earlier one ages out."""
+
+    def hit():
+        return counters.rolling_hit(key="test:edge", limit=3, period=2)
+
+    assert hit() == 0
+    time.sleep(1.5)
+    assert [hit(), hit()] == [0, 0]
+    assert hit() > 0
+    time.sleep(0.8)  # the first hit is now more than 2 s old; the other two are not
+
+    assert [hit() == 0, hit() == 0] == [True, False]
+
+
+def test_refused_hits_do_not_prolong_the_wait():
+    for _ in range(2):
+        counters.rolling_hit(key="test:knock", limit=2, period=2)
+    for _ in range(5):  # a client that keeps knocking
+        assert counters.rolling_hit(key="test:knock", limit=2, period=2) > 0
+        time.sleep(0.3)
+
+    time.sleep(0.8)  # 2.3 s after the allowed hits, the only ones recorded
+    assert counters.rolling_hit(key="test:knock", limit=2, period=2) == 0
 
 
 @pytest.fixture
@@ -160,13 +189,13 @@ def test_login_fails_open_when_redis_is_unreachable_and_logs_once(
 
 def test_after_a_redis_failure_requests_skip_redis_for_a_while(api, user, redis_down, monkeypatch):
     calls = []
-    real_hit = counters.window_hit
+    real_hit = counters.rolling_hit
 
     def counted_hit(**kwargs):
         calls.append(kwargs)
         return real_hit(**kwargs)
 
-    monkeypatch.setattr(counters, "window_hit", counted_hit)
+    monkeypatch.setattr(counters, "rolling_hit", counted_hit)
 
     statuses = [attempt(api, user.email, PASSWORD).status_code for _ in range(3)]
 
