@@ -1,9 +1,10 @@
 """Rate limits for login and password reset, counted in Redis across every worker and instance.
 
 Each limit holds in every rolling period per subject (client IP or email), counted atomically
-in Redis (auth_service.counters). Subjects are keyed by an HMAC, so Redis never holds an email or an
-address in clear. When Redis is unreachable the limits fail open: availability of login matters
-more than throttling for the minutes Redis is gone, and the outage is logged once a minute.
+in Redis (auth_service.counters). Subjects are keyed by an HMAC, so Redis never holds an email
+or an address in clear. When Redis is unreachable the limits fail open: availability of login
+matters more than throttling for the minutes Redis is gone, and the outage is logged once a
+minute.
 """
 
 import ipaddress
