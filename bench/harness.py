@@ -204,13 +204,13 @@ class Managed:
         return self.log_path.read_text(errors="replace")
 
 
-def gunicorn(env: dict, port: int, log: Path) -> Managed:
+def gunicorn(env: dict, port: int, log: Path, app: str = "auth_service.wsgi") -> Managed:
     """The web process as production starts it (gunicorn.conf.py), bound to loopback only."""
     argv = [
         str(VENV_BIN / "gunicorn"),
         "--config",
         "gunicorn.conf.py",
-        "auth_service.wsgi",
+        app,
         "--bind",
         f"127.0.0.1:{port}",
     ]
@@ -221,6 +221,19 @@ def celery_worker(env: dict, log: Path) -> Managed:
     """The worker process with the Procfile's command."""
     argv = [str(VENV_BIN / "celery"), "-A", "auth_service", "worker", "--loglevel", "INFO"]
     return Managed("worker", argv, env, log)
+
+
+def answers(url: str) -> bool:
+    """Whether a web process at `url` accepts a connection and answers a request at all."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    try:
+        connection.request("POST", "/", body=json.dumps({"password": PASSWORD}))
+        return connection.getresponse().status < 500
+    except OSError:
+        return False
+    finally:
+        connection.close()
 
 
 def manage(env: dict, *args: str) -> None:
