@@ -11,6 +11,7 @@ from accounts import serializers, services
 from accounts.throttling import (
     LoginEmailThrottle,
     LoginIPThrottle,
+    OneRoundTripThrottles,
     ResetEmailThrottle,
     ResetIPThrottle,
 )
@@ -72,7 +73,7 @@ class RegisterView(APIView):
         return Response(serializers.user_data(user), status=status.HTTP_201_CREATED)
 
 
-class LoginView(APIView):
+class LoginView(OneRoundTripThrottles, APIView):
     authentication_classes = []
     throttle_classes = [LoginIPThrottle, LoginEmailThrottle]
 
@@ -198,7 +199,7 @@ FORGOT_DETAIL = "If an account exists for this email, a reset link is on its way
 RESET_DETAIL = "Your password has been reset. Log in with the new password."
 
 
-class PasswordForgotView(APIView):
+class PasswordForgotView(OneRoundTripThrottles, APIView):
     authentication_classes = []
     throttle_classes = [ResetIPThrottle, ResetEmailThrottle]
 

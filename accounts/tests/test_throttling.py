@@ -70,6 +70,17 @@ def test_login_limit_per_ip_blocks_one_address_and_spares_others(api, rates, use
     assert attempt(api, user.email, PASSWORD, REMOTE_ADDR="203.0.113.9").status_code == 200
 
 
+def test_when_both_login_limits_refuse_retry_after_is_the_longer_wait(api, rates):
+    rates["login_ip"] = "3/min"
+    rates["login_email"] = "2/hour"
+
+    statuses = [attempt(api, "eve@example.com").status_code for _ in range(4)]
+
+    assert statuses == [401, 401, 429, 429]
+    response = attempt(api, "eve@example.com")
+    assert 60 < int(response["Retry-After"]) <= 3600
+
+
 def test_forged_x_forwarded_for_does_not_escape_the_ip_limit(api, rates, settings):
     """Behind two proxies the client can only prepend entries; they are ignored."""
     rates["login_ip"] = "3/min"
@@ -125,6 +136,15 @@ def test_counter_is_atomic_under_concurrent_hits():
 
     assert waits.count(0) == 150
     assert all(1 <= wait <= 60 for wait in waits if wait)
+
+
+def test_counter_works_after_redis_forgot_its_scripts():
+    """A restarted (or failed-over) Redis has no cached scripts; the counter loads it again."""
+    counters.rolling_hit(key="test:scripts", limit=2, period=60)
+    get_redis_connection("default").script_flush()
+
+    assert counters.rolling_hit(key="test:scripts", limit=2, period=60) == 0
+    assert counters.rolling_hit(key="test:scripts", limit=2, period=60) > 0
 
 
 def test_counter_key_expires_with_its_window():
@@ -189,13 +209,13 @@ def test_login_fails_open_when_redis_is_unreachable_and_logs_once(
 
 def test_after_a_redis_failure_requests_skip_redis_for_a_while(api, user, redis_down, monkeypatch):
     calls = []
-    real_hit = counters.rolling_hit
+    real_hits = counters.rolling_hits
 
-    def counted_hit(**kwargs):
-        calls.append(kwargs)
-        return real_hit(**kwargs)
+    def counted_hits(hits):
+        calls.append(hits)
+        return real_hits(hits)
 
-    monkeypatch.setattr(counters, "rolling_hit", counted_hit)
+    monkeypatch.setattr(counters, "rolling_hits", counted_hits)
 
     statuses = [attempt(api, user.email, PASSWORD).status_code for _ in range(3)]
 
