@@ -19,6 +19,8 @@ from django.conf import settings
 from django.utils.crypto import salted_hmac
 from django_redis import get_redis_connection
 
+from auth_service import redis_scripts
+
 PREFIX = "auth:reset:"
 _HMAC_SALT = "accounts.reset_tokens"
 
@@ -75,15 +77,11 @@ def token_issue(*, user_id: int) -> IssuedToken:
     nonce = secrets.token_urlsafe(32)
     token = token_from_nonce(nonce)
     token_digest = digest(token)
-    _redis().eval(
+    redis_scripts.run(
+        _redis(),
         _ISSUE,
-        2,
-        _user_key(user_id),
-        _token_key(token_digest),
-        token_digest,
-        user_id,
-        settings.PASSWORD_RESET_TIMEOUT,
-        f"{PREFIX}token:",
+        [_user_key(user_id), _token_key(token_digest)],
+        [token_digest, user_id, settings.PASSWORD_RESET_TIMEOUT, f"{PREFIX}token:"],
     )
     return IssuedToken(nonce=nonce, token=token)
 
@@ -97,7 +95,9 @@ def token_peek(*, token: str) -> int | None:
 def token_consume(*, token: str) -> int | None:
     """Use the token up and return its user id; None if unknown, expired or already used."""
     token_digest = digest(token)
-    user_id = _redis().eval(_CONSUME, 1, _token_key(token_digest), f"{PREFIX}user:", token_digest)
+    user_id = redis_scripts.run(
+        _redis(), _CONSUME, [_token_key(token_digest)], [f"{PREFIX}user:", token_digest]
+    )
     return int(user_id) if user_id is not None else None
 
 

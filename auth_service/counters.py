@@ -6,13 +6,13 @@ SimpleRateThrottle does) lets concurrent requests overwrite each other's counts.
 limit at the end of one window and again at the start of the next.
 """
 
-import hashlib
 import math
 import os
 from typing import NamedTuple
 
 from django_redis import get_redis_connection
-from redis.exceptions import NoScriptError
+
+from auth_service import redis_scripts
 
 KEY_PREFIX = "auth:counter:"
 
@@ -41,7 +41,6 @@ for i, key in ipairs(KEYS) do
 end
 return waits
 """
-_HITS_SHA = hashlib.sha1(_HITS.encode(), usedforsecurity=False).hexdigest()
 
 
 class Hit(NamedTuple):
@@ -66,10 +65,7 @@ def rolling_hits(hits: list[Hit]) -> list[int]:
     args = [os.urandom(8)]
     for hit in hits:
         args += [hit.limit, hit.period * 1000]
-    try:
-        ms_left = client.evalsha(_HITS_SHA, len(keys), *keys, *args)
-    except NoScriptError:  # a Redis that has not seen the script yet (or restarted) learns it
-        ms_left = client.eval(_HITS, len(keys), *keys, *args)
+    ms_left = redis_scripts.run(client, _HITS, keys, args)
     return [max(1, math.ceil(ms / 1000)) if ms > 0 else 0 for ms in map(int, ms_left)]
 
 
