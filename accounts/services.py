@@ -101,13 +101,10 @@ def password_change(*, user: User, current_password: str, new_password: str) -> 
 
 def password_reset_request(*, email: str) -> None:
     """Issue a reset token for an active account and queue the email; silent otherwise."""
-    user_id = (
-        User.objects.filter(email=normalize_email(email), is_active=True)
-        .values_list("pk", flat=True)
-        .first()
-    )
-    issued = reset_tokens.token_issue(user_id=user_id or NO_ACCOUNT)
-    tasks.send_password_reset_email.delay(user_id or NO_ACCOUNT, issued.nonce)
+    user = User.objects.active_by_email(email)
+    user_id = user.pk if user is not None else NO_ACCOUNT
+    issued = reset_tokens.token_issue(user_id=user_id)
+    tasks.send_password_reset_email.delay(user_id, issued.nonce)
 
 
 def password_reset_confirm(*, token: str, password: str) -> None:
