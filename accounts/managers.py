@@ -23,18 +23,23 @@ class UserManager(BaseUserManager):
         user = self._one("pk", user_id)
         return user if user is not None and user.is_active else None
 
+    def by_email(self, email: str):
+        """The user with this email (in any letter case), or None."""
+        return self._one("email", normalize_email(email))
+
     def active_by_email(self, email: str):
         """The active user with this email (in any letter case), or None."""
-        user = self._one("email", normalize_email(email))
+        user = self.by_email(email)
         return user if user is not None and user.is_active else None
 
     def get_by_natural_key(self, email: str):
-        user = self._one("email", normalize_email(email))
+        user = self.by_email(email)
         if user is None:
             raise self.model.DoesNotExist("No user has this email.")
         return user
 
-    # Every authenticated request looks a user up by id, and every login and forgot by email.
+    # Every authenticated request looks a user up by id, and every login, forgot and register
+    # by email.
     # The ORM compiles a query for each call, which cost more CPU than the rest of a `me`
     # request; these run the statement the ORM would, compiled once, and build the model the
     # way it does.

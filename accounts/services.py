@@ -41,7 +41,7 @@ def user_register(*, email: str, full_name: str, password: str) -> User:
     """Create an active account; 400 if the email (any case) is taken."""
     user = User(email=normalize_email(email), full_name=full_name)
     password_check_strength(password=password, user=user, field="password")
-    if User.objects.filter(email=user.email).exists():
+    if User.objects.by_email(user.email) is not None:
         raise ValidationError({"email": [DUPLICATE_EMAIL]})
     user.set_password(password)
     try:
