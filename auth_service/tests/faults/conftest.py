@@ -19,6 +19,7 @@ from auth_service.tests.faults.harness import (
     PrivateRedis,
     WebServer,
     Worker,
+    collect_static,
     migrate,
 )
 
@@ -64,6 +65,7 @@ def service_env(private_postgres, private_redis) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
     }
     migrate(env)
+    collect_static(env)
     return env
 
 

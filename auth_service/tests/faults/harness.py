@@ -286,6 +286,18 @@ def migrate(env: dict[str, str]) -> None:
     )
 
 
+def collect_static(env: dict[str, str]) -> None:
+    """Gather the static files into STATIC_ROOT, as the build does before the service starts:
+    pages that link a stylesheet fail without its manifest entry."""
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
 class Process:
     """A service process (gunicorn or a Celery worker) with its output kept in a log file."""
 
