@@ -7,6 +7,7 @@ import socket
 
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused, AnymailRequestsAPIError
 from celery import shared_task
+from celery.exceptions import Reject
 from django.db import InterfaceError as DatabaseInterfaceError
 from django.db import OperationalError as DatabaseOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -73,7 +74,14 @@ def _deliver(task, deliver, **kwargs) -> None:
                 task.request.retries + 1,
                 MAX_RETRIES,
             )
-            raise task.retry(countdown=retry_delay(task.request.retries), exc=error) from None
+            try:
+                raise task.retry(countdown=retry_delay(task.request.retries), exc=error) from None
+            except Reject as rejected:
+                # Queuing the retry failed (Redis unreachable for a moment). Celery would drop
+                # the task (requeue=False); put it back instead. If Redis is still gone, the
+                # broker hands it out again after its visibility timeout. A retry that reached
+                # Redis despite the error sends nothing twice: the sent-marker stops the copy.
+                raise Reject(rejected.reason, requeue=True) from None
         # Logged by type only: provider messages can quote addresses or credentials.
         logger.error(
             "%s: giving up after %d attempt(s): %s",

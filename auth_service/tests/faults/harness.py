@@ -470,10 +470,16 @@ class HoldingSmtpSink(SmtpSink):
         super().__init__()
         self.holding = False
         self.held = 0
+        self._refusal: Callable[[], None] | None = None
         self._controller = Controller(_Holding(self), hostname="127.0.0.1", port=self.port)
 
     def release(self) -> None:
         self.holding = False
+
+    def refuse_next_message(self, first: Callable[[], None]) -> None:
+        """Answer the next message with a transient 451 (the sender should try again later),
+        calling `first` just before the sender reads that answer."""
+        self._refusal = first
 
     def client_env(self) -> dict[str, str]:
         """The settings that make the service send its email here."""
@@ -485,6 +491,13 @@ class HoldingSmtpSink(SmtpSink):
 
 
 class _Holding(_Collector):
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook name
+        refusal, self.sink._refusal = self.sink._refusal, None
+        if refusal is not None:
+            refusal()
+            return "451 4.3.0 Try again later"
+        return await super().handle_DATA(server, session, envelope)
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         if self.sink.holding:
             self.sink.held += 1

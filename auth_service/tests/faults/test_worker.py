@@ -182,6 +182,28 @@ def test_worker_picks_up_again_when_redis_returns(
     assert message["To"] == account.email
 
 
+def test_a_redis_blip_while_the_worker_schedules_a_retry_does_not_lose_the_email(
+    api, account, broker, smtp, start_worker
+):
+    # Given the mail server asks for a later try, and just then Redis stops taking writes for
+    # a moment longer than the worker's Redis timeout (1 s): the retry cannot be queued
+    smtp.refuse_next_message(first=lambda: broker.client_pause(1500, all=False))
+    start_worker()
+
+    # When someone asks for a reset link
+    forgot(api, account.email)
+
+    # Then the email still goes out, once, with a link that works
+    (message,) = smtp.wait_for(1, timeout=45)
+    assert message["To"] == account.email
+    drained(broker)
+    assert len(smtp.messages) == 1
+    reset = api.post(
+        "/api/v1/auth/password/reset/", {"token": link_token(message), "password": NEW_PASSWORD}
+    )
+    assert reset.status_code == 200, reset.text
+
+
 def test_a_database_outage_delays_the_email_but_does_not_lose_it(
     api, account, broker, smtp, start_worker, postgres
 ):
