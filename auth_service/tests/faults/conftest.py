@@ -19,8 +19,7 @@ from auth_service.tests.faults.harness import (
     PrivateRedis,
     WebServer,
     Worker,
-    collect_static,
-    migrate,
+    prepare,
 )
 
 # Rates far above what the tests send: throttles stay active (and must fail open) but never 429.
@@ -64,8 +63,7 @@ def service_env(private_postgres, private_redis) -> dict[str, str]:
         "PUBLIC_URL": "https://auth.example.com",
         "PYTHONUNBUFFERED": "1",
     }
-    migrate(env)
-    collect_static(env)
+    prepare(env)
     return env
 
 

@@ -275,27 +275,18 @@ class Blackhole:
         self.sock.close()
 
 
-def migrate(env: dict[str, str]) -> None:
-    """Create the service's tables in the database ``env`` points at."""
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-
-
-def collect_static(env: dict[str, str]) -> None:
-    """Gather the static files into STATIC_ROOT, as the build does before the service starts:
-    pages that link a stylesheet fail without its manifest entry."""
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+def prepare(env: dict[str, str]) -> None:
+    """What the build and the pre-deploy step do before the service starts: create the tables
+    in the database ``env`` points at, and gather the static files (pages that link a
+    stylesheet fail without its manifest entry)."""
+    for command in ("migrate", "collectstatic"):
+        subprocess.run(
+            [sys.executable, "manage.py", command, "--noinput"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
 
 
 class Process:

@@ -19,7 +19,7 @@ from auth_service.tests.faults.harness import (
     WebServer,
     Worker,
     concurrently,
-    migrate,
+    prepare,
     wait_for,
 )
 
@@ -57,7 +57,7 @@ def remote_postgres(netns):
 def remote_web(remote_postgres, service_env, tmp_path):
     _, server = remote_postgres
     env = {**service_env, "DATABASE_URL": server.database_url}
-    migrate(env)
+    prepare(env)
     web = WebServer(env=env, log=tmp_path / "gunicorn.log")
     web.start()
     yield web
