@@ -1,4 +1,4 @@
-"""Rolling-window rate counters in Redis: the one module that talks to the raw Redis client.
+"""Rolling-window rate counters in Redis, one Lua call per request whatever its limits.
 
 Django's cache API has no atomic check-and-record; a read-modify-write through it (as DRF's
 SimpleRateThrottle does) lets concurrent requests overwrite each other's counts. A fixed window
