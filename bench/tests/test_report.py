@@ -1,0 +1,65 @@
+"""The benchmark's report: ratios and targets computed from a recorded run (09:13 UTC, the
+figures bench/README.md quotes), so a change to the arithmetic cannot pass unnoticed."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BENCH))
+
+import run  # noqa: E402
+
+RECORDED = BENCH / "tests" / "run-20261124T091349Z.json"
+
+
+@pytest.fixture
+def report() -> dict:
+    recorded = json.loads(RECORDED.read_text())
+    recorded.pop("ratios")
+    return recorded
+
+
+def test_hashing_scenarios_are_held_against_the_floors_beside_them(report):
+    found = run.ratios(report)
+
+    login_floor = report["floors_beside"]["login"]["verify_ms"]
+    login_rps = report["scenarios"]["login"]["rps_2xx"]
+    assert found["login_vs_hash_ceiling"] == pytest.approx(login_rps / (2 / login_floor * 1000))
+    register_floor = report["floors_beside"]["register"]["hash_ms"]
+    register_rps = report["scenarios"]["register"]["rps_2xx"]
+    assert found["register_vs_hash_ceiling"] == pytest.approx(
+        register_rps / (2 / register_floor * 1000)
+    )
+    assert round(found["login_vs_hash_ceiling"], 3) == 0.796
+    assert round(found["hash_endpoint_vs_hash_ceiling"], 2) == 0.86
+    assert round(found["login_vs_hash_endpoint"], 2) == 0.93
+    assert round(found["parallel_hashing_vs_hash_ceiling"], 2) == 0.98
+    assert round(found["register_vs_hash_ceiling"], 2) == 0.77
+
+
+def test_every_target_is_reported_with_its_verdict(report):
+    report["ratios"] = run.ratios(report)
+
+    text = run.markdown(report)
+
+    assert "| login_vs_hash_ceiling 0.8 | 0.80 | **no** |" in text  # 0.796: not met
+    assert "| login_p50_c2_vs_verify 1.5 | 1.35 | yes |" in text
+    assert "| refresh_rps 900 | 829.38 | **no** |" in text
+    assert "| forgot_median_ratio (0.9, 1.1) | 1.03 | yes |" in text
+    assert "| mixed_errors 0 | 0 | yes |" in text
+    assert "0.80 of hash ceiling, 0.93 of hash endpoint" in text
+    assert "every core verifying at once in-process managed 0.98 of the hash ceiling" in text
+
+
+def test_scenarios_that_did_not_run_are_left_out(report):
+    for name in ("hash_endpoint", "register", "mixed"):
+        report["scenarios"].pop(name)
+        report["floors_beside"].pop(name)
+
+    found = run.ratios(report)
+
+    assert "login_vs_hash_ceiling" in found
+    assert not {"register_vs_hash_ceiling", "login_vs_hash_endpoint", "mixed_p95_ms"} & set(found)
