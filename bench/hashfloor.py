@@ -63,6 +63,7 @@ print(
             "verify_ms": statistics.median(verify_ms),
             "verify_ms_min": min(verify_ms),
             "parallel_verify_rps": parallel_rps,
+            "samples_ms": {"hash": hash_ms, "verify": verify_ms},
         }
     )
 )
