@@ -1,13 +1,10 @@
 """The server-rendered page a reset email links to: a plain form, no JavaScript."""
 
 from django import forms
-from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.middleware.csrf import REASON_NO_CSRF_COOKIE
 from django.shortcuts import render
-from django.urls import reverse
-from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from rest_framework.exceptions import APIException, ValidationError
 
@@ -20,12 +17,11 @@ PAGE_CSP = (
     "default-src 'none'; style-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
+# Not even the origin: the page's URL carries the token. The rest of the site keeps
+# settings.SECURE_REFERRER_POLICY (strict-origin), which the admin's CSRF check needs.
+PAGE_REFERRER_POLICY = "no-referrer"
 
 THROTTLED = "Too many attempts from your network. Try again in {seconds} seconds."
-SESSION_EXPIRED = (
-    "This form expired before it was sent, so nothing was changed. "
-    "Enter the new password again and submit."
-)
 
 
 class ResetForm(forms.Form):
@@ -50,6 +46,12 @@ class ResetForm(forms.Form):
         return data
 
 
+# No CSRF check: under no-referrer browsers post the form with `Origin: null` and no Referer,
+# which Django's check refuses. The form needs none: no cookie or session gives it any power,
+# and its only credential is the single-use reset token inside it, which a cross-site attacker
+# cannot know (a forged post could only carry a token the attacker holds and could post
+# directly). Framing stays blocked by PAGE_CSP's frame-ancestors and X-Frame-Options.
+@csrf_exempt
 @never_cache
 @require_http_methods(["GET", "POST"])
 def reset_password_page(request):
@@ -85,29 +87,8 @@ def reset_password_page(request):
     return response
 
 
-def csrf_failure(request, reason=""):
-    """CSRF_FAILURE_VIEW: on the reset page, the form again with a fresh CSRF cookie.
-
-    The form fails its CSRF check when the cookie is gone (the browser dropped it, or the page
-    sat open past a restart of the browser); Django's own 403 page would leave the person
-    stuck. A post from another site (wrong Origin or Referer) and every other page (the admin)
-    keep Django's page.
-    """
-    if request.path != reverse("reset-password") or not _cookie_problem(reason):
-        return django_csrf_failure(request, reason)
-    form = ResetForm(initial={"token": request.POST.get("token", "")[:TOKEN_MAX]})
-    # Rendering {% csrf_token %} issues a new cookie, so submitting again works.
-    return _page(request, form, status=403, errors=[SESSION_EXPIRED])
-
-
-def _cookie_problem(reason: str) -> bool:
-    """A missing or stale cookie or form token, which sending the form again fixes."""
-    return reason == REASON_NO_CSRF_COOKIE or reason.startswith("CSRF token")
-
-
-def _page(request, form, *, status: int, done: bool = False, errors: list[str] | None = None):
+def _page(request, form, *, status: int, done: bool = False):
     missing_token = not (form["token"].value() or "")
-    errors = [*(errors or []), *form.non_field_errors()]
     response = render(
         request,
         "accounts/reset_password.html",
@@ -115,11 +96,11 @@ def _page(request, form, *, status: int, done: bool = False, errors: list[str] |
             "form": form,
             "done": done,
             "missing_token": missing_token,
-            "errors": errors,
-            "referrer_policy": settings.SECURE_REFERRER_POLICY,
+            "errors": form.non_field_errors(),
+            "referrer_policy": PAGE_REFERRER_POLICY,
         },
         status=status,
     )
     response["Content-Security-Policy"] = PAGE_CSP
-    response["Referrer-Policy"] = settings.SECURE_REFERRER_POLICY
+    response["Referrer-Policy"] = PAGE_REFERRER_POLICY
     return response

@@ -256,13 +256,12 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
-# Only the origin, never a path (reset links carry their token in it). Not no-referrer: under
-# it browsers send `Origin: null` with form posts, and Django's CSRF check refuses those.
+# Only the origin, never a path. Not no-referrer site-wide: under it browsers send
+# `Origin: null` with form posts, and the admin login's CSRF check refuses those. The reset
+# page, whose URL carries a token, sends no-referrer itself (accounts/pages.py).
 SECURE_REFERRER_POLICY = "strict-origin"
-# A reset form whose CSRF cookie was lost is shown again, not Django's bare 403 page.
-CSRF_FAILURE_VIEW = "accounts.pages.csrf_failure"
-# Cookies (admin session, the reset form's CSRF token) only over HTTPS, except on plain-HTTP
-# local setups such as docker compose.
+# Cookies (admin session and its CSRF token) only over HTTPS, except on plain-HTTP local setups
+# such as docker compose.
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=not DEBUG)
 X_FRAME_OPTIONS = "DENY"
 

@@ -41,10 +41,9 @@ def test_opening_the_link_shows_a_form_and_does_not_use_the_token(client, token)
 def test_page_keeps_the_token_from_leaking(client, token):
     response = client.get(PAGE, {"token": token})
 
-    # Only the origin, never the URL with the token; and not no-referrer, under which browsers
-    # send `Origin: null` with the form and the CSRF check refuses it (tests/test_browser.py).
-    assert response["Referrer-Policy"] == "strict-origin"
-    assert '<meta name="referrer" content="strict-origin">' in response.content.decode()
+    # No Referer at all from this page, not even the origin (the contract's no-referrer).
+    assert response["Referrer-Policy"] == "no-referrer"
+    assert '<meta name="referrer" content="no-referrer">' in response.content.decode()
     assert "default-src 'none'" in response["Content-Security-Policy"]
     assert "no-store" in response["Cache-Control"]
     html = response.content.decode()
@@ -104,36 +103,56 @@ def test_the_emailed_link_opens_the_page(client, api, user):
     assert "Choose a new password" in response.content.decode()
 
 
-def test_a_form_sent_without_its_csrf_cookie_comes_back_ready_to_send_again(token):
+def test_the_page_sets_no_cookie_and_its_form_carries_no_csrf_token(client, token):
+    response = client.get(PAGE, {"token": token})
+
+    assert not response.cookies
+    assert "csrfmiddlewaretoken" not in response.content.decode()
+
+
+def test_a_browser_post_under_no_referrer_resets_the_password(token, user):
+    # What a browser sends from this page: `Origin: null`, no Referer, no cookie.
     browser = Client(enforce_csrf_checks=True)
-
-    response = submit(browser, token)
-
-    assert response.status_code == 403
-    html = response.content.decode()
-    assert "This form expired before it was sent" in html
-    assert f'value="{token}"' in html
-    assert "csrftoken" in response.cookies
-    assert "default-src 'none'" in response["Content-Security-Policy"]
-    assert reset_tokens.token_peek(token=token) is not None
-
-
-def test_a_post_from_another_site_gets_no_form_back(token):
-    browser = Client(enforce_csrf_checks=True)
-    browser.get(PAGE, {"token": token})
-    form_token = browser.cookies["csrftoken"].value
 
     response = browser.post(
         PAGE,
-        {
-            "token": token,
-            "password": NEW_PASSWORD,
-            "password_confirm": NEW_PASSWORD,
-            "csrfmiddlewaretoken": form_token,
-        },
-        HTTP_ORIGIN="https://evil.example",
+        {"token": token, "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD},
+        HTTP_ORIGIN="null",
+        secure=True,
     )
 
-    assert response.status_code == 403
-    assert "CSRF verification failed" in response.content.decode()
+    assert response.status_code == 200
+    assert "Password changed" in response.content.decode()
+    assert response["Referrer-Policy"] == "no-referrer"
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
+
+
+def test_a_post_from_another_site_with_a_made_up_token_is_refused_like_any_other(token, user):
+    browser = Client(enforce_csrf_checks=True)
+
+    response = browser.post(
+        PAGE,
+        {"token": "made-up/../<token>", "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD},
+        HTTP_ORIGIN="https://evil.example",
+        HTTP_REFERER="https://evil.example/reset",
+        secure=True,
+    )
+
+    assert response.status_code == 400
+    assert "invalid, expired or already used" in response.content.decode()
     assert reset_tokens.token_peek(token=token) is not None
+    user.refresh_from_db()
+    assert not user.check_password(NEW_PASSWORD)
+
+
+def test_error_and_throttled_pages_send_no_referrer_too(client, settings, token):
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "reset_ip": "1/hour"}
+
+    invalid = submit(client, "not-a-token")
+    throttled = submit(client, token)
+
+    for response, status in ((invalid, 400), (throttled, 429)):
+        assert response.status_code == status
+        assert response["Referrer-Policy"] == "no-referrer"
+        assert '<meta name="referrer" content="no-referrer">' in response.content.decode()

@@ -1,7 +1,8 @@
 """The service's HTML pages in headless Chromium: the reset form, the admin login, the API docs.
 
-Django's test client sends no Origin or Referer header and ignores the page's referrer policy,
-so it cannot see what a browser does with them on the form's POST; the CSRF check reads both.
+Django's test client ignores a page's referrer policy, so it cannot show what a browser sends
+with a form's POST: from the reset page (no-referrer) `Origin: null` and no Referer, from the
+admin (strict-origin) the origin its CSRF check needs.
 """
 
 import shutil
@@ -76,14 +77,10 @@ def test_a_person_resets_their_password_from_the_emailed_link(browser, live_serv
     assert user.check_password(NEW_PASSWORD)
 
 
-def test_a_form_whose_cookie_was_lost_can_be_sent_again(browser, live_server, user):
-    open_link(browser, live_server, user)
-    browser.delete_all_cookies()  # e.g. the browser was restarted while the page stayed open
+def test_the_reset_works_without_cookies(browser, live_server, user):
+    open_link(browser, live_server, user)  # starts with the browser's cookies cleared
 
-    assert submit(browser) == "Choose a new password"
-    assert "This form expired" in browser.find_element(By.CSS_SELECTOR, ".error").text
-    user.refresh_from_db()
-    assert not user.check_password(NEW_PASSWORD)
+    assert browser.get_cookies() == []  # the page sets none, so blocking them changes nothing
 
     assert submit(browser) == "Password changed"
     user.refresh_from_db()

@@ -60,13 +60,20 @@ def test_swagger_ui_start_up_script_is_served_as_javascript(client):
     assert "/api/schema/" in response.content.decode()
 
 
+def test_admin_pages_send_the_origin_as_referrer_for_their_csrf_check(client):
+    response = client.get("/admin/login/")
+
+    assert response.status_code == 200
+    assert response["Referrer-Policy"] == "strict-origin"
+
+
 def test_reset_page_keeps_its_own_stricter_policy(client):
     response = client.get("/reset-password/?token=abc")
 
     policy = directives(response["Content-Security-Policy"])
     assert "script-src" not in policy
     assert policy["default-src"] == "default-src 'none'"
-    assert response["Referrer-Policy"] == "strict-origin"
+    assert response["Referrer-Policy"] == "no-referrer"
 
 
 def test_https_responses_carry_one_year_hsts(client, settings):
