@@ -6,9 +6,11 @@ the settings need to start.
 """
 
 import base64
+import gc
 import json
 import os
 import re
+import runpy
 import secrets
 import shlex
 import subprocess
@@ -309,3 +311,13 @@ def test_gunicorn_takes_port_and_concurrency_from_the_environment():
 
     assert config["bind"] == "['0.0.0.0:10000']"
     assert (config["workers"], config["worker_class"], config["threads"]) == ("4", "sync", "1")
+
+
+def test_gunicorn_workers_freeze_the_loaded_app_out_of_full_collections():
+    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    try:
+        config["post_worker_init"](worker=None)
+
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
