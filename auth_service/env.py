@@ -49,6 +49,8 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 _PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
 _PERIODS |= {"h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+# DRF reads only the first letter, so operators write plurals too (30/minutes); accept those.
+_PERIODS |= {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
