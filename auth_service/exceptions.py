@@ -7,17 +7,20 @@ Request-level errors become ``{"detail": "...", "code": "..."}``; field validati
 
 import logging
 
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import DatabaseError
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.views import exception_handler
 from rest_framework_simplejwt.exceptions import InvalidToken
 
 logger = logging.getLogger(__name__)
+
+_JSON = JSONRenderer()
 
 UNAVAILABLE_ERRORS = (DatabaseError, RedisConnectionError, RedisTimeoutError, BrokerError)
 
@@ -75,6 +78,12 @@ def json_exception_handler(exc, context):
     """DRF exception handler: the contract's error shape for every exception a view raises."""
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
+    elif isinstance(exc, Http404):
+        # DRF raises Django's Http404 itself (e.g. for an unknown `?format=`). Its message is
+        # not for clients, so the contract's fixed text, like handler404's.
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
     elif isinstance(exc, UNAVAILABLE_ERRORS):
         logger.error("dependency unavailable: %s (%s)", _dependency(exc), type(exc).__name__)
         exc = ServiceUnavailable()
@@ -91,6 +100,12 @@ def json_exception_handler(exc, context):
         response.data = {"detail": _first_text(exc.detail), "code": _first_code(exc.get_codes())}
     elif not isinstance(exc, exceptions.ValidationError):
         response.data = {"detail": str(exc.detail), "code": exc.detail.code}
+    request = context.get("request")
+    if request is not None:
+        # Errors are JSON even from views that render something else (the schema's YAML), and
+        # even when the client asked for a format no renderer has. DRF renders the response
+        # with the request's accepted renderer.
+        request.accepted_renderer, request.accepted_media_type = _JSON, _JSON.media_type
     return response
 
 

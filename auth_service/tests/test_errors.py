@@ -1,6 +1,9 @@
 """Client mistakes get the contract's JSON error shape, never HTML and never a 500."""
 
 import pytest
+from django.core.exceptions import PermissionDenied
+
+from auth_service.exceptions import json_exception_handler
 
 pytestmark = pytest.mark.django_db
 
@@ -60,3 +63,44 @@ def test_invalid_utf8_is_400(client):
 
     assert response.status_code == 400
     assert response.json()["code"] == "parse_error"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/api/v1/auth/login/?format=xml"),
+        ("get", "/api/v1/auth/me/?format=xml"),
+        ("get", "/api/schema/?format=xml"),
+        ("get", "/api/schema/?format=csv"),
+    ],
+)
+def test_an_unknown_format_is_404_json_not_a_500(client, method, path):
+    response = getattr(client, method)(path, content_type="application/json")
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found.", "code": "not_found"}
+
+
+def test_the_schema_still_answers_format_json(client):
+    response = client.get("/api/schema/?format=json")
+
+    assert response.status_code == 200
+    assert response.json()["openapi"].startswith("3.")
+
+
+def test_errors_from_the_schema_view_are_json_not_yaml(client):
+    response = client.post("/api/schema/")
+
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+
+
+def test_django_permission_denied_in_a_view_is_403_json():
+    response = json_exception_handler(PermissionDenied("internal reason"), {})
+
+    assert response.status_code == 403
+    assert response.data == {
+        "detail": "You do not have permission to perform this action.",
+        "code": "permission_denied",
+    }
