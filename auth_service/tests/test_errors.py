@@ -104,3 +104,28 @@ def test_django_permission_denied_in_a_view_is_403_json():
         "detail": "You do not have permission to perform this action.",
         "code": "permission_denied",
     }
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("path", [REGISTER, "/api/v1/auth/login/", "/api/v1/auth/password/forgot/"])
+@pytest.mark.parametrize("depth", [1_000, 32_000])  # 2 KB, and the most 64 KiB can hold
+def test_deeply_nested_json_is_400_parse_error(client, path, depth):
+    response = client.post(path, data=nested(depth), content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"
+
+
+def test_deeply_nested_json_is_400_under_a_raised_body_limit(client, settings):
+    # Operators may raise DATA_UPLOAD_MAX_MEMORY_SIZE; depth must not become a 500 then either.
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+    body = '{"a": ' * 100_000 + "1" + "}" * 100_000
+
+    for data in (nested(100_000), body):
+        response = client.post(REGISTER, data=data, content_type="application/json")
+
+        assert response.status_code == 400
+        assert response.json()["code"] == "parse_error"
