@@ -75,6 +75,18 @@ def auth_api(pair) -> APIClient:
 
 
 @pytest.fixture
+def redis_down(settings):
+    """The cache (throttles, reset tokens) points at a closed port: Redis is unreachable."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
+
+
+@pytest.fixture
 def eager_tasks():
     """Run Celery tasks in-process, so a test sees the email the worker would send."""
     from auth_service.celery import app

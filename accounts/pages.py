@@ -11,6 +11,7 @@ from rest_framework.exceptions import APIException, ValidationError
 from accounts import services
 from accounts.serializers import PASSWORD_MAX, TOKEN_MAX
 from accounts.throttling import ResetIPThrottle
+from auth_service.exceptions import UNAVAILABLE_ERRORS, log_unavailable
 
 # Inline nothing and load nothing from elsewhere: the token in the URL must not leak.
 PAGE_CSP = (
@@ -22,6 +23,7 @@ PAGE_CSP = (
 PAGE_REFERRER_POLICY = "no-referrer"
 
 THROTTLED = "Too many attempts from your network. Try again in {seconds} seconds."
+UNAVAILABLE = "The service is briefly unavailable; nothing was changed. Try again in a minute."
 
 
 class ResetForm(forms.Form):
@@ -77,6 +79,11 @@ def reset_password_page(request):
             except APIException as error:
                 form.add_error(None, str(error.detail))
                 status = error.status_code
+            except UNAVAILABLE_ERRORS as error:
+                # What the API answers with a 503 JSON body, the page says in words.
+                log_unavailable(error)
+                form.add_error(None, UNAVAILABLE)
+                status = 503
         else:
             status = 400
     else:

@@ -85,7 +85,7 @@ def json_exception_handler(exc, context):
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, UNAVAILABLE_ERRORS):
-        logger.error("dependency unavailable: %s (%s)", _dependency(exc), type(exc).__name__)
+        log_unavailable(exc)
         exc = ServiceUnavailable()
     elif isinstance(exc, InvalidToken | exceptions.AuthenticationFailed):
         # Only the JWT authenticator raises these; clients get one stable code for them all.
@@ -107,6 +107,11 @@ def json_exception_handler(exc, context):
         # with the request's accepted renderer.
         request.accepted_renderer, request.accepted_media_type = _JSON, _JSON.media_type
     return response
+
+
+def log_unavailable(exc: Exception) -> None:
+    """Log one of UNAVAILABLE_ERRORS, naming the dependency but not the error's text."""
+    logger.error("dependency unavailable: %s (%s)", _dependency(exc), type(exc).__name__)
 
 
 def _dependency(exc: Exception) -> str:

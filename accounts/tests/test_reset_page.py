@@ -4,9 +4,11 @@ import re
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.test import Client
 
 from accounts import reset_tokens
+from accounts.pages import UNAVAILABLE
 
 PAGE = "/reset-password/"
 NEW_PASSWORD = "a-brand-new-passphrase"
@@ -156,3 +158,52 @@ def test_error_and_throttled_pages_send_no_referrer_too(client, settings, token)
         assert response.status_code == status
         assert response["Referrer-Policy"] == "no-referrer"
         assert '<meta name="referrer" content="no-referrer">' in response.content.decode()
+
+
+@pytest.fixture
+def database_down(transactional_db):
+    """PostgreSQL is unreachable: the connection points at a closed port until the test ends.
+    Tests that use it outside their signature must ask for transactional_db themselves."""
+    settings_dict = connection.settings_dict
+    port = settings_dict["PORT"]
+    connection.close()
+    settings_dict["PORT"] = 1
+    yield
+    connection.close()
+    settings_dict["PORT"] = port
+
+
+@pytest.mark.parametrize("outage", ["redis_down", "database_down"])
+def test_a_dependency_outage_shows_the_form_again_with_a_clear_message(
+    transactional_db, request, client, token, outage
+):
+    request.getfixturevalue(outage)
+
+    response = submit(client, token)
+
+    assert response.status_code == 503
+    assert response["Content-Type"].startswith("text/html")
+    html = response.content.decode()
+    assert UNAVAILABLE in html
+    assert '<form method="post"' in html
+    assert f'value="{token}"' in html
+    assert response["Referrer-Policy"] == "no-referrer"
+
+
+def test_a_dependency_outage_changes_nothing(client, token, user, redis_down):
+    submit(client, token)
+
+    user.refresh_from_db()
+    assert not user.check_password(NEW_PASSWORD)
+
+
+@pytest.mark.parametrize("outage", ["redis_down", "database_down"])
+def test_opening_the_link_does_not_need_redis_or_the_database(
+    transactional_db, request, client, token, outage
+):
+    request.getfixturevalue(outage)
+
+    response = client.get(PAGE, {"token": token})
+
+    assert response.status_code == 200
+    assert f'value="{token}"' in response.content.decode()

@@ -181,17 +181,6 @@ def test_refused_hits_do_not_prolong_the_wait():
     assert counters.rolling_hit(key="test:knock", limit=2, period=2) == 0
 
 
-@pytest.fixture
-def redis_down(settings):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
-        }
-    }
-
-
 def test_login_fails_open_when_redis_is_unreachable_and_logs_once(
     api, user, redis_down, caplog, monkeypatch
 ):
