@@ -55,9 +55,11 @@ class ResetForm(forms.Form):
 # directly). Framing stays blocked by PAGE_CSP's frame-ancestors and X-Frame-Options.
 @csrf_exempt
 @never_cache
-@require_http_methods(["GET", "POST"])
+# HEAD for link checkers; it is answered like GET.
+@require_http_methods(["GET", "HEAD", "POST"])
 def reset_password_page(request):
-    """GET shows the form (never uses the token up: mail scanners prefetch links); POST resets."""
+    """GET and HEAD show the form (never using the token up: mail scanners prefetch links);
+    POST resets."""
     status, done, throttle = 200, False, ResetIPThrottle()
     if request.method == "POST":
         form = ResetForm(request.POST)

@@ -40,6 +40,15 @@ def test_opening_the_link_shows_a_form_and_does_not_use_the_token(client, token)
     assert reset_tokens.token_peek(token=token) is not None
 
 
+def test_a_link_checker_head_request_is_200_and_does_not_use_the_token(client, token):
+    response = client.head(PAGE, {"token": token})
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    assert response["Referrer-Policy"] == "no-referrer"
+    assert reset_tokens.token_peek(token=token) is not None
+
+
 def test_page_keeps_the_token_from_leaking(client, token):
     response = client.get(PAGE, {"token": token})
 
