@@ -5,19 +5,28 @@ from drf_spectacular.views import (
     SpectacularRedocView,
     SpectacularSwaggerSplitView,
 )
+from rest_framework.permissions import AllowAny
 
 from accounts.pages import reset_password_page
 from auth_service import health
+
+# The docs need no credentials, and ignore any: a stale token that Swagger UI keeps sending
+# must not lock its user out of the docs with a 401.
+PUBLIC = {"authentication_classes": [], "permission_classes": [AllowAny]}
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("api/v1/auth/", include("accounts.urls")),
     path("reset-password/", reset_password_page, name="reset-password"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", SpectacularAPIView.as_view(**PUBLIC), name="schema"),
     # The split view serves Swagger UI's start-up script as a file: the CSP allows no inline script.
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="schema", **PUBLIC),
+        name="swagger-ui",
+    ),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", **PUBLIC), name="redoc"),
     path("admin/", admin.site.urls),
 ]
 
