@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 _JSON = JSONRenderer()
 
+# What simplejwt's authenticator sends with `me`'s 401s (the Bearer scheme, realm "api").
+WWW_AUTHENTICATE = 'Bearer realm="api"'
+
 UNAVAILABLE_ERRORS = (DatabaseError, RedisConnectionError, RedisTimeoutError, BrokerError)
 
 
@@ -100,6 +103,9 @@ def json_exception_handler(exc, context):
         response.data = {"detail": _first_text(exc.detail), "code": _first_code(exc.get_codes())}
     elif not isinstance(exc, exceptions.ValidationError):
         response.data = {"detail": str(exc.detail), "code": exc.detail.code}
+    if response.status_code == status.HTTP_401_UNAUTHORIZED:
+        # RFC 7235: every 401 names the scheme, not only those DRF's authenticator raised.
+        response.setdefault("WWW-Authenticate", WWW_AUTHENTICATE)
     request = context.get("request")
     if request is not None:
         # Errors are JSON even from views that render something else (the schema's YAML), and

@@ -36,6 +36,7 @@ def test_wrong_password_unknown_email_and_inactive_user_get_the_same_401(api, ma
             "code": "invalid_credentials",
         }
     assert wrong.content == unknown.content == inactive.content
+    assert wrong["WWW-Authenticate"] == unknown["WWW-Authenticate"] == inactive["WWW-Authenticate"]
 
 
 @pytest.mark.parametrize(
@@ -57,3 +58,11 @@ def test_pbkdf2_hash_is_upgraded_to_argon2_on_login(api, user):
     assert response.status_code == 200
     user.refresh_from_db()
     assert user.password.startswith("argon2")
+
+
+def test_login_401_names_the_bearer_scheme_like_me_does(api, user):
+    response = api.post(URL, {"email": user.email, "password": "nope-nope-nope"}, format="json")
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == api.get("/api/v1/auth/me/")["WWW-Authenticate"]
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'

@@ -82,6 +82,24 @@ def test_logout_cannot_revoke_another_users_token(api, make_user, login, pair):
     assert api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").status_code == 200
 
 
+def test_every_401_names_the_bearer_scheme(api, make_user, login, pair):
+    make_user(email="eve@example.com")
+    eve = bearer(login(email="eve@example.com")["access"])
+
+    responses = [
+        api.post(REFRESH, {"refresh": "garbage"}, format="json"),
+        api.post(REFRESH, {"refresh": pair["access"]}, format="json"),
+        api.post(LOGOUT, {"refresh": pair["refresh"]}, format="json"),
+        eve.post(LOGOUT, {"refresh": pair["refresh"]}, format="json"),
+        api.get(ME),
+        bearer("garbage").get(ME),
+    ]
+
+    for response in responses:
+        assert response.status_code == 401
+        assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+
+
 def test_me_returns_the_signed_in_user(auth_api, user):
     response = auth_api.get(ME)
 
