@@ -141,9 +141,15 @@ def _first_text(detail) -> str:
     return str(detail)
 
 
+# Without spaces, like the bodies DRF's JSONRenderer writes, so all the service's JSON matches.
+COMPACT_JSON = {"separators": (",", ":")}
+
+
 def error_body(detail: str, code: str, status_code: int) -> JsonResponse:
     """A contract-shaped error outside DRF views (Django's 404/500 handlers, health checks)."""
-    return JsonResponse({"detail": detail, "code": code}, status=status_code)
+    return JsonResponse(
+        {"detail": detail, "code": code}, status=status_code, json_dumps_params=COMPACT_JSON
+    )
 
 
 def not_found(request, exception=None):

@@ -5,10 +5,12 @@ from django.http import JsonResponse
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
+from auth_service.exceptions import COMPACT_JSON
+
 
 def healthz(request):
     """The process is alive. Touches nothing, so it is also the server's cheapest endpoint."""
-    return JsonResponse({"status": "ok"})
+    return JsonResponse({"status": "ok"}, json_dumps_params=COMPACT_JSON)
 
 
 def _database() -> str:
@@ -33,7 +35,9 @@ def readyz(request):
     checks = {"database": _database(), "redis": _redis()}
     ok = all(state == "ok" for state in checks.values())
     return JsonResponse(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
+        {"status": "ok" if ok else "unavailable", "checks": checks},
+        status=200 if ok else 503,
+        json_dumps_params=COMPACT_JSON,
     )
 
 

@@ -55,7 +55,16 @@ def test_unknown_paths_are_404_json(client, path):
     response = client.get(path)
 
     assert response.status_code == 404
-    assert response.json() == {"detail": "Not found.", "code": "not_found"}
+    assert response.content == b'{"detail":"Not found.","code":"not_found"}'
+
+
+def test_a_host_not_allowed_is_400_compact_json(client, settings):
+    settings.ALLOWED_HOSTS = ["auth.example.com"]
+
+    response = client.get("/api/v1/auth/me/", HTTP_HOST="evil.example")
+
+    assert response.status_code == 400
+    assert response.content == b'{"detail":"Bad request.","code":"bad_request"}'
 
 
 def test_invalid_utf8_is_400(client):
