@@ -1,13 +1,34 @@
 """Liveness and readiness probes: plain Django views, no DRF, no auth, no throttles."""
 
+from functools import wraps
+
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
-from auth_service.exceptions import COMPACT_JSON
+from auth_service.exceptions import COMPACT_JSON, error_body
+
+PROBE_METHODS = ("GET", "HEAD")
 
 
+def _read_only(probe):
+    """Probes answer GET and HEAD; any other method is the contract's JSON 405."""
+
+    @wraps(probe)
+    def view(request):
+        if request.method not in PROBE_METHODS:
+            response = error_body(
+                f'Method "{request.method}" not allowed.', "method_not_allowed", 405
+            )
+            response["Allow"] = ", ".join(PROBE_METHODS)
+            return response
+        return probe(request)
+
+    return view
+
+
+@_read_only
 def healthz(request):
     """The process is alive. Touches nothing, so it is also the server's cheapest endpoint."""
     return JsonResponse({"status": "ok"}, json_dumps_params=COMPACT_JSON)
@@ -30,6 +51,7 @@ def _redis() -> str:
     return "ok"
 
 
+@_read_only
 def readyz(request):
     """Ready to serve: PostgreSQL and Redis both answer."""
     checks = {"database": _database(), "redis": _redis()}
@@ -57,6 +79,6 @@ class ProbeMiddleware:
 
     def __call__(self, request):
         probe = self.probes.get(request.path_info)
-        if probe is not None and request.method in ("GET", "HEAD"):
+        if probe is not None:
             return probe(request)
         return self.get_response(request)

@@ -59,3 +59,23 @@ def test_other_paths_still_refuse_unknown_hosts(client, settings):
     response = client.get("/api/schema/", HTTP_HOST="10.0.4.7:10000")
 
     assert response.status_code == 400
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete", "options"])
+def test_probes_answer_only_get_and_head(client, path, method):
+    response = getattr(client, method)(path)
+
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, HEAD"
+    assert response.json() == {
+        "detail": f'Method "{method.upper()}" not allowed.',
+        "code": "method_not_allowed",
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_probes_answer_head(client, path):
+    assert client.head(path).status_code == 200
