@@ -71,6 +71,7 @@ ERROR_CODES = {
     "payload_too_large": "The body is larger than the service accepts.",
     "method_not_allowed": "The path does not accept this HTTP method.",
     "not_found": "No such path.",
+    "trailing_slash_required": "The path lacks its trailing slash; a 308 redirects to it.",
     "throttled": "Too many requests; retry after the Retry-After header's seconds.",
     "service_unavailable": "A dependency (database, Redis, broker) is unreachable; retry later.",
     "server_error": "An unexpected error; it has been logged.",

@@ -47,7 +47,8 @@ MIDDLEWARE = [
     # Session, user and messages serve the browser pages (admin, reset page) and skip /api/:
     # auth_service/browser_middleware.py. CSRF stays as it is (cheap on exempt API views).
     "auth_service.browser_middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    # CommonMiddleware with a JSON 308 for an API path missing its trailing slash.
+    "auth_service.trailing_slash.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "auth_service.browser_middleware.AuthenticationMiddleware",
     "auth_service.browser_middleware.MessageMiddleware",

@@ -4,6 +4,7 @@ import pytest
 from django.core.exceptions import PermissionDenied
 
 from auth_service.exceptions import json_exception_handler
+from conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
 
@@ -138,3 +139,47 @@ def test_deeply_nested_json_is_400_under_a_raised_body_limit(client, settings):
 
         assert response.status_code == 400
         assert response.json()["code"] == "parse_error"
+
+
+def test_an_api_path_without_its_slash_is_a_308_that_says_so(client):
+    response = client.post("/api/v1/auth/login?next=1", {}, content_type="application/json")
+
+    assert response.status_code == 308
+    assert response["Location"] == "/api/v1/auth/login/?next=1"
+    assert response.json() == {
+        "detail": "This endpoint's URL ends with a slash: /api/v1/auth/login/",
+        "code": "trailing_slash_required",
+    }
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_following_the_308_repeats_the_post_with_its_body(client, make_user, settings, debug):
+    # Django's own 301 (and, under DEBUG, its RuntimeError) would lose the POST.
+    settings.DEBUG = debug
+    make_user(email="ada@example.com")
+
+    response = client.post(
+        "/api/v1/auth/login",
+        {"email": "ada@example.com", "password": PASSWORD},
+        content_type="application/json",
+        follow=True,
+    )
+
+    assert response.redirect_chain == [("/api/v1/auth/login/", 308)]
+    assert response.status_code == 200
+    assert set(response.json()) == {"access", "refresh"}
+
+
+def test_an_unknown_api_path_without_a_slash_is_still_404(client):
+    response = client.get("/api/v1/auth/nope")
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize("path", ["/admin", "/reset-password"])
+def test_pages_outside_the_api_keep_djangos_301(client, path):
+    response = client.get(path)
+
+    assert response.status_code == 301
+    assert response["Location"] == f"{path}/"
