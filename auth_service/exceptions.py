@@ -70,9 +70,12 @@ ERROR_CODES = {
     "unsupported_media_type": "The body is not application/json.",
     "payload_too_large": "The body is larger than the service accepts.",
     "method_not_allowed": "The path does not accept this HTTP method.",
+    "not_acceptable": "The Accept header names no type the endpoint can answer in.",
     "not_found": "No such path.",
     "trailing_slash_required": "The path lacks its trailing slash; a 308 redirects to it.",
     "throttled": "Too many requests; retry after the Retry-After header's seconds.",
+    "bad_request": "Refused before any endpoint saw it, e.g. a Host the service does not serve.",
+    "permission_denied": "The request is refused whatever its credentials.",
     "service_unavailable": "A dependency (database, Redis, broker) is unreachable; retry later.",
     "server_error": "An unexpected error; it has been logged.",
 }

@@ -1,4 +1,10 @@
+import json
+import re
+
 import pytest
+from django.test import RequestFactory
+
+from auth_service import exceptions
 
 CONTRACT_PATHS = [
     "/api/v1/auth/register/",
@@ -36,9 +42,87 @@ def test_me_declares_bearer_auth(schema):
     assert schema["components"]["securitySchemes"]["jwtAuth"]["scheme"] == "bearer"
 
 
-def test_error_codes_are_documented(schema):
-    codes = schema["components"]["schemas"]["Error"]["properties"]["code"]
-    assert "invalid_credentials" in codes.get("description", "") + str(codes)
+def enum_of_error_codes(schema) -> set[str]:
+    code = schema["components"]["schemas"]["Error"]["properties"]["code"]
+    name = code["allOf"][0]["$ref"].rsplit("/", 1)[-1]
+    return set(schema["components"]["schemas"][name]["enum"])
+
+
+# One request per code the service can answer with, through the same stack clients reach.
+ME = "/api/v1/auth/me/"
+REGISTER = "/api/v1/auth/register/"
+RESET = "/api/v1/auth/password/reset/"
+UNKNOWN_TOKEN = {"token": "x" * 43, "password": "a-brand-new-passphrase"}
+
+
+def post_json(client, path, body):
+    return client.post(path, body, content_type="application/json")
+
+
+def throttled(client, settings):
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "reset_ip": "1/hour"}
+    post_json(client, RESET, UNKNOWN_TOKEN)
+    return post_json(client, RESET, UNKNOWN_TOKEN)
+
+
+def service_unavailable(client, settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
+    return post_json(client, "/api/v1/auth/password/forgot/", {"email": "ada@example.com"})
+
+
+def permission_denied(client, settings):
+    settings.DISALLOWED_USER_AGENTS = [re.compile("BadBot")]
+    return client.get(ME, HTTP_USER_AGENT="BadBot/1.0")
+
+
+def bad_request(client, settings):
+    settings.ALLOWED_HOSTS = ["auth.example.com"]
+    return client.get(ME, HTTP_HOST="evil.example")
+
+
+def server_error(client, settings):
+    return exceptions.server_error(RequestFactory().get(ME))
+
+
+EMITTED = {
+    "invalid_credentials": lambda c, s: post_json(
+        c, "/api/v1/auth/login/", {"email": "who@example.com", "password": "x"}
+    ),
+    "token_invalid": lambda c, s: c.get(ME, HTTP_AUTHORIZATION="Bearer garbage"),
+    "not_authenticated": lambda c, s: c.get(ME),
+    "reset_token_invalid": lambda c, s: post_json(c, RESET, UNKNOWN_TOKEN),
+    "parse_error": lambda c, s: c.post(REGISTER, "{", content_type="application/json"),
+    "unsupported_media_type": lambda c, s: c.post(REGISTER, {"email": "a@example.com"}),
+    "payload_too_large": lambda c, s: post_json(c, REGISTER, {"email": "a" * 100_000}),
+    "method_not_allowed": lambda c, s: c.get(REGISTER),
+    "not_acceptable": lambda c, s: c.get(ME, HTTP_ACCEPT="text/html"),
+    "not_found": lambda c, s: c.get("/api/v1/auth/nope/"),
+    "trailing_slash_required": lambda c, s: c.get("/api/v1/auth/me"),
+    "throttled": throttled,
+    "bad_request": bad_request,
+    "permission_denied": permission_denied,
+    "service_unavailable": service_unavailable,
+    "server_error": server_error,
+}
+
+
+def test_every_documented_error_code_is_one_the_service_emits(schema):
+    assert enum_of_error_codes(schema) == set(EMITTED)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("code", sorted(EMITTED))
+def test_every_error_code_the_service_emits_is_in_the_schema_enum(schema, client, settings, code):
+    response = EMITTED[code](client, settings)
+
+    assert json.loads(response.content)["code"] == code
+    assert code in enum_of_error_codes(schema)
 
 
 @pytest.mark.parametrize("path", ["/api/docs/", "/api/redoc/"])
