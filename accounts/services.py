@@ -78,12 +78,19 @@ def user_logout(*, user: User, refresh: str) -> None:
     tokens.refresh_token_consume(token=token)
 
 
-def password_set(*, user: User, password: str) -> None:
-    """Store a new password, end every session the user had, and tell them by email."""
+def password_set(*, user: User, password: str, reset_token: str | None = None) -> None:
+    """Store a new password, end every session the user had, and tell them by email.
+
+    With a reset token, the token is used up in the same transaction, after everything else:
+    if the database fails first, the emailed link still works; if another request used the
+    token first, nothing is saved.
+    """
     with transaction.atomic():
         user.set_password(password)
         user.save(update_fields=["password"])
         tokens.user_tokens_revoke(user=user)
+        if reset_token is not None and reset_tokens.token_consume(token=reset_token) != user.pk:
+            raise ResetTokenInvalid()
     try:
         tasks.send_password_changed_email.delay(user.pk)
     except UNAVAILABLE_ERRORS:
@@ -114,6 +121,4 @@ def password_reset_confirm(*, token: str, password: str) -> None:
     if user is None:
         raise ResetTokenInvalid()
     password_check_strength(password=password, user=user, field="password")
-    if reset_tokens.token_consume(token=token) != user.pk:
-        raise ResetTokenInvalid()  # another request used it first
-    password_set(user=user, password=password)
+    password_set(user=user, password=password, reset_token=token)

@@ -4,6 +4,7 @@ import re
 
 import pytest
 from django.core import mail
+from django.db import connection
 
 from accounts import reset_tokens
 from accounts.tests.test_reset_tokens import all_redis_bytes
@@ -149,6 +150,43 @@ def test_weak_password_is_rejected_and_keeps_the_token(api, user):
     assert weak.status_code == 400
     assert "password" in weak.json()
     assert retry.status_code == 200
+
+
+@pytest.fixture
+def account_updates_fail():
+    """PostgreSQL refuses every update of an account row, as on a full disk, until healed."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION refuse_update() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$"
+        )
+        cursor.execute(
+            "CREATE TRIGGER refuse_update BEFORE UPDATE ON accounts_user "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_update()"
+        )
+
+    def heal():
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER IF EXISTS refuse_update ON accounts_user")
+
+    yield heal
+    heal()
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_a_database_failure_during_reset_keeps_the_link_working(api, user, account_updates_fail):
+    forgot(api)
+    token = token_from(mail.outbox[0])
+
+    failed = api.post(RESET, {"token": token, "password": NEW_PASSWORD}, format="json")
+    account_updates_fail()  # the database recovers
+    retry = api.post(RESET, {"token": token, "password": NEW_PASSWORD}, format="json")
+
+    assert failed.status_code == 503
+    assert failed.json()["code"] == "service_unavailable"
+    assert retry.status_code == 200
+    login = api.post(LOGIN, {"email": "ada@example.com", "password": NEW_PASSWORD}, format="json")
+    assert login.status_code == 200
 
 
 @pytest.mark.usefixtures("eager_tasks")
