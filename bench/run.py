@@ -49,7 +49,15 @@ TARGETS = {
     "forgot_median_ratio": (0.9, 1.1),
     "email_p95_ms": 1000.0,
     "mixed_p95_ms": 100.0,
+    # The same targets at the speed of the machine they were set on (see REFERENCE_RPS).
+    "me_rps_at_reference": 2500,
+    "refresh_rps_at_reference": 900,
+    "forgot_p95_at_reference_ms": 5.0,
 }
+
+# What a plain Django endpoint under two sync gunicorn workers served on the machine where the
+# targets were set; bench/reference_app.py served the same way measures this machine's speed.
+REFERENCE_RPS = 6000
 
 
 def parse_args() -> argparse.Namespace:
@@ -90,6 +98,19 @@ class Bench:
         self.redis = redis.Redis.from_url(self.redis_url)
         self.sink = SmtpSink(self.smtp_port)
         self.web = h.gunicorn(self.env, self.port, self.logs / "web.log")
+        self.reference_port = free_port()
+        self.reference_web = h.Managed(
+            "reference",
+            [
+                str(h.VENV_BIN / "gunicorn"),
+                "--workers=2",
+                "--worker-class=sync",
+                f"--bind=127.0.0.1:{self.reference_port}",
+                "bench.reference_app:application",
+            ],
+            self.env,
+            self.logs / "reference-web.log",
+        )
         self.hash_port = free_port()
         self.hash_web = h.gunicorn(
             self.env, self.hash_port, self.logs / "hash-web.log", app="bench.hash_app:application"
@@ -138,6 +159,7 @@ class Bench:
         self.worker.stop()
         self.web.stop()
         self.hash_web.stop()
+        self.reference_web.stop()
         self.sink.stop()
         self.rss.close()
 
@@ -178,7 +200,8 @@ class Bench:
         """Run wrk processes side by side against the service (or another web process);
         CPU shares over the whole interval."""
         web = web or self.web
-        url = f"http://127.0.0.1:{self.hash_port}" if web is self.hash_web else self.url
+        port = {self.hash_web: self.hash_port, self.reference_web: self.reference_port}
+        url = f"http://127.0.0.1:{port[web]}" if web in port else self.url
         self.settle()
         results: list[dict | None] = [None] * len(runs)
         errors: list[Exception] = []
@@ -265,6 +288,23 @@ class Bench:
             )
         finally:
             self.hash_web.stop()
+
+    def reference(self, data: Path, *, connections: int, duration: float) -> None:
+        """The plain Django endpoint the targets' machine was measured with, on this machine."""
+        self.reference_web.start()
+        url = f"http://127.0.0.1:{self.reference_port}"
+        h.wait_until(lambda: h.answers(url), "the reference endpoint answering")
+        try:
+            self.single(
+                "reference",
+                "healthz",
+                data,
+                web=self.reference_web,
+                connections=connections,
+                duration=duration,
+            )
+        finally:
+            self.reference_web.stop()
 
     def beside_floors(self, name: str, measure: Callable[[], object]) -> None:
         """Run a hashing scenario between two hash floors, taken with the server idle.
@@ -424,7 +464,10 @@ class Bench:
         )
         self.report["rss_at_rest"] = {"web worker": self.rss.snapshot()["web worker"]}
         steps = {
-            "ceiling": lambda: self.single("ceiling", "healthz", data, connections=c, duration=d),
+            "ceiling": lambda: (
+                self.reference(data, connections=c, duration=d),
+                self.single("ceiling", "healthz", data, connections=c, duration=d),
+            ),
             "me": lambda: self.single("me", "me", data, connections=c, duration=d),
             "refresh": lambda: self.single(
                 "refresh", "refresh", data, connections=c, threads=c, duration=d
@@ -539,6 +582,18 @@ def ratios(report: dict) -> dict:
             found[name] = formula()
         except KeyError:
             continue
+    if "reference" in s:
+        # This machine's speed against the targets' machine, from the same plain endpoint.
+        speed = s["reference"]["rps_2xx"] / REFERENCE_RPS
+        found["machine_vs_reference"] = speed
+        at_reference = {
+            "me_rps_at_reference": ("me_rps", 1 / speed),
+            "refresh_rps_at_reference": ("refresh_rps", 1 / speed),
+            "forgot_p95_at_reference_ms": ("forgot_p95_ms", speed),
+        }
+        for name, (measured, factor) in at_reference.items():
+            if measured in found:
+                found[name] = found[measured] * factor
     if {"login_vs_hash_ceiling", "hash_endpoint_vs_hash_ceiling"} <= found.keys():
         # Each against the floors beside it, so the machine's drift between the two cancels.
         found["login_vs_hash_endpoint"] = (
@@ -619,6 +674,11 @@ def markdown(report: dict) -> str:
     def ratio(name: str, text: str) -> str:
         return ratio_text(r, name, text)
 
+    row(
+        "reference: plain Django, 2 sync workers",
+        s.get("reference"),
+        ratio("machine_vs_reference", f"{{:.2f}} of the targets' machine ({REFERENCE_RPS:,}/s)"),
+    )
     row("ceiling: /healthz", s.get("ceiling"), "1.00 (the ceiling)")
     row("me", s.get("me"), ratio("me_vs_ceiling", "{:.2f} of ceiling"))
     row("refresh (rotating)", s.get("refresh"), ratio("refresh_vs_ceiling", "{:.2f} of ceiling"))
