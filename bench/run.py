@@ -200,8 +200,7 @@ class Bench:
         """Run wrk processes side by side against the service (or another web process);
         CPU shares over the whole interval."""
         web = web or self.web
-        port = {self.hash_web: self.hash_port, self.reference_web: self.reference_port}
-        url = f"http://127.0.0.1:{port[web]}" if web in port else self.url
+        url = self.url_of(web)
         self.settle()
         results: list[dict | None] = [None] * len(runs)
         errors: list[Exception] = []
@@ -271,40 +270,28 @@ class Bench:
         floor["ceiling_rps"] = h.CORES / (floor["verify_ms"] / 1000)
         return floor
 
-    def hash_endpoint(self, data: Path, *, connections: int, duration: float) -> None:
+    def hash_endpoint(self, data: Path, **spec) -> None:
         """Logins' requests sent to bench/hash_app.py, served as the service is: the hash
         without the service's own work."""
-        self.hash_web.start()
-        url = f"http://127.0.0.1:{self.hash_port}"
-        h.wait_until(lambda: h.answers(url), "the hash endpoint answering")
-        try:
-            self.single(
-                "hash_endpoint",
-                "login",
-                data,
-                web=self.hash_web,
-                connections=connections,
-                duration=duration,
-            )
-        finally:
-            self.hash_web.stop()
+        self.on_own_server("hash_endpoint", "login", data, self.hash_web, **spec)
 
-    def reference(self, data: Path, *, connections: int, duration: float) -> None:
+    def reference(self, data: Path, **spec) -> None:
         """The plain Django endpoint the targets' machine was measured with, on this machine."""
-        self.reference_web.start()
-        url = f"http://127.0.0.1:{self.reference_port}"
-        h.wait_until(lambda: h.answers(url), "the reference endpoint answering")
+        self.on_own_server("reference", "healthz", data, self.reference_web, **spec)
+
+    def on_own_server(self, name: str, mode: str, data: Path, web: h.Managed, **spec) -> None:
+        """A scenario against a web process started for it alone and stopped right after."""
+        web.start()
+        url = self.url_of(web)
+        h.wait_until(lambda: h.answers(url), f"{url} answering")
         try:
-            self.single(
-                "reference",
-                "healthz",
-                data,
-                web=self.reference_web,
-                connections=connections,
-                duration=duration,
-            )
+            self.single(name, mode, data, web=web, **spec)
         finally:
-            self.reference_web.stop()
+            web.stop()
+
+    def url_of(self, web: h.Managed) -> str:
+        port = {self.hash_web: self.hash_port, self.reference_web: self.reference_port}
+        return f"http://127.0.0.1:{port[web]}" if web in port else self.url
 
     def beside_floors(self, name: str, measure: Callable[[], object]) -> None:
         """Run a hashing scenario between two hash floors, taken with the server idle.
