@@ -70,17 +70,31 @@ THROTTLED = error(
 )
 
 
-def document_retry_after(result, generator, request, public):
-    """Schema post-processing hook: every 429 response declares its Retry-After header."""
+# Headers the service sends with every response of a status, whichever view answers.
+RESPONSE_HEADERS = {
+    "401": {
+        "WWW-Authenticate": {
+            "description": 'The scheme to authenticate with: `Bearer realm="api"`.',
+            "schema": {"type": "string"},
+            "required": True,
+        }
+    },
+    "429": {
+        "Retry-After": {
+            "description": "Whole seconds until the limit resets.",
+            "schema": {"type": "integer", "minimum": 1},
+            "required": True,
+        }
+    },
+}
+
+
+def document_response_headers(result, generator, request, public):
+    """Schema post-processing hook: every 401 declares WWW-Authenticate, every 429 Retry-After."""
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
-            throttled = operation.get("responses", {}).get("429")
-            if throttled is not None:
-                throttled["headers"] = {
-                    "Retry-After": {
-                        "description": "Whole seconds until the limit resets.",
-                        "schema": {"type": "integer", "minimum": 1},
-                        "required": True,
-                    }
-                }
+            for status_code, headers in RESPONSE_HEADERS.items():
+                response = operation.get("responses", {}).get(status_code)
+                if response is not None:
+                    response["headers"] = headers
     return result

@@ -225,7 +225,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "auth_service.schema.document_retry_after",
+        "auth_service.schema.document_response_headers",
     ],
 }
 

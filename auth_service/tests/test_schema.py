@@ -42,6 +42,21 @@ def test_me_declares_bearer_auth(schema):
     assert schema["components"]["securitySchemes"]["jwtAuth"]["scheme"] == "bearer"
 
 
+def test_401_and_429_responses_declare_the_headers_they_carry(schema):
+    responses = [
+        (status, operation["responses"][status])
+        for operations in schema["paths"].values()
+        for operation in operations.values()
+        for status in ("401", "429")
+        if status in operation["responses"]
+    ]
+
+    assert {status for status, _ in responses} == {"401", "429"}
+    for status, response in responses:
+        header = {"401": "WWW-Authenticate", "429": "Retry-After"}[status]
+        assert response["headers"][header]["required"] is True
+
+
 def enum_of_error_codes(schema) -> set[str]:
     code = schema["components"]["schemas"]["Error"]["properties"]["code"]
     name = code["allOf"][0]["$ref"].rsplit("/", 1)[-1]
