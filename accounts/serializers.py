@@ -7,10 +7,25 @@ PASSWORD_MAX = 128
 TOKEN_MAX = 2048
 
 
-def password_field(**kwargs) -> serializers.CharField:
-    return serializers.CharField(
-        max_length=PASSWORD_MAX, trim_whitespace=False, write_only=True, **kwargs
-    )
+class StringOnly:
+    """Accepts JSON strings only: DRF's text fields would quietly turn 42 into "42"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class TextField(StringOnly, serializers.CharField):
+    pass
+
+
+class EmailField(StringOnly, serializers.EmailField):
+    pass
+
+
+def password_field(**kwargs) -> TextField:
+    return TextField(max_length=PASSWORD_MAX, trim_whitespace=False, write_only=True, **kwargs)
 
 
 class UserSerializer(serializers.Serializer):
@@ -37,13 +52,13 @@ def user_data(user) -> dict:
 
 
 class RegisterSerializer(serializers.Serializer):
-    full_name = serializers.CharField(max_length=150)
-    email = serializers.EmailField(max_length=254)
+    full_name = TextField(max_length=150)
+    email = EmailField(max_length=254)
     password = password_field()
 
 
 class LoginSerializer(serializers.Serializer):
-    email = serializers.EmailField(max_length=254)
+    email = EmailField(max_length=254)
     password = password_field()
 
 
@@ -55,7 +70,7 @@ class TokenPairSerializer(serializers.Serializer):
 
 
 class RefreshSerializer(serializers.Serializer):
-    refresh = serializers.CharField(max_length=TOKEN_MAX)
+    refresh = TextField(max_length=TOKEN_MAX)
 
 
 class PasswordChangeSerializer(serializers.Serializer):
@@ -64,11 +79,11 @@ class PasswordChangeSerializer(serializers.Serializer):
 
 
 class PasswordForgotSerializer(serializers.Serializer):
-    email = serializers.EmailField(max_length=254)
+    email = EmailField(max_length=254)
 
 
 class PasswordResetSerializer(serializers.Serializer):
-    token = serializers.CharField(max_length=TOKEN_MAX)
+    token = TextField(max_length=TOKEN_MAX)
     password = password_field()
 
 

@@ -66,3 +66,11 @@ def test_login_401_names_the_bearer_scheme_like_me_does(api, user):
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == api.get("/api/v1/auth/me/")["WWW-Authenticate"]
     assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+
+
+@pytest.mark.parametrize("password", [1234567890123, 12.5, True, ["x"], {"a": 1}])
+def test_a_password_that_is_not_a_string_is_a_400_field_error(api, user, password):
+    response = api.post(URL, {"email": "ada@example.com", "password": password}, format="json")
+
+    assert response.status_code == 400
+    assert "password" in response.json()

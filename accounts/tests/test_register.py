@@ -83,6 +83,9 @@ def test_register_rejects_weak_password(api, password, reason):
         {**BODY, "full_name": ["Ada"]},
         {**BODY, "email": 12},
         {**BODY, "password": None},
+        {**BODY, "full_name": 42},
+        {**BODY, "password": 123456789012345},
+        {**BODY, "full_name": True},
     ],
 )
 def test_register_rejects_wrong_types_and_sizes_with_field_errors(api, body):
@@ -91,3 +94,11 @@ def test_register_rejects_wrong_types_and_sizes_with_field_errors(api, body):
     assert response.status_code == 400
     assert response["Content-Type"] == "application/json"
     assert set(response.json()) <= {"full_name", "email", "password"}
+
+
+def test_a_number_is_not_a_string(api):
+    response = api.post(URL, {**BODY, "full_name": 42}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"full_name": ["Not a valid string."]}
+    assert not User.objects.exists()
