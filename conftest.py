@@ -74,9 +74,8 @@ def auth_api(pair) -> APIClient:
     return client
 
 
-@pytest.fixture
-def redis_down(settings):
-    """The cache (throttles, reset tokens) points at a closed port: Redis is unreachable."""
+def cut_off_redis(settings) -> None:
+    """Point the cache (throttles, reset tokens) at a closed port: Redis is unreachable."""
     settings.CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
@@ -84,6 +83,12 @@ def redis_down(settings):
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
         }
     }
+
+
+@pytest.fixture
+def redis_down(settings):
+    """Redis is unreachable for the test's requests."""
+    cut_off_redis(settings)
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
 import pytest
 
+from conftest import cut_off_redis
+
 
 @pytest.mark.django_db
 def test_healthz_is_ok_without_touching_anything(client, django_assert_num_queries):
@@ -20,13 +22,7 @@ def test_readyz_reports_each_dependency(client):
 
 @pytest.mark.django_db
 def test_readyz_is_503_naming_redis_when_redis_is_unreachable(client, settings):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
-        }
-    }
+    cut_off_redis(settings)
 
     response = client.get("/readyz")
 

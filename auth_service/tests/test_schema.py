@@ -5,6 +5,7 @@ import pytest
 from django.test import RequestFactory
 
 from auth_service import exceptions
+from conftest import cut_off_redis
 
 CONTRACT_PATHS = [
     "/api/v1/auth/register/",
@@ -81,13 +82,7 @@ def throttled(client, settings):
 
 
 def service_unavailable(client, settings):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
-        }
-    }
+    cut_off_redis(settings)
     return post_json(client, "/api/v1/auth/password/forgot/", {"email": "ada@example.com"})
 
 
