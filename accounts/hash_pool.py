@@ -5,11 +5,11 @@ Argon2 releases the GIL while it hashes, so hashes in a small pool of dedicated 
 other cores while the request threads keep serving; the kernel shares the cores between them by
 their nice values (auth_service/priority.py: hash threads at PASSWORD_HASH_NICENESS, request
 threads at WEB_REQUEST_NICENESS). The pool size (PASSWORD_HASH_THREADS) bounds the hashes one
-process runs at once, and with them its memory (each Argon2 hash holds its memory cost, 19 MiB,
+process runs at once, and with them its memory (each Argon2 hash holds its memory cost, 9 MiB,
 while it runs).
 
 Each gunicorn worker has its own pool, so without more the server would run workers x threads
-hashes at once; past one per core they only evict each other's 19 MiB from the caches (four at
+hashes at once; past one per core they only evict each other's memory from the caches (four at
 once on two cores made logins 13 % slower than two). Under gunicorn, hashes therefore also take
 one of PASSWORD_HASH_SLOTS slots shared by every worker: an flock on one of that many files in
 the directory gunicorn.conf.py creates at start-up. The kernel drops a process's locks when it

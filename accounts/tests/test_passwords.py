@@ -20,11 +20,20 @@ def test_new_passwords_are_stored_as_argon2id_at_owasp_cost(user):
 
     assert user.password.startswith("argon2$argon2id$")
     assert parameters.type is Type.ID
-    assert (parameters.memory_cost, parameters.time_cost, parameters.parallelism) == (19456, 2, 1)
+    assert (parameters.memory_cost, parameters.time_cost, parameters.parallelism) == (9216, 4, 1)
 
 
-def test_hash_made_with_other_argon2_parameters_is_rehashed_on_login(api, user):
-    old = PasswordHasher(memory_cost=102400, time_cost=2, parallelism=8).hash(PASSWORD)
+@pytest.mark.parametrize(
+    ("memory_cost", "time_cost", "parallelism"),
+    [(102400, 2, 8), (19456, 2, 1)],
+    ids=["django-default", "earlier-owasp-19mib"],
+)
+def test_hash_made_with_other_argon2_parameters_is_rehashed_on_login(
+    api, user, memory_cost, time_cost, parallelism
+):
+    old = PasswordHasher(
+        memory_cost=memory_cost, time_cost=time_cost, parallelism=parallelism
+    ).hash(PASSWORD)
     user.password = "argon2" + old
     user.save()
 
@@ -32,7 +41,15 @@ def test_hash_made_with_other_argon2_parameters_is_rehashed_on_login(api, user):
 
     assert response.status_code == 200
     user.refresh_from_db()
-    assert argon2_parameters(user.password).memory_cost == 19456
+    parameters = argon2_parameters(user.password)
+    assert (parameters.memory_cost, parameters.time_cost, parameters.parallelism) == (9216, 4, 1)
+    # The pair is issued for the re-hashed password, so it works right away.
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {response.data['access']}")
+    assert api.get("/api/v1/auth/me/").status_code == 200
+    refreshed = api.post(
+        "/api/v1/auth/token/refresh/", {"refresh": response.data["refresh"]}, format="json"
+    )
+    assert refreshed.status_code == 200
 
 
 def test_legacy_pbkdf2_hash_still_verifies(user):
