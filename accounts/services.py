@@ -17,6 +17,7 @@ from auth_service.exceptions import (
     ResetTokenInvalid,
     TokenInvalid,
 )
+from notifications import services as notices
 from notifications import tasks
 
 logger = logging.getLogger(__name__)
@@ -89,13 +90,15 @@ def password_set(*, user: User, password: str, reset_token: str | None = None) -
         user.set_password(password)
         user.save(update_fields=["password"])
         tokens.user_tokens_revoke(user=user)
+        notice = notices.password_changed_notice_record(user=user)
         if reset_token is not None and reset_tokens.token_consume(token=reset_token) != user.pk:
             raise ResetTokenInvalid()
     try:
-        tasks.send_password_changed_email.delay(user.pk)
+        tasks.send_password_changed_notice.delay(notice.pk)
     except UNAVAILABLE_ERRORS:
-        # The change itself succeeded; failing the request now would mislead the client.
-        logger.error("password changed notice for user %s could not be queued", user.pk)
+        # The change succeeded and the notice is recorded: the worker's sweep sends it once the
+        # queue is back. Failing the request now would mislead the client.
+        logger.warning("password changed notice for user %s left to the sweep", user.pk)
 
 
 def password_change(*, user: User, current_password: str, new_password: str) -> None:

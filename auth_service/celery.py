@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery, Task
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auth_service.settings")
 
@@ -22,3 +23,11 @@ class SecretArgsTask(Task):
         options.setdefault("argsrepr", "<hidden>")
         options.setdefault("kwargsrepr", "<hidden>")
         return super().apply_async(args, kwargs, **options)
+
+
+@worker_ready.connect
+def _notice_sweep_start(**_) -> None:
+    # Imported here: the models load only once Django is set up in the worker.
+    from notifications import sweep
+
+    sweep.start()

@@ -321,6 +321,11 @@ ANYMAIL = {
 
 # --- Celery (worker) --------------------------------------------------------------------------
 
+# The worker's sweep (notifications/sweep.py) sends "password changed" notices whose message
+# never reached the queue: every NOTICE_SWEEP_INTERVAL s, those older than NOTICE_SWEEP_AFTER s.
+NOTICE_SWEEP_INTERVAL = env_int("NOTICE_SWEEP_INTERVAL", 60)
+NOTICE_SWEEP_AFTER = env_int("NOTICE_SWEEP_AFTER", 120)
+
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_IGNORE_RESULT = True
 # A task is acknowledged only after it ran, and comes back if its worker dies mid-task.

@@ -4,16 +4,17 @@ import logging
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.db import transaction
 from django_redis import get_redis_connection
 
 from accounts import reset_tokens
 from accounts.models import User
 from notifications import emails
+from notifications.models import PasswordChangedNotice
 
 logger = logging.getLogger(__name__)
 
 SENT_PREFIX = "auth:reset:sent:"
-NOTICE_SENT_PREFIX = "auth:notice:sent:"
 
 
 def password_reset_link(*, token: str) -> str:
@@ -50,22 +51,31 @@ def password_reset_deliver(*, user_id: int, nonce: str) -> bool:
     return True
 
 
-def password_changed_deliver(*, user_id: int, message_id: str) -> bool:
-    """Tell the user their password changed; True if sent.
+def password_changed_notice_record(*, user: User) -> PasswordChangedNotice:
+    """Owe the user a "password changed" email; call inside the change's transaction."""
+    return PasswordChangedNotice.objects.create(user=user)
 
-    Like the reset email, runs at least once per message (a task that finishes while its
-    worker shuts down can come back): a marker keyed by the message's id makes the redelivery
-    a no-op. It outlives the broker's visibility timeout, after which redeliveries happen.
+
+def password_changed_deliver(*, notice_id: int) -> bool:
+    """Send one owed "password changed" email and forget it; True if sent.
+
+    The notice stays locked while its email goes out, and is deleted in the same transaction:
+    a redelivered task, or the sweep, finds it gone or locked and sends nothing. If sending
+    fails, the notice stays for a retry. Only a crash between the send and the commit can
+    send it twice.
     """
-    user = User.objects.filter(pk=user_id).only("email", "full_name").first()
-    if user is None:
-        return False
-    redis = get_redis_connection("default")
-    sent_key = NOTICE_SENT_PREFIX + message_id
-    if redis.exists(sent_key):
-        logger.info("password changed notice for user %s already sent; skipping", user_id)
-        return False
-    emails.password_changed_email_send(to=user.email, full_name=user.full_name)
-    redis.set(sent_key, 1, ex=settings.PASSWORD_RESET_TIMEOUT)
-    logger.info("password changed notice sent to user %s", user_id)
+    with transaction.atomic():
+        notice = (
+            PasswordChangedNotice.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("user")
+            .filter(pk=notice_id)
+            .first()
+        )
+        if notice is None:
+            logger.info("password changed notice %s already sent or being sent", notice_id)
+            return False
+        user = notice.user
+        emails.password_changed_email_send(to=user.email, full_name=user.full_name)
+        notice.delete()
+    logger.info("password changed notice sent to user %s", user.pk)
     return True

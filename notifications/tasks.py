@@ -99,6 +99,6 @@ def send_password_reset_email(self, user_id: int, nonce: str) -> None:
 
 
 @shared_task(bind=True, max_retries=MAX_RETRIES)
-def send_password_changed_email(self, user_id: int) -> None:
-    """Email the 'your password was changed' notice."""
-    _deliver(self, services.password_changed_deliver, user_id=user_id, message_id=self.request.id)
+def send_password_changed_notice(self, notice_id: int) -> None:
+    """Email an owed 'your password was changed' notice (notifications.models)."""
+    _deliver(self, services.password_changed_deliver, notice_id=notice_id)

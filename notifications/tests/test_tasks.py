@@ -9,7 +9,9 @@ from django.core import mail
 from django.db import IntegrityError, OperationalError
 
 from accounts import reset_tokens
+from accounts import services as services_accounts
 from notifications import services, tasks
+from notifications.models import PasswordChangedNotice
 
 pytestmark = pytest.mark.django_db
 
@@ -137,15 +139,33 @@ def test_permanent_failure_is_not_retried_and_logged_without_secrets(user, caplo
 @pytest.mark.usefixtures("eager_tasks")
 def test_redelivered_password_changed_notice_does_not_email_twice(user):
     # A task that finished while its worker shut down can be delivered again with the same id.
-    tasks.send_password_changed_email.apply(args=[user.pk], task_id="one-message")
-    tasks.send_password_changed_email.apply(args=[user.pk], task_id="one-message")
+    notice = services.password_changed_notice_record(user=user)
+    tasks.send_password_changed_notice.apply(args=[notice.pk], task_id="one-message")
+    tasks.send_password_changed_notice.apply(args=[notice.pk], task_id="one-message")
 
     assert [m.subject for m in mail.outbox] == ["Your password was changed"]
+    assert mail.outbox[0].to == [user.email]
+    assert not PasswordChangedNotice.objects.exists()
 
 
 @pytest.mark.usefixtures("eager_tasks")
 def test_each_password_change_gets_its_own_notice(user):
-    tasks.send_password_changed_email.delay(user.pk)
-    tasks.send_password_changed_email.delay(user.pk)
+    for _ in range(2):
+        services_accounts.password_set(user=user, password="another long passphrase")
 
-    assert len(mail.outbox) == 2
+    assert [m.subject for m in mail.outbox] == ["Your password was changed"] * 2
+    assert not PasswordChangedNotice.objects.exists()
+
+
+def test_notice_that_cannot_be_sent_yet_is_kept_for_later(user):
+    notice = services.password_changed_notice_record(user=user)
+
+    with (
+        mock.patch("notifications.emails.email_send", side_effect=smtplib.SMTPServerDisconnected),
+        pytest.raises(smtplib.SMTPServerDisconnected),
+    ):
+        services.password_changed_deliver(notice_id=notice.pk)
+
+    assert PasswordChangedNotice.objects.filter(pk=notice.pk).exists()
+    assert services.password_changed_deliver(notice_id=notice.pk)
+    assert len(mail.outbox) == 1

@@ -62,6 +62,8 @@ def service_env(private_postgres, private_redis) -> dict[str, str]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PUBLIC_URL": "https://auth.example.com",
         "PYTHONUNBUFFERED": "1",
+        # Workers sweep up left-behind notices only in the tests about it (they set their own).
+        "NOTICE_SWEEP_INTERVAL": "3600",
     }
     prepare(env)
     return env

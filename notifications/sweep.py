@@ -1,0 +1,64 @@
+"""The worker's sweep: sends the password-changed notices whose queued message never came.
+
+The web records each notice in PostgreSQL before it queues the message
+(accounts.services.password_set). When Redis is out at that moment the message is never
+queued, and when sending fails for good the task stops retrying. Every NOTICE_SWEEP_INTERVAL
+seconds the Celery worker's main process sends each notice older than NOTICE_SWEEP_AFTER
+itself, through PostgreSQL and SMTP alone, so the email goes out even while Redis is still down.
+"""
+
+import logging
+import threading
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from notifications import services
+from notifications.models import PasswordChangedNotice
+from notifications.tasks import is_transient
+
+logger = logging.getLogger(__name__)
+
+BATCH = 100
+
+
+def notices_sweep(*, older_than: timedelta) -> int:
+    """Send the notices recorded longer ago than this, oldest first; how many went out."""
+    cutoff = timezone.now() - older_than
+    owed = PasswordChangedNotice.objects.filter(created_at__lt=cutoff).order_by("created_at")
+    sent = 0
+    for notice_id in list(owed.values_list("pk", flat=True)[:BATCH]):
+        try:
+            sent += services.password_changed_deliver(notice_id=notice_id)
+        except Exception as error:
+            if is_transient(error):
+                # The email provider or the database is out: the rest would fail alike.
+                logger.warning("notice sweep: transient %s, next sweep", type(error).__name__)
+                break
+            logger.error("notice sweep: giving up notice %s: %s", notice_id, type(error).__name__)
+            PasswordChangedNotice.objects.filter(pk=notice_id).delete()
+    if sent:
+        logger.info("notice sweep: sent %d notice(s) left behind", sent)
+    return sent
+
+
+def _sweep_forever(stop: threading.Event) -> None:
+    older_than = timedelta(seconds=settings.NOTICE_SWEEP_AFTER)
+    while not stop.wait(settings.NOTICE_SWEEP_INTERVAL):
+        try:
+            notices_sweep(older_than=older_than)
+        except Exception as error:
+            # Logged by type only: database and provider messages can quote addresses.
+            logger.warning("notice sweep failed: %s", type(error).__name__)
+        finally:
+            # The next sweep starts on a fresh connection, whatever happened to this one.
+            connection.close()
+
+
+def start() -> threading.Event:
+    """Run the sweep in a daemon thread of this process; set the returned event to stop it."""
+    stop = threading.Event()
+    threading.Thread(target=_sweep_forever, args=(stop,), name="notice-sweep", daemon=True).start()
+    return stop

@@ -1,0 +1,96 @@
+"""The worker's sweep sends the "password changed" notices whose queued message never came."""
+
+import smtplib
+from datetime import timedelta
+from unittest import mock
+
+import psycopg2
+import pytest
+from anymail.exceptions import AnymailRecipientsRefused
+from django.core import mail
+from django.db import connection
+from django.utils import timezone
+
+from notifications import services
+from notifications.models import PasswordChangedNotice
+from notifications.sweep import notices_sweep
+
+AFTER = timedelta(minutes=2)
+
+
+def owed(user, *, minutes_ago: float) -> PasswordChangedNotice:
+    notice = services.password_changed_notice_record(user=user)
+    notice.created_at = timezone.now() - timedelta(minutes=minutes_ago)
+    notice.save(update_fields=["created_at"])
+    return notice
+
+
+@pytest.mark.django_db
+def test_sweep_sends_the_notices_left_behind_and_not_the_fresh_ones(make_user):
+    left_behind = make_user(email="left@example.com")
+    fresh = make_user(email="fresh@example.com")
+    owed(left_behind, minutes_ago=5)
+    waiting = owed(fresh, minutes_ago=0.5)  # its queued message may still be on its way
+
+    assert notices_sweep(older_than=AFTER) == 1
+
+    assert [(m.to, m.subject) for m in mail.outbox] == [
+        (["left@example.com"], "Your password was changed")
+    ]
+    assert list(PasswordChangedNotice.objects.all()) == [waiting]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_notice_another_sender_is_sending_is_not_sent_again(user, settings):
+    notice = owed(user, minutes_ago=5)
+    # Another worker holds the notice's row: it is sending that email right now.
+    database = settings.DATABASES["default"]
+    other = psycopg2.connect(
+        dbname=connection.settings_dict["NAME"],
+        user=database["USER"],
+        host=database["HOST"],
+        port=database["PORT"],
+    )
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM notifications_passwordchangednotice WHERE id = %s FOR UPDATE",
+                [notice.pk],
+            )
+            assert notices_sweep(older_than=AFTER) == 0
+            assert services.password_changed_deliver(notice_id=notice.pk) is False
+    finally:
+        other.rollback()
+        other.close()
+
+    assert mail.outbox == []
+    # The other sender failed and let go: the notice is still owed, and goes out now.
+    assert notices_sweep(older_than=AFTER) == 1
+
+
+@pytest.mark.django_db
+def test_sweep_keeps_every_notice_while_the_mail_server_is_down(make_user):
+    for index in range(3):
+        owed(make_user(email=f"user{index}@example.com"), minutes_ago=5)
+
+    with mock.patch(
+        "notifications.emails.email_send", side_effect=smtplib.SMTPServerDisconnected
+    ) as send:
+        assert notices_sweep(older_than=AFTER) == 0
+
+    assert send.call_count == 1  # the rest would fail alike: tried again next sweep
+    assert PasswordChangedNotice.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_sweep_gives_up_a_notice_the_provider_refuses(user, caplog):
+    owed(user, minutes_ago=5)
+
+    with mock.patch(
+        "notifications.emails.email_send", side_effect=AnymailRecipientsRefused("refused")
+    ):
+        notices_sweep(older_than=AFTER)
+
+    assert not PasswordChangedNotice.objects.exists()
+    assert "giving up notice" in caplog.text
+    assert user.email not in caplog.text
