@@ -4,9 +4,12 @@ import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
 from django.contrib.auth.hashers import make_password
 
+from accounts import tokens
+from accounts.hashers import Argon2idHasher
 from conftest import PASSWORD
 
 LOGIN = "/api/v1/auth/login/"
+REFRESH = "/api/v1/auth/token/refresh/"
 
 pytestmark = pytest.mark.django_db
 
@@ -46,10 +49,30 @@ def test_hash_made_with_other_argon2_parameters_is_rehashed_on_login(
     # The pair is issued for the re-hashed password, so it works right away.
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {response.data['access']}")
     assert api.get("/api/v1/auth/me/").status_code == 200
-    refreshed = api.post(
-        "/api/v1/auth/token/refresh/", {"refresh": response.data["refresh"]}, format="json"
-    )
+    refreshed = api.post(REFRESH, {"refresh": response.data["refresh"]}, format="json")
     assert refreshed.status_code == 200
+
+
+class EarlierArgon2idHasher(Argon2idHasher):
+    """The parameters stored hashes had before 9 MiB x 4."""
+
+    memory_cost = 19456
+    time_cost = 2
+
+
+def test_rehash_on_login_ends_the_sessions_issued_under_the_old_hash(api, user):
+    # Refresh tokens carry a digest of the stored hash; a re-hash changes it, as a new
+    # password does (SECURITY.md).
+    user.password = make_password(PASSWORD, hasher=EarlierArgon2idHasher())
+    user.save()
+    earlier = tokens.token_pair_for(user=user)
+
+    login = api.post(LOGIN, {"email": user.email, "password": PASSWORD}, format="json")
+
+    assert login.status_code == 200
+    refreshed = api.post(REFRESH, {"refresh": earlier["refresh"]}, format="json")
+    assert refreshed.status_code == 401
+    assert refreshed.json()["code"] == "token_invalid"
 
 
 def test_legacy_pbkdf2_hash_still_verifies(user):
