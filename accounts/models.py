@@ -38,3 +38,19 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.email
+
+
+class SpentRefreshToken(models.Model):
+    """A refresh token that rotation or logout has used up, kept until it would expire anyway.
+
+    Only the token's id is kept, never the token: a copy of this table holds nothing that signs
+    anyone in. Tokens that are still usable have no row at all, so logging in writes nothing.
+    """
+
+    jti = models.UUIDField("token id", primary_key=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField("token expires at")
+    spent_at = models.DateTimeField("spent at")
+
+    def __str__(self) -> str:
+        return self.jti

@@ -15,7 +15,6 @@ from auth_service.exceptions import (
     UNAVAILABLE_ERRORS,
     InvalidCredentials,
     ResetTokenInvalid,
-    TokenInvalid,
 )
 from notifications import services as notices
 from notifications import tasks
@@ -73,14 +72,13 @@ def token_refresh(*, refresh: str) -> dict[str, str]:
 
 def user_logout(*, user: User, refresh: str) -> None:
     """Revoke one refresh token of the signed-in user."""
-    token, owner = tokens.refresh_token_parse(raw=refresh)
-    if owner.pk != user.pk:
-        raise TokenInvalid()
-    tokens.refresh_token_consume(token=token)
+    tokens.refresh_token_revoke(raw=refresh, user_id=user.pk)
 
 
 def password_set(*, user: User, password: str, reset_token: str | None = None) -> None:
     """Store a new password, end every session the user had, and tell them by email.
+
+    Sessions end with the old password hash: every token carries a digest of it.
 
     With a reset token, the token is used up in the same transaction, after everything else:
     if the database fails first, the emailed link still works; if another request used the
@@ -89,7 +87,6 @@ def password_set(*, user: User, password: str, reset_token: str | None = None) -
     with transaction.atomic():
         user.set_password(password)
         user.save(update_fields=["password"])
-        tokens.user_tokens_revoke(user=user)
         notice = notices.password_changed_notice_record(user=user)
         if reset_token is not None and reset_tokens.token_consume(token=reset_token) != user.pk:
             raise ResetTokenInvalid()

@@ -1,5 +1,5 @@
 """The fast paths answer exactly as the slow ones: a remembered access token, the precompiled
-user lookups, the direct user payload, the recorded refresh token, content negotiation."""
+user lookups, the direct user payload, the unrecorded login, content negotiation."""
 
 import time
 from datetime import timedelta
@@ -7,11 +7,10 @@ from datetime import timedelta
 import jwt
 import pytest
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts import serializers
-from accounts.models import User
+from accounts.models import SpentRefreshToken, User
 from conftest import PASSWORD
 
 ME = "/api/v1/auth/me/"
@@ -112,10 +111,12 @@ def test_lookup_by_unknown_email_raises_does_not_exist(user):
         User.objects.get_by_natural_key("nobody@example.com")
 
 
-def test_login_records_the_refresh_token_it_returns(api, user, login):
+def test_login_records_nothing_and_its_refresh_token_works_once(api, user, login):
     pair = login()
 
-    record = OutstandingToken.objects.get(token=pair["refresh"])
-    assert record.user == user
-    assert record.expires_at.timestamp() == jwt_claims(pair["refresh"])["exp"]
+    assert not SpentRefreshToken.objects.exists()
     assert jwt_claims(pair["access"])["user_id"] == str(user.pk)
+    assert jwt_claims(pair["refresh"])["user_id"] == str(user.pk)
+    refresh = {"refresh": pair["refresh"]}
+    assert api.post("/api/v1/auth/token/refresh/", refresh, format="json").status_code == 200
+    assert api.post("/api/v1/auth/token/refresh/", refresh, format="json").status_code == 401

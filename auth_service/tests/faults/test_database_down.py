@@ -151,7 +151,7 @@ def test_a_request_in_flight_when_postgres_dies_gets_503_and_the_next_one_works(
 ):
     # Given a refresh is in flight, waiting inside PostgreSQL (the test holds a lock it needs)
     with sql.cursor() as cursor:
-        cursor.execute("LOCK TABLE token_blacklist_blacklistedtoken IN EXCLUSIVE MODE")
+        cursor.execute("LOCK TABLE accounts_spentrefreshtoken IN EXCLUSIVE MODE")
     in_flight = start(lambda: api.post("/api/v1/auth/token/refresh/", {"refresh": account.refresh}))
     backends_waiting_on_lock(sql, 1)
 

@@ -59,7 +59,7 @@ def test_concurrent_refreshes_of_one_token_yield_at_most_one_new_pair(web, api, 
     ] * web.workers
 
     # When they all get past the token's checks before any of them revokes it
-    responses = released_together(sql, "token_blacklist_blacklistedtoken", calls)
+    responses = released_together(sql, "accounts_spentrefreshtoken", calls)
 
     # Then one of them gets a new pair and the others a 401
     assert sorted(r.status_code for r in responses) == [200] + [401] * (len(calls) - 1)

@@ -25,7 +25,7 @@ def own_web(service_env, tmp_path):
 def test_sigterm_lets_a_login_in_flight_finish_with_its_tokens(own_web, account, sql):
     # Given a login in flight that is slow inside the database (the test holds a lock it needs)
     with sql.cursor() as cursor:
-        cursor.execute("LOCK TABLE token_blacklist_outstandingtoken IN EXCLUSIVE MODE")
+        cursor.execute("LOCK TABLE accounts_user IN ACCESS EXCLUSIVE MODE")
     api = Client(own_web)
     login = start(
         lambda: api.post(

@@ -1,0 +1,13 @@
+"""Daily upkeep: forget spent refresh tokens once they have expired anyway."""
+
+from django.core.management.base import BaseCommand
+
+from accounts.tokens import expired_spent_tokens_delete
+
+
+class Command(BaseCommand):
+    help = "Delete the records of spent refresh tokens that have expired; safe at any time."
+
+    def handle(self, *args, **options):
+        deleted = expired_spent_tokens_delete()
+        self.stdout.write(f"Deleted {deleted} expired refresh-token records.")
