@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
@@ -56,12 +57,33 @@ def open_link(browser, live_server, user) -> None:
     browser.get(f"{live_server.url}/reset-password/?token={token}")
 
 
+def replaced(element):
+    """A wait condition: the element's page has been replaced by the next one.
+
+    Selenium's staleness_of expects a stale-element error; while a navigation is under way
+    Chromium may answer instead that the node no longer belongs to the document.
+    """
+
+    def check(_browser) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            if "does not belong to the document" not in str(error):
+                raise
+            return True
+        return False
+
+    return check
+
+
 def submit(browser, password=NEW_PASSWORD) -> str:
     page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.NAME, "password").send_keys(password)
     browser.find_element(By.NAME, "password_confirm").send_keys(password)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, 10).until(replaced(page))
     return browser.find_element(By.TAG_NAME, "h1").text
 
 
@@ -95,7 +117,7 @@ def test_staff_sign_in_to_the_admin(browser, live_server, make_user):
     browser.find_element(By.NAME, "username").send_keys("admin@example.com")
     browser.find_element(By.NAME, "password").send_keys(NEW_PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, 10).until(replaced(page))
 
     assert browser.find_element(By.TAG_NAME, "h1").text == "Site administration"
 
