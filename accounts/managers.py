@@ -55,6 +55,41 @@ class UserManager(BaseUserManager):
         sql, _params = self.filter(**{field: 0}).query.get_compiler(self.db).as_sql()
         return [column.attname for column in self.model._meta.concrete_fields], sql
 
+    def insert_unless_taken(self, user) -> bool:
+        """Insert a new, unsaved user unless its email (in any letter case) is taken; True if
+        it was inserted.
+
+        One statement: the unique indexes decide, so a registration needs no lookup first and
+        no transaction around the insert (each was a round trip to the database), and a taken
+        email raises nothing that would abort a surrounding transaction.
+        """
+        fields, sql = self._insert_statement()
+        connection = connections[self.db]
+        values = [
+            field.get_db_prep_save(field.pre_save(user, True), connection) for field in fields
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, values)
+            row = cursor.fetchone()
+        if row is None:
+            return False
+        user.pk = row[0]
+        user._state.adding = False
+        user._state.db = self.db
+        return True
+
+    @functools.cache  # noqa: B019 - as _statement
+    def _insert_statement(self) -> tuple[list, str]:
+        meta = self.model._meta
+        fields = [field for field in meta.concrete_fields if not field.primary_key]
+        quote = connections[self.db].ops.quote_name
+        columns = ", ".join(quote(field.column) for field in fields)
+        placeholders = ", ".join(["%s"] * len(fields))
+        # Only the model's own quoted table and column names go into the text; values are bound.
+        template = "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING RETURNING {}"
+        sql = template.format(quote(meta.db_table), columns, placeholders, quote(meta.pk.column))
+        return fields, sql
+
     def _create_user(self, email: str, password: str | None, **extra_fields):
         if not email:
             raise ValueError("An email address is required.")

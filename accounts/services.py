@@ -5,7 +5,7 @@ import logging
 from django.contrib.auth import authenticate
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from rest_framework.exceptions import ValidationError
 
 from accounts import reset_tokens, tokens
@@ -41,15 +41,9 @@ def user_register(*, email: str, full_name: str, password: str) -> User:
     """Create an active account; 400 if the email (any case) is taken."""
     user = User(email=normalize_email(email), full_name=full_name)
     password_check_strength(password=password, user=user, field="password")
-    if User.objects.by_email(user.email) is not None:
-        raise ValidationError({"email": [DUPLICATE_EMAIL]})
     user.set_password(password)
-    try:
-        with transaction.atomic():
-            user.save()
-    except IntegrityError:
-        # Another request registered the same email between the check and the insert.
-        raise ValidationError({"email": [DUPLICATE_EMAIL]}) from None
+    if not User.objects.insert_unless_taken(user):
+        raise ValidationError({"email": [DUPLICATE_EMAIL]})
     return user
 
 

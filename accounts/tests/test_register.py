@@ -1,3 +1,5 @@
+from datetime import datetime
+
 import pytest
 
 from accounts.models import User
@@ -19,6 +21,28 @@ def test_register_creates_account_and_returns_public_fields(api):
     user = User.objects.get(pk=body["id"])
     assert user.check_password(BODY["password"])
     assert user.password.startswith("argon2")
+
+
+def test_a_registered_account_is_an_ordinary_active_user_who_can_log_in(api):
+    body = api.post(URL, BODY, format="json").json()
+
+    user = User.objects.get(pk=body["id"])
+    assert (user.is_active, user.is_staff, user.is_superuser) == (True, False, False)
+    assert user.last_login is None
+    assert datetime.fromisoformat(body["date_joined"]) == user.date_joined
+    login = {"email": BODY["email"], "password": BODY["password"]}
+    assert api.post("/api/v1/auth/login/", login, format="json").status_code == 200
+
+
+def test_a_duplicate_registration_leaves_the_first_account_as_it_was(api):
+    first = api.post(URL, BODY, format="json").json()
+
+    again = {**BODY, "full_name": "Someone Else", "password": "a-different-passphrase"}
+    assert api.post(URL, {**again, "email": "ADA@example.com"}, format="json").status_code == 400
+
+    user = User.objects.get()
+    assert (user.pk, user.full_name) == (first["id"], "Ada Lovelace")
+    assert user.check_password(BODY["password"])
 
 
 def test_register_stores_email_lower_cased(api):

@@ -40,7 +40,7 @@ def test_concurrent_registrations_of_one_email_in_any_case_create_one_account(we
         for email in emails[: web.workers]
     ]
 
-    # When they all pass the duplicate check before any of them inserts
+    # When they all reach the insert before any of them has committed
     responses = released_together(sql, "accounts_user", calls)
 
     # Then exactly one account exists and the others get the contract's 400, not a 500
