@@ -8,7 +8,7 @@ Request-level errors become ``{"detail": "...", "code": "..."}``; field validati
 import logging
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError
 from django.http import Http404, JsonResponse
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,7 +25,15 @@ _JSON = JSONRenderer()
 # What simplejwt's authenticator sends with `me`'s 401s (the Bearer scheme, realm "api").
 WWW_AUTHENTICATE = 'Bearer realm="api"'
 
-UNAVAILABLE_ERRORS = (DatabaseError, RedisConnectionError, RedisTimeoutError, BrokerError)
+# InterfaceError: a database connection that broke earlier in the request ("connection already
+# closed"); Django's DatabaseError does not cover it.
+UNAVAILABLE_ERRORS = (
+    DatabaseError,
+    InterfaceError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    BrokerError,
+)
 
 
 class ServiceUnavailable(exceptions.APIException):
@@ -126,7 +134,7 @@ def log_unavailable(exc: Exception) -> None:
 
 def _dependency(exc: Exception) -> str:
     """Which dependency failed, for the log: kombu and Django both name errors OperationalError."""
-    if isinstance(exc, DatabaseError):
+    if isinstance(exc, DatabaseError | InterfaceError):
         return "database"
     if isinstance(exc, BrokerError):
         return "broker"

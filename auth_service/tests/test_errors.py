@@ -2,6 +2,7 @@
 
 import pytest
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError
 
 from auth_service.exceptions import json_exception_handler
 from conftest import PASSWORD
@@ -114,6 +115,15 @@ def test_django_permission_denied_in_a_view_is_403_json():
         "detail": "You do not have permission to perform this action.",
         "code": "permission_denied",
     }
+
+
+def test_a_database_connection_closed_under_a_request_is_503_json(caplog):
+    response = json_exception_handler(InterfaceError("connection already closed"), {})
+
+    assert response.status_code == 503
+    assert response.data["code"] == "service_unavailable"
+    assert "dependency unavailable: database (InterfaceError)" in caplog.text
+    assert "connection already closed" not in caplog.text
 
 
 def nested(depth: int) -> str:
