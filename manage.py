@@ -7,6 +7,9 @@ import sys
 
 def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auth_service.settings")
+    # Operators' commands (migrate, flushexpiredtokens) may rightly run long statements; the
+    # web and worker processes keep the settings' bound.
+    os.environ.setdefault("DB_STATEMENT_TIMEOUT", "0")
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

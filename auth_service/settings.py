@@ -119,6 +119,16 @@ DATABASES["default"]["OPTIONS"].update(
     keepalives_interval=5,
     keepalives_count=3,
 )
+# A PostgreSQL that is up but does not answer in time (a lock held by a migration or an open
+# admin transaction, an overloaded server) would hold a request's thread until the client gave
+# up. Each statement gets DB_STATEMENT_TIMEOUT ms, then the contract's 503. manage.py commands
+# (migrations, the token sweep) default to none: they may rightly run longer.
+_statement_timeout = env_int("DB_STATEMENT_TIMEOUT", 5000)
+if _statement_timeout > 0:
+    _options = DATABASES["default"]["OPTIONS"].get("options", "")
+    DATABASES["default"]["OPTIONS"]["options"] = (
+        f"{_options} -c statement_timeout={_statement_timeout}".strip()
+    )
 # Django's backend, with a health check of reused connections that needs no round trip.
 DATABASES["default"]["ENGINE"] = "auth_service.postgresql"
 

@@ -71,3 +71,67 @@ def test_public_url_falls_back_to_render_external_url():
     )
 
     assert result.stdout.strip() == "https://auth.onrender.com/reset-password/"
+
+
+def show_statement_timeout(cursor) -> str:
+    cursor.execute("SHOW statement_timeout")
+    return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db
+def test_the_services_statements_are_bounded_by_default():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        assert show_statement_timeout(cursor) == "5s"
+
+
+def test_manage_py_commands_may_run_long_statements():
+    # Migrations and the token sweep on a big table may rightly take longer than a request.
+    result = subprocess.run(  # noqa: S603 - fixed argv
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            "from django.db import connection; c = connection.cursor(); "
+            "c.execute('SHOW statement_timeout'); print(c.fetchone()[0])",
+        ],
+        env={**BASE_ENV, "DATABASE_URL": os.environ["DATABASE_URL"]},
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
+
+
+@pytest.mark.parametrize(
+    ("timeout", "expected"),
+    [("250", "-c search_path=public -c statement_timeout=250"), ("0", "-c search_path=public")],
+)
+def test_statement_timeout_comes_from_the_environment_beside_the_urls_options(timeout, expected):
+    # Options in DATABASE_URL (a search path, say) are kept; 0 leaves the server's default.
+    result = subprocess.run(  # noqa: S603 - fixed argv
+        [
+            sys.executable,
+            "-c",
+            "import auth_service.settings as s; "
+            "print(s.DATABASES['default']['OPTIONS']['options'])",
+        ],
+        env={
+            **BASE_ENV,
+            "DATABASE_URL": BASE_ENV["DATABASE_URL"] + "?options=-c%20search_path%3Dpublic",
+            "DB_STATEMENT_TIMEOUT": timeout,
+        },
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected

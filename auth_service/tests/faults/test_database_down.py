@@ -1,10 +1,12 @@
 """PostgreSQL is down, hangs or restarts: quick JSON 503s, then recovery without a restart."""
 
+import time
 from contextlib import closing
 
 import psycopg2
 
 from auth_service.tests.faults.harness import (
+    PASSWORD,
     UNAVAILABLE,
     Blackhole,
     backends_waiting_on_lock,
@@ -164,3 +166,33 @@ def test_a_request_in_flight_when_postgres_dies_gets_503_and_the_next_one_works(
     assert outcome(response) == (503, "application/json", UNAVAILABLE)
     responses = concurrently([lambda: api.get("/api/v1/auth/me/", token=account.access)] * 12)
     assert [r.status_code for r in responses] == [200] * 12
+
+
+# DB_STATEMENT_TIMEOUT (5 s by default), plus a login's hash and a loaded machine's margin.
+STATEMENT_TIMEOUT_BOUND = 5.0 + 3.0
+
+
+def test_a_query_stuck_behind_a_lock_gets_503_after_the_statement_timeout(api, account, sql):
+    # Given something holds a lock every account query needs (a migration, an open transaction)
+    with sql.cursor() as cursor:
+        cursor.execute("LOCK TABLE accounts_user IN ACCESS EXCLUSIVE MODE")
+    credentials = {"email": account.email, "password": account.password}
+    newcomer = {"full_name": "Ada Lovelace", "email": "ada@example.com", "password": PASSWORD}
+    try:
+        # When users log in and register meanwhile
+        started = time.monotonic()
+        responses = concurrently(
+            [
+                lambda: api.post("/api/v1/auth/login/", credentials),
+                lambda: api.post("/api/v1/auth/register/", newcomer),
+            ]
+        )
+        waited = time.monotonic() - started
+    finally:
+        sql.rollback()
+
+    # Then each gets the contract's 503 once the statement timeout passes, not a hung request
+    assert [outcome(r) for r in responses] == [(503, "application/json", UNAVAILABLE)] * 2
+    assert waited < STATEMENT_TIMEOUT_BOUND
+    # ...and once the lock is gone the same connections serve them
+    assert api.post("/api/v1/auth/login/", credentials).status_code == 200
