@@ -73,17 +73,13 @@ def test_public_url_falls_back_to_render_external_url():
     assert result.stdout.strip() == "https://auth.onrender.com/reset-password/"
 
 
-def show_statement_timeout(cursor) -> str:
-    cursor.execute("SHOW statement_timeout")
-    return cursor.fetchone()[0]
-
-
 @pytest.mark.django_db
 def test_the_services_statements_are_bounded_by_default():
     from django.db import connection
 
     with connection.cursor() as cursor:
-        assert show_statement_timeout(cursor) == "5s"
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == "5s"
 
 
 def test_manage_py_commands_may_run_long_statements():
