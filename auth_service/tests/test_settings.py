@@ -16,11 +16,11 @@ BASE_ENV = {
 }
 
 
-def load_settings(**env):
-    """Import the settings in a fresh interpreter with exactly this environment."""
+def load_settings(show: str = "s.DEBUG", **env):
+    """Import the settings in a fresh interpreter with exactly this environment; print `show`."""
     merged = {key: value for key, value in {**BASE_ENV, **env}.items() if value is not None}
     return subprocess.run(  # noqa: S603 - fixed argv
-        [sys.executable, "-c", "import auth_service.settings as s; print(s.DEBUG)"],
+        [sys.executable, "-c", f"import auth_service.settings as s; print({show})"],
         env=merged,
         capture_output=True,
         text=True,
@@ -61,13 +61,8 @@ def test_debug_allows_local_defaults():
 
 
 def test_public_url_falls_back_to_render_external_url():
-    result = subprocess.run(  # noqa: S603 - fixed argv
-        [sys.executable, "-c", "import auth_service.settings as s; print(s.PASSWORD_RESET_URL)"],
-        env={**BASE_ENV, "PUBLIC_URL": "", "RENDER_EXTERNAL_URL": "https://auth.onrender.com"},
-        capture_output=True,
-        text=True,
-        cwd=settings.BASE_DIR,
-        check=False,
+    result = load_settings(
+        "s.PASSWORD_RESET_URL", PUBLIC_URL="", RENDER_EXTERNAL_URL="https://auth.onrender.com"
     )
 
     assert result.stdout.strip() == "https://auth.onrender.com/reset-password/"
@@ -111,22 +106,10 @@ def test_manage_py_commands_may_run_long_statements():
 )
 def test_statement_timeout_comes_from_the_environment_beside_the_urls_options(timeout, expected):
     # Options in DATABASE_URL (a search path, say) are kept; 0 leaves the server's default.
-    result = subprocess.run(  # noqa: S603 - fixed argv
-        [
-            sys.executable,
-            "-c",
-            "import auth_service.settings as s; "
-            "print(s.DATABASES['default']['OPTIONS']['options'])",
-        ],
-        env={
-            **BASE_ENV,
-            "DATABASE_URL": BASE_ENV["DATABASE_URL"] + "?options=-c%20search_path%3Dpublic",
-            "DB_STATEMENT_TIMEOUT": timeout,
-        },
-        capture_output=True,
-        text=True,
-        cwd=settings.BASE_DIR,
-        check=False,
+    result = load_settings(
+        "s.DATABASES['default']['OPTIONS']['options']",
+        DATABASE_URL=BASE_ENV["DATABASE_URL"] + "?options=-c%20search_path%3Dpublic",
+        DB_STATEMENT_TIMEOUT=timeout,
     )
 
     assert result.returncode == 0, result.stderr
