@@ -335,6 +335,9 @@ NOTICE_SWEEP_INTERVAL = env_int("NOTICE_SWEEP_INTERVAL", 60)
 NOTICE_SWEEP_AFTER = env_int("NOTICE_SWEEP_AFTER", 120)
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # kombu's Redis transport, minus a new client per message (auth_service/broker_transport.py).
+    CELERY_BROKER_TRANSPORT = "auth_service.broker_transport:Transport"
 CELERY_TASK_IGNORE_RESULT = True
 # A task is acknowledged only after it ran, and comes back if its worker dies mid-task.
 CELERY_TASK_ACKS_LATE = True

@@ -114,3 +114,20 @@ def test_statement_timeout_comes_from_the_environment_beside_the_urls_options(ti
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
+
+
+@pytest.mark.parametrize(
+    ("broker_url", "transport"),
+    [
+        ("redis://127.0.0.1:6379/15", "auth_service.broker_transport:Transport"),
+        ("rediss://red.example.com:6380/0", "auth_service.broker_transport:Transport"),
+        ("amqp://guest:guest@127.0.0.1:5672//", "None"),
+    ],
+)
+def test_a_redis_broker_gets_the_project_transport_and_any_other_its_own(broker_url, transport):
+    result = load_settings(
+        show="getattr(s, 'CELERY_BROKER_TRANSPORT', None)", CELERY_BROKER_URL=broker_url
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == transport

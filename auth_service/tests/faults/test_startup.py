@@ -38,7 +38,7 @@ def test_worker_started_while_redis_is_down_begins_when_it_appears(
     # Given Redis is out when the worker starts
     redis_server.stop()
     worker = start_worker(wait=False)
-    worker.wait_for_log("Cannot connect to redis")
+    worker.wait_for_log("Cannot connect to")
 
     # When Redis comes up and someone asks for a reset link
     redis_server.start()
