@@ -335,8 +335,10 @@ NOTICE_SWEEP_INTERVAL = env_int("NOTICE_SWEEP_INTERVAL", 60)
 NOTICE_SWEEP_AFTER = env_int("NOTICE_SWEEP_AFTER", 120)
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
-if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+if CELERY_BROKER_URL.startswith("redis://"):
     # kombu's Redis transport, minus a new client per message (auth_service/broker_transport.py).
+    # Not for rediss://: kombu turns TLS on from that scheme name only when it picks the
+    # transport itself.
     CELERY_BROKER_TRANSPORT = "auth_service.broker_transport:Transport"
 CELERY_TASK_IGNORE_RESULT = True
 # A task is acknowledged only after it ran, and comes back if its worker dies mid-task.

@@ -120,14 +120,27 @@ def test_statement_timeout_comes_from_the_environment_beside_the_urls_options(ti
     ("broker_url", "transport"),
     [
         ("redis://127.0.0.1:6379/15", "auth_service.broker_transport:Transport"),
-        ("rediss://red.example.com:6380/0", "auth_service.broker_transport:Transport"),
+        # kombu enables TLS for this scheme only with its own transport
+        ("rediss://red.example.com:6380/0", "None"),
         ("amqp://guest:guest@127.0.0.1:5672//", "None"),
     ],
 )
-def test_a_redis_broker_gets_the_project_transport_and_any_other_its_own(broker_url, transport):
+def test_only_a_redis_url_gets_the_project_transport(broker_url, transport):
     result = load_settings(
         show="getattr(s, 'CELERY_BROKER_TRANSPORT', None)", CELERY_BROKER_URL=broker_url
     )
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == transport
+
+
+def test_a_rediss_broker_connects_with_tls():
+    # As Celery opens it: the URL with the configured transport, if any
+    connection_ssl = (
+        "__import__('kombu').Connection("
+        "s.CELERY_BROKER_URL, transport=getattr(s, 'CELERY_BROKER_TRANSPORT', None)).ssl"
+    )
+    result = load_settings(show=connection_ssl, CELERY_BROKER_URL="rediss://red.example.com:6380/0")
+
+    assert result.returncode == 0, result.stderr
+    assert "ssl_cert_reqs" in result.stdout
