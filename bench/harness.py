@@ -4,6 +4,7 @@ production starts them, a JSON client for seeding, wrk runs, and CPU/RSS meters 
 Everything talks to 127.0.0.1 only and every load run is bounded by wrk's own duration.
 """
 
+import contextlib
 import http.client
 import itertools
 import json
@@ -161,22 +162,60 @@ def machine_ticks() -> tuple[int, int]:
     return total - idle, total
 
 
+class CpuQuota:
+    """A cgroup that holds its processes to `cpus` CPUs, as a container on a 0.5-CPU plan is.
+
+    cgroup v1's cpu controller where it is mounted, else cgroup v2 (needs root either way).
+    Processes join it before they exec, so a gunicorn master's workers and threads are in it
+    from their first instruction.
+    """
+
+    PERIOD_US = 100_000
+
+    def __init__(self, cpus: float, root: Path = Path("/sys/fs/cgroup"), name: str = "bench-web"):
+        quota = round(cpus * self.PERIOD_US)
+        if (root / "cpu" / "cpu.cfs_quota_us").exists():
+            self.path = root / "cpu" / name
+            self.path.mkdir(exist_ok=True)
+            (self.path / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+            (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+        else:
+            (root / "cgroup.subtree_control").write_text("+cpu")
+            self.path = root / name
+            self.path.mkdir(exist_ok=True)
+            (self.path / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
+        self.procs = self.path / "cgroup.procs"
+        self.cpus = cpus
+
+    def join(self) -> None:
+        """Move the calling process in (run in the child between fork and exec)."""
+        self.procs.write_text(str(os.getpid()))
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):  # it is busy until its processes have exited
+            self.path.rmdir()
+
+
 class Managed:
     """A child process in its own session, logging to a file, stopped by its own pid only."""
 
-    def __init__(self, name: str, argv: list[str], env: dict, log: Path):
+    def __init__(
+        self, name: str, argv: list[str], env: dict, log: Path, quota: CpuQuota | None = None
+    ):
         self.name, self.argv, self.env, self.log_path = name, argv, env, log
+        self.quota = quota
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: PLW1509 - preexec_fn only writes one file
             self.argv,
             cwd=ROOT,
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=self.quota.join if self.quota else None,
         )
 
     @property
@@ -204,7 +243,13 @@ class Managed:
         return self.log_path.read_text(errors="replace")
 
 
-def gunicorn(env: dict, port: int, log: Path, app: str = "auth_service.wsgi") -> Managed:
+def gunicorn(
+    env: dict,
+    port: int,
+    log: Path,
+    app: str = "auth_service.wsgi",
+    quota: CpuQuota | None = None,
+) -> Managed:
     """The web process as production starts it (gunicorn.conf.py), bound to loopback only."""
     argv = [
         str(VENV_BIN / "gunicorn"),
@@ -214,7 +259,7 @@ def gunicorn(env: dict, port: int, log: Path, app: str = "auth_service.wsgi") ->
         "--bind",
         f"127.0.0.1:{port}",
     ]
-    return Managed("web", argv, env, log)
+    return Managed("web", argv, env, log, quota)
 
 
 def celery_worker(env: dict, log: Path) -> Managed:

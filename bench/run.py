@@ -9,6 +9,7 @@ writes bench/results/<timestamp>.json and .md.
 import argparse
 import datetime
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -68,6 +69,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16, help="clients per scenario")
     parser.add_argument("--label", default="", help="a note stored with the results")
     parser.add_argument(
+        "--web-cpus",
+        type=float,
+        default=None,
+        help="hold the web processes to this many CPUs (a cgroup CPU quota, as a 0.5-CPU plan "
+        "does; needs root); PASSWORD_HASH_SLOTS follows it unless set",
+    )
+    parser.add_argument(
         "--only",
         type=lambda value: set(value.split(",")),
         default=set(),
@@ -97,7 +105,12 @@ class Bench:
         )
         self.redis = redis.Redis.from_url(self.redis_url)
         self.sink = SmtpSink(self.smtp_port)
-        self.web = h.gunicorn(self.env, self.port, self.logs / "web.log")
+        # In a container the service reads its quota from its own cgroup; this one is nested,
+        # so it is told the slot count the quota would give it.
+        self.quota = h.CpuQuota(args.web_cpus) if args.web_cpus else None
+        if self.quota and not os.environ.get("PASSWORD_HASH_SLOTS"):
+            self.env["PASSWORD_HASH_SLOTS"] = str(max(1, math.ceil(args.web_cpus)))
+        self.web = h.gunicorn(self.env, self.port, self.logs / "web.log", quota=self.quota)
         self.reference_port = free_port()
         self.reference_web = h.Managed(
             "reference",
@@ -113,7 +126,11 @@ class Bench:
         )
         self.hash_port = free_port()
         self.hash_web = h.gunicorn(
-            self.env, self.hash_port, self.logs / "hash-web.log", app="bench.hash_app:application"
+            self.env,
+            self.hash_port,
+            self.logs / "hash-web.log",
+            app="bench.hash_app:application",
+            quota=self.quota,
         )
         self.worker = h.celery_worker(self.env, self.logs / "worker.log")
         self.api = h.Api(self.port)
@@ -128,6 +145,8 @@ class Bench:
                 "WEB_CONCURRENCY": self.env.get("WEB_CONCURRENCY", "(config default)"),
                 "GUNICORN_WORKER_CLASS": self.env.get("GUNICORN_WORKER_CLASS", "(default)"),
                 "GUNICORN_THREADS": self.env.get("GUNICORN_THREADS", "(config default)"),
+                "PASSWORD_HASH_SLOTS": self.env.get("PASSWORD_HASH_SLOTS", "(the CPUs)"),
+                "web_cpus": args.web_cpus,
             },
             "scenarios": {},
         }
@@ -162,6 +181,8 @@ class Bench:
         self.reference_web.stop()
         self.sink.stop()
         self.rss.close()
+        if self.quota:
+            self.quota.remove()
 
     def seed(self) -> None:
         count = 32 if self.args.quick else 64
@@ -622,7 +643,13 @@ def markdown(report: dict) -> str:
     lines = [
         f"Run {report['date']} ({'quick' if report['quick'] else 'full'}), {report['cores']} cores,"
         f" load average before {report['loadavg_before'][0]:.2f}. {report['label']}",
-        f"Server: `{report['server']['command']}`",
+        f"Server: `{report['server']['command']}`"
+        + (
+            f", held to {report['server']['web_cpus']} CPUs (hash endpoint too; ratios to the "
+            "hash ceiling and capacity still count the machine's cores)"
+            if report["server"].get("web_cpus")
+            else ""
+        ),
         f"Hasher {floor['hasher']} ({floor['params']}): hash {floor['hash_ms']:.1f} ms, "
         f"verify {floor['verify_ms']:.1f} ms, hash ceiling {floor['ceiling_rps']:.0f}/s "
         f"({report['cores']} cores / verify) at the start. Hashing scenarios are held against "
