@@ -7,6 +7,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from auth_service.cpus import available_cpus
 from auth_service.env import env_bool, env_int, env_list, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -156,12 +157,14 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
 # Passwords are hashed in a few threads per process (accounts/hash_pool.py), at most
-# PASSWORD_HASH_SLOTS at once per instance (one per core pays best). The thread count bounds
+# PASSWORD_HASH_SLOTS at once per instance: by default one per CPU the instance may use, its
+# container's quota included (two at once on one CPU made every login wait for both, with no
+# more logins a second; bench/README.md, 2026-12-02). The thread count bounds
 # hashes, and so memory, per process. Request threads run WEB_REQUEST_NICENESS below the hash
 # threads' PASSWORD_HASH_NICENESS, so a login burst gets the cores while cheap requests keep
 # a share (auth_service/priority.py). Nice values are 0-19.
 PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 2)
-PASSWORD_HASH_SLOTS = env_int("PASSWORD_HASH_SLOTS", 2)
+PASSWORD_HASH_SLOTS = env_int("PASSWORD_HASH_SLOTS", available_cpus())
 PASSWORD_HASH_NICENESS = env_int("PASSWORD_HASH_NICENESS", 0)
 WEB_REQUEST_NICENESS = env_int("WEB_REQUEST_NICENESS", 5)
 if (

@@ -239,4 +239,10 @@ podman run --rm "${RUN_FLAGS[@]}" --no-healthcheck --env-file "$WORK/app.env" "$
   python manage.py check --deploy --fail-level WARNING >/dev/null \
   || fail "manage.py check --deploy reports problems in the image"
 
+say "a half-CPU container hashes one password at a time"
+# Render's Starter plan is half a CPU of a larger host: the hash slots follow the quota.
+slots=$(podman run --rm "${RUN_FLAGS[@]}" --no-healthcheck --cpus 0.5 --env-file "$WORK/app.env" \
+  "$IMAGE" python manage.py shell -v 0 -c 'from django.conf import settings; print(settings.PASSWORD_HASH_SLOTS)')
+[ "$slots" = 1 ] || fail "PASSWORD_HASH_SLOTS is ${slots:-unset} under a 0.5-CPU quota, not 1"
+
 say "container check passed"
