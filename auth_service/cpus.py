@@ -21,8 +21,13 @@ def available_cpus(cgroup_root: Path = CGROUP_ROOT) -> int:
         count = os.cpu_count() or 1
     quota = cpu_quota(cgroup_root)
     if quota is not None:
-        count = min(count, math.ceil(quota))
+        count = min(count, cpus_for_quota(quota))
     return max(1, count)
+
+
+def cpus_for_quota(quota: float) -> int:
+    """The whole CPUs a quota of this many CPUs is worth: a partial one counts (0.5 -> 1)."""
+    return max(1, math.ceil(quota))
 
 
 def cpu_quota(cgroup_root: Path = CGROUP_ROOT) -> float | None:

@@ -185,7 +185,6 @@ class CpuQuota:
             self.path.mkdir(exist_ok=True)
             (self.path / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
         self.procs = self.path / "cgroup.procs"
-        self.cpus = cpus
 
     def join(self) -> None:
         """Move the calling process in (run in the child between fork and exec)."""
@@ -208,7 +207,7 @@ class Managed:
 
     def start(self) -> None:
         self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(  # noqa: PLW1509 - preexec_fn only writes one file
+        self.process = subprocess.Popen(
             self.argv,
             cwd=ROOT,
             env=self.env,

@@ -9,7 +9,6 @@ writes bench/results/<timestamp>.json and .md.
 import argparse
 import datetime
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -24,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import harness as h  # noqa: E402
 import redis  # noqa: E402
 
+from auth_service.cpus import cpus_for_quota  # noqa: E402
 from testing.smtp import SmtpSink, free_port  # noqa: E402
 
 FORGOT = "/api/v1/auth/password/forgot/"
@@ -109,7 +109,7 @@ class Bench:
         # so it is told the slot count the quota would give it.
         self.quota = h.CpuQuota(args.web_cpus) if args.web_cpus else None
         if self.quota and not os.environ.get("PASSWORD_HASH_SLOTS"):
-            self.env["PASSWORD_HASH_SLOTS"] = str(max(1, math.ceil(args.web_cpus)))
+            self.env["PASSWORD_HASH_SLOTS"] = str(cpus_for_quota(args.web_cpus))
         self.web = h.gunicorn(self.env, self.port, self.logs / "web.log", quota=self.quota)
         self.reference_port = free_port()
         self.reference_web = h.Managed(
