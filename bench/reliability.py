@@ -41,13 +41,32 @@ MIX = [
 ]
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=60, help="seconds of load")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--smtp-port", type=int, default=0)
     parser.add_argument("--label", default="")
-    return parser.parse_args()
+    parser.add_argument(
+        "--web-cpus",
+        type=float,
+        default=None,
+        help="hold the web processes to this many CPUs, as `bench/run --web-cpus` does",
+    )
+    return parser.parse_args(argv)
+
+
+def bench_options(args: argparse.Namespace) -> argparse.Namespace:
+    """The options `run.Bench` reads, for the stack this run starts (no scenarios of its own)."""
+    return argparse.Namespace(
+        quick=False,
+        port=args.port,
+        smtp_port=args.smtp_port,
+        connections=16,
+        label=args.label,
+        web_cpus=args.web_cpus,
+        only=set(),
+    )
 
 
 class Resetter(threading.Thread):
@@ -82,16 +101,7 @@ class Resetter(threading.Thread):
 
 def main() -> None:
     args = parse_args()
-    bench = Bench(
-        argparse.Namespace(
-            quick=False,
-            port=args.port,
-            smtp_port=args.smtp_port,
-            connections=16,
-            label=args.label,
-            only=set(),
-        )
-    )
+    bench = Bench(bench_options(args))
     try:
         bench.start()
         bench.report["rss_at_rest"] = {}

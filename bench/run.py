@@ -61,7 +61,7 @@ TARGETS = {
 REFERENCE_RPS = 6000
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="5 s scenarios, 15 s mixed load")
     parser.add_argument("--port", type=int, default=0, help="web port (default: a free one)")
@@ -81,7 +81,7 @@ def parse_args() -> argparse.Namespace:
         default=set(),
         help="comma-separated subset: ceiling,me,refresh,login,register,forgot,email,mixed",
     )
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 class Bench:
