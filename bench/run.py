@@ -138,6 +138,7 @@ class Bench:
             "date": self.stamp,
             "label": args.label,
             "quick": args.quick,
+            "only": sorted(args.only),
             "cores": h.CORES,
             "loadavg_before": os.getloadavg(),
             "server": {
@@ -638,10 +639,16 @@ def percent(share: float) -> str:
     return f"{share * 100:.0f}%"
 
 
+def run_kind(report: dict) -> str:
+    """Quick or full scenario length, and the subset when `--only` picked one."""
+    kind = "quick" if report["quick"] else "full"
+    return f"{kind}, only {','.join(report['only'])}" if report.get("only") else kind
+
+
 def markdown(report: dict) -> str:
     s, r, floor = report["scenarios"], report["ratios"], report["hash_floor"]
     lines = [
-        f"Run {report['date']} ({'quick' if report['quick'] else 'full'}), {report['cores']} cores,"
+        f"Run {report['date']} ({run_kind(report)}), {report['cores']} cores,"
         f" load average before {report['loadavg_before'][0]:.2f}. {report['label']}",
         f"Server: `{report['server']['command']}`"
         + (

@@ -97,3 +97,12 @@ def test_absolute_targets_are_also_read_at_the_reference_machines_speed(report):
     assert "| reference: plain Django, 2 sync workers | 16 | 3000 |" in text
     assert "0.50 of the targets' machine (6,000/s)" in text
     assert "| me_rps_at_reference 2500 | 3453.90 | yes |" in text
+
+
+def test_the_heading_names_the_subset_a_run_was_limited_to(report):
+    report["ratios"] = run.ratios(report)
+    assert "(full), 2 cores" in run.markdown(report)
+
+    report["only"] = ["login", "register"]
+
+    assert "(full, only login,register), 2 cores" in run.markdown(report)
