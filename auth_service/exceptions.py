@@ -74,7 +74,7 @@ ERROR_CODES = {
     "token_invalid": "The JWT is malformed, expired, revoked or of the wrong type.",
     "not_authenticated": "No bearer token was sent.",
     "reset_token_invalid": "The password-reset token is unknown, expired or already used.",
-    "parse_error": "The body is not valid JSON, or is nested too deeply to parse.",
+    "parse_error": "The body is not valid JSON, is nested too deeply, or holds a lone surrogate.",
     "unsupported_media_type": "The body is not application/json.",
     "payload_too_large": "The body is larger than the service accepts.",
     "method_not_allowed": "The path does not accept this HTTP method.",

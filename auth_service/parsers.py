@@ -1,11 +1,28 @@
-"""The request body parser: DRF's JSON parser, hardened against pathological nesting."""
+"""The request body parser: DRF's JSON parser, hardened against pathological input."""
+
+import re
 
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser as DRFJSONParser
 
+# JSON may escape half of a UTF-16 pair alone ("\ud800"); Python decodes it to a string that
+# cannot be encoded as UTF-8, so every later step (HMAC, hashing, PostgreSQL, Redis) would fail.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _holds_lone_surrogate(value) -> bool:
+    if isinstance(value, str):
+        return not value.isascii() and _LONE_SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_holds_lone_surrogate(k) or _holds_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_lone_surrogate(item) for item in value)
+    return False
+
 
 class JSONParser(DRFJSONParser):
-    """DRF's JSONParser, with too-deep nesting as a 400 ``parse_error`` instead of a 500.
+    """DRF's JSONParser, with too-deep nesting and text that is not Unicode as a 400
+    ``parse_error`` instead of a 500.
 
     A couple of kilobytes of ``[[[[...`` exhaust Python's recursion limit inside ``json.load``,
     and DRF only turns ValueError into ParseError.
@@ -13,6 +30,11 @@ class JSONParser(DRFJSONParser):
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, parser_context)
+            if _holds_lone_surrogate(data):
+                raise ParseError(
+                    "JSON parse error - a \\u escape holds half of a UTF-16 surrogate pair."
+                )
         except RecursionError:
             raise ParseError("JSON parse error - the body is nested too deeply.") from None
+        return data

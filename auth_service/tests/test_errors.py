@@ -193,3 +193,45 @@ def test_pages_outside_the_api_keep_djangos_301(client, path):
 
     assert response.status_code == 301
     assert response["Location"] == f"{path}/"
+
+
+LONE_SURROGATE = "\\ud800"  # valid JSON escape syntax, but half of a UTF-16 pair: not text
+
+
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        (REGISTER, {"full_name": "Ada", "email": "ada@example.com", "password": PASSWORD}),
+        ("/api/v1/auth/login/", {"email": "ada@example.com", "password": PASSWORD}),
+        ("/api/v1/auth/token/refresh/", {"refresh": "x"}),
+        ("/api/v1/auth/logout/", {"refresh": "x"}),
+        ("/api/v1/auth/password/change/", {"current_password": PASSWORD, "new_password": "x"}),
+        ("/api/v1/auth/password/forgot/", {"email": "ada@example.com"}),
+        ("/api/v1/auth/password/reset/", {"token": "x", "password": PASSWORD}),
+    ],
+)
+def test_a_lone_surrogate_in_any_field_is_400_parse_error(client, pair, path, fields):
+    # Email throttles, hashing, PostgreSQL and Redis all need text that encodes as UTF-8.
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {pair['access']}"}
+    for field in fields:
+        body = ", ".join(
+            f'"{name}": "{value}{LONE_SURROGATE if name == field else ""}"'
+            for name, value in fields.items()
+        )
+        response = client.post(path, data="{" + body + "}", content_type="application/json", **auth)
+
+        assert response.status_code == 400, (field, response.content)
+        assert response.json() == {
+            "detail": "JSON parse error - a \\u escape holds half of a UTF-16 surrogate pair.",
+            "code": "parse_error",
+        }
+
+
+def test_a_surrogate_pair_is_text_and_still_accepted(client):
+    # "\ud83d\udcb8" is one emoji, written as the pair JSON requires outside the BMP.
+    body = '{"full_name": "Ada \\ud83d\\udcb8", "email": "ada@example.com", "password": "%s"}'
+
+    response = client.post(REGISTER, data=body % PASSWORD, content_type="application/json")
+
+    assert response.status_code == 201
+    assert response.json()["full_name"] == "Ada \U0001f4b8"
