@@ -2,9 +2,12 @@
 
 from rest_framework import serializers
 
+from accounts.managers import normalize_email
+
 # Long enough for any real passphrase, small enough that hashing cost stays bounded.
 PASSWORD_MAX = 128
 TOKEN_MAX = 2048
+EMAIL_MAX = 254  # the column's length, RFC 5321's limit
 
 
 class StringOnly:
@@ -53,12 +56,20 @@ def user_data(user) -> dict:
 
 class RegisterSerializer(serializers.Serializer):
     full_name = TextField(max_length=150)
-    email = EmailField(max_length=254)
+    email = EmailField(max_length=EMAIL_MAX)
     password = password_field()
+
+    def validate_email(self, email: str) -> str:
+        # Stored lower-cased, and a few letters grow then ("İ" becomes two characters): the
+        # stored form must fit the column too.
+        if len(normalize_email(email)) > EMAIL_MAX:
+            message = self.fields["email"].error_messages["max_length"]
+            raise serializers.ValidationError(message.format(max_length=EMAIL_MAX))
+        return email
 
 
 class LoginSerializer(serializers.Serializer):
-    email = EmailField(max_length=254)
+    email = EmailField(max_length=EMAIL_MAX)
     password = password_field()
 
 
@@ -79,7 +90,7 @@ class PasswordChangeSerializer(serializers.Serializer):
 
 
 class PasswordForgotSerializer(serializers.Serializer):
-    email = EmailField(max_length=254)
+    email = EmailField(max_length=EMAIL_MAX)
 
 
 class PasswordResetSerializer(serializers.Serializer):

@@ -126,3 +126,15 @@ def test_a_number_is_not_a_string(api):
     assert response.status_code == 400
     assert response.json() == {"full_name": ["Not a valid string."]}
     assert not User.objects.exists()
+
+
+def test_an_email_that_grows_past_254_characters_when_lower_cased_is_a_field_error(api):
+    # "İ" lower-cases to two characters ("i" and a combining dot): 249 typed, 489 stored.
+    email = "a@" + ".".join(["İ" * 60] * 4) + ".com"
+    assert len(email) <= 254 < len(email.lower())
+
+    response = api.post(URL, {**BODY, "email": email}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"email": ["Ensure this field has no more than 254 characters."]}
+    assert not User.objects.exists()
