@@ -24,12 +24,15 @@ from auth_service import redis_scripts
 PREFIX = "auth:reset:"
 _HMAC_SALT = "accounts.reset_tokens"
 
-# Issue atomically: drop the user's previous token, then store the new pair with one expiry.
+# Issue atomically: store the new pair with one expiry, then drop the user's previous token.
+# Writes first: a Redis out of memory (or a read-only replica) refuses a script's first SET,
+# before anything changed, but lets a script finish that a DEL had already begun, so the other
+# order would lose the emailed link of a forgot that then fails.
 _ISSUE = """
 local old = redis.call('GET', KEYS[1])
-if old then redis.call('DEL', ARGV[4] .. old) end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+if old and old ~= ARGV[1] then redis.call('DEL', ARGV[4] .. old) end
 return 1
 """
 

@@ -1,4 +1,5 @@
-"""Celery's Redis transport, with one Redis client per connection pool instead of one per call.
+"""Celery's Redis transport, with one Redis client per connection pool instead of one per call,
+that rides out a Redis failover.
 
 kombu builds a new `redis.Redis` for every message it publishes or acknowledges, and the
 constructor fills a table of some 170 response callbacks each time: 14 % of the instructions
@@ -6,11 +7,22 @@ of a password-reset request (bench/README.md). A client is only a handle on the 
 connection pool, so reusing one sends the same commands over the same connections. kombu
 replaces the pool after a fork or a lost connection; the next call then makes a client for
 the new pool.
+
+When a Redis primary turns replica (a failover), it ends the worker's waiting BRPOP with an
+"UNBLOCKED" error, and a replica refuses BRPOP as a write ("READONLY"). kombu treats both as
+unrecoverable and the worker exits (celery/celery#7946); here they count as a lost connection,
+so the worker reconnects, with Celery's backoff, until a primary answers.
 """
 
 from contextlib import contextmanager
 
 from kombu.transport import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError, ResponseError
+
+
+def _is_failover(error: ResponseError) -> bool:
+    return isinstance(error, ReadOnlyError) or str(error).startswith("UNBLOCKED")
 
 
 class Channel(redis.Channel):
@@ -26,6 +38,18 @@ class Channel(redis.Channel):
             self._pool_client = self._create_client()
         yield self._pool_client
 
+    def _brpop_read(self, **options):
+        try:
+            return super()._brpop_read(**options)
+        except ResponseError as error:
+            if not _is_failover(error):
+                raise
+            self.client.connection.disconnect()
+            raise RedisConnectionError(f"Redis is no longer the primary: {error}") from error
+
 
 class Transport(redis.Transport):
     Channel = Channel
+    # Reconnecting writes too (kombu's restore lock), which a replica refuses until it is
+    # promoted or the address points at the new primary: keep retrying instead of exiting.
+    connection_errors = (*redis.Transport.connection_errors, ReadOnlyError)

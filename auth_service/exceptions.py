@@ -12,6 +12,8 @@ from django.db import DatabaseError, InterfaceError
 from django.http import Http404, JsonResponse
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
+from redis.exceptions import ReadOnlyError as RedisReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.renderers import JSONRenderer
@@ -26,12 +28,15 @@ _JSON = JSONRenderer()
 WWW_AUTHENTICATE = 'Bearer realm="api"'
 
 # InterfaceError: a database connection that broke earlier in the request ("connection already
-# closed"); Django's DatabaseError does not cover it.
+# closed"); Django's DatabaseError does not cover it. A Redis that answers but refuses writes
+# (out of memory under `noeviction`, a read-only replica during a failover) is unavailable too.
 UNAVAILABLE_ERRORS = (
     DatabaseError,
     InterfaceError,
     RedisConnectionError,
     RedisTimeoutError,
+    RedisOutOfMemoryError,
+    RedisReadOnlyError,
     BrokerError,
 )
 

@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from auth_service.exceptions import COMPACT_JSON, error_body
 
 PROBE_METHODS = ("GET", "HEAD")
+READY_KEY = "auth:readyz"
 
 
 def _read_only(probe):
@@ -44,8 +45,10 @@ def _database() -> str:
 
 
 def _redis() -> str:
+    # A write, not a PING: a Redis out of memory or turned read-only still answers PING, but
+    # can hold no reset token then.
     try:
-        get_redis_connection("default").ping()
+        get_redis_connection("default").set(READY_KEY, 1, ex=60)
     except RedisError:
         return "unavailable"
     return "ok"
@@ -53,7 +56,7 @@ def _redis() -> str:
 
 @_read_only
 def readyz(request):
-    """Ready to serve: PostgreSQL and Redis both answer."""
+    """Ready to serve: PostgreSQL answers and Redis takes writes."""
     checks = {"database": _database(), "redis": _redis()}
     ok = all(state == "ok" for state in checks.values())
     return JsonResponse(

@@ -1,0 +1,138 @@
+"""Redis answers but refuses writes: out of memory under `noeviction` (render.yaml's policy),
+or a read-only replica (as during a failover). Requests that must write to Redis get the
+contract's 503, nothing already promised is lost, and everything else keeps working.
+"""
+
+import pytest
+
+from auth_service.tests.faults.harness import UNAVAILABLE, free_port, link_token
+
+NEW_PASSWORD = "a brand new passphrase"
+OUT_OF_MEMORY, READ_ONLY = "out of memory", "read-only replica"
+
+
+def refuse_writes(client, how: str) -> None:
+    if how == OUT_OF_MEMORY:
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", 1)
+    else:
+        client.replicaof("127.0.0.1", free_port())  # a primary that never answers
+
+
+def take_writes(client) -> None:
+    client.config_set("maxmemory", 0)
+    client.replicaof("NO", "ONE")
+
+
+@pytest.fixture
+def refusing(redis_server):
+    """Call with how; Redis takes writes again after the test whatever happened."""
+    client = redis_server.client()
+    yield lambda how: refuse_writes(client, how)
+    take_writes(client)
+
+
+@pytest.fixture
+def worker(start_worker):
+    return start_worker(NOTICE_SWEEP_INTERVAL="1", NOTICE_SWEEP_AFTER="1")
+
+
+@pytest.fixture
+def reset_link(api, account, smtp, worker) -> dict:
+    """A reset request body with the token from the email in the account's inbox."""
+    assert api.post("/api/v1/auth/password/forgot/", {"email": account.email}).status_code == 202
+    (message,) = smtp.wait_for(1)
+    return {"token": link_token(message), "password": NEW_PASSWORD}
+
+
+def told_of_the_change(smtp, account) -> bool:
+    """The "password changed" notice reached the account (waited for: no test leaves one
+    queued for the next test's worker)."""
+    notice = smtp.wait_for(2, timeout=30)[1]
+    return (notice["To"], notice["Subject"]) == (account.email, "Your password was changed")
+
+
+def logs_in(api, account, password: str) -> bool:
+    body = {"email": account.email, "password": password}
+    return api.post("/api/v1/auth/login/", body).status_code == 200
+
+
+@pytest.mark.parametrize("how", [OUT_OF_MEMORY, READ_ONLY])
+def test_forgot_is_a_json_503_and_the_link_already_sent_still_works(
+    api, account, redis_server, smtp, reset_link, refusing, how
+):
+    # Given a reset link in the user's inbox, when Redis refuses writes and the user (and
+    # someone with an unknown email) asks for another link
+    refusing(how)
+    forgot = api.post("/api/v1/auth/password/forgot/", {"email": account.email})
+    unknown = api.post("/api/v1/auth/password/forgot/", {"email": "nobody@example.org"})
+    take_writes(redis_server.client())
+
+    # Then both get the contract's 503 (the api fixture fails the test on any 500), alike
+    for response in (forgot, unknown):
+        assert response.status_code == 503
+        assert response.json() == UNAVAILABLE
+    assert "dependency unavailable: redis" in api.server.output()
+    # And the failed request did not cost the user the link they already have
+    assert api.post("/api/v1/auth/password/reset/", reset_link).status_code == 200
+    assert logs_in(api, account, NEW_PASSWORD)
+    assert told_of_the_change(smtp, account)
+
+
+def test_a_reset_on_a_read_only_redis_is_a_json_503_and_the_link_still_works(
+    api, account, redis_server, smtp, worker, reset_link, refusing
+):
+    refusing(READ_ONLY)
+    used = api.post("/api/v1/auth/password/reset/", reset_link)
+    take_writes(redis_server.client())
+
+    # The token cannot be used up, so nothing is saved, and the link works once Redis does
+    assert used.status_code == 503
+    assert used.json() == UNAVAILABLE
+    # (the worker, whose waiting BRPOP the demotion ended, reconnected rather than exit)
+    worker.check_alive()
+    assert "Redis is no longer the primary" in worker.output()
+    assert logs_in(api, account, account.password)
+    assert api.post("/api/v1/auth/password/reset/", reset_link).status_code == 200
+    assert logs_in(api, account, NEW_PASSWORD)
+    assert told_of_the_change(smtp, account)
+
+
+def test_a_reset_on_a_redis_out_of_memory_succeeds_and_the_notice_follows(
+    api, account, redis_server, smtp, reset_link, refusing
+):
+    # Using a token up frees memory, which a Redis out of memory allows; only the "password
+    # changed" email cannot be queued, and the worker's sweep sends it from PostgreSQL.
+    refusing(OUT_OF_MEMORY)
+    used = api.post("/api/v1/auth/password/reset/", reset_link)
+
+    assert used.status_code == 200
+    assert logs_in(api, account, NEW_PASSWORD)
+    assert api.post("/api/v1/auth/password/reset/", reset_link).status_code == 400
+    take_writes(redis_server.client())
+    assert told_of_the_change(smtp, account)
+
+
+@pytest.mark.parametrize("how", [OUT_OF_MEMORY, READ_ONLY])
+def test_sessions_keep_working_while_redis_refuses_writes(api, account, refusing, how):
+    refusing(how)
+
+    login = api.post("/api/v1/auth/login/", {"email": account.email, "password": account.password})
+    refreshed = api.post("/api/v1/auth/token/refresh/", {"refresh": account.refresh})
+    me = api.get("/api/v1/auth/me/", token=account.access)
+
+    assert [r.status_code for r in (login, refreshed, me)] == [200, 200, 200]
+
+
+@pytest.mark.parametrize("how", [OUT_OF_MEMORY, READ_ONLY])
+def test_readyz_names_redis_while_it_refuses_writes_and_recovers(api, redis_server, refusing, how):
+    refusing(how)
+    response = api.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unavailable",
+        "checks": {"database": "ok", "redis": "unavailable"},
+    }
+    take_writes(redis_server.client())
+    assert api.get("/readyz").status_code == 200
