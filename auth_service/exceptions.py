@@ -8,7 +8,7 @@ Request-level errors become ``{"detail": "...", "code": "..."}``; field validati
 import logging
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.db import DatabaseError, InterfaceError
+from django.db import InterfaceError, InternalError, OperationalError
 from django.http import Http404, JsonResponse
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -27,12 +27,15 @@ _JSON = JSONRenderer()
 # What simplejwt's authenticator sends with `me`'s 401s (the Bearer scheme, realm "api").
 WWW_AUTHENTICATE = 'Bearer realm="api"'
 
-# InterfaceError: a database connection that broke earlier in the request ("connection already
-# closed"); Django's DatabaseError does not cover it. A Redis that answers but refuses writes
-# (out of memory under `noeviction`, a read-only replica during a failover) is unavailable too.
+# The database failing, not the request: OperationalError (refused, timed out, shut down, lock
+# or statement timeout), InternalError (a read-only standby, a transaction an outage aborted),
+# InterfaceError (a connection that broke earlier in the request). DataError, IntegrityError
+# and ProgrammingError are bugs: a 500 says so, where a 503 would blame the database. A Redis
+# that answers but refuses writes (out of memory under `noeviction`, a read-only replica during
+# a failover) is unavailable too.
+DATABASE_UNAVAILABLE = (OperationalError, InternalError, InterfaceError)
 UNAVAILABLE_ERRORS = (
-    DatabaseError,
-    InterfaceError,
+    *DATABASE_UNAVAILABLE,
     RedisConnectionError,
     RedisTimeoutError,
     RedisOutOfMemoryError,
@@ -139,7 +142,7 @@ def log_unavailable(exc: Exception) -> None:
 
 def _dependency(exc: Exception) -> str:
     """Which dependency failed, for the log: kombu and Django both name errors OperationalError."""
-    if isinstance(exc, DatabaseError | InterfaceError):
+    if isinstance(exc, DATABASE_UNAVAILABLE):
         return "database"
     if isinstance(exc, BrokerError):
         return "broker"

@@ -2,7 +2,14 @@
 
 import pytest
 from django.core.exceptions import PermissionDenied
-from django.db import InterfaceError
+from django.db import (
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+)
 
 from auth_service.exceptions import json_exception_handler
 from conftest import PASSWORD
@@ -235,3 +242,23 @@ def test_a_surrogate_pair_is_text_and_still_accepted(client):
 
     assert response.status_code == 201
     assert response.json()["full_name"] == "Ada \U0001f4b8"
+
+
+@pytest.mark.parametrize(
+    "error", [IntegrityError("duplicate key"), DataError("value too long"), ProgrammingError("no")]
+)
+def test_a_database_error_that_is_a_bug_is_a_500_not_an_outage(caplog, error):
+    # Left to Django's JSON 500 handler: a 503 would send operators looking at a healthy database.
+    assert json_exception_handler(error, {}) is None
+    assert "dependency unavailable" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "error", [OperationalError("server closed the connection"), InternalError("read-only")]
+)
+def test_a_database_that_fails_is_503_json(caplog, error):
+    response = json_exception_handler(error, {})
+
+    assert response.status_code == 503
+    assert response.data["code"] == "service_unavailable"
+    assert f"dependency unavailable: database ({type(error).__name__})" in caplog.text
