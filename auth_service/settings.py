@@ -90,7 +90,7 @@ STORAGES = {
 }
 
 # An auth API takes small JSON bodies; refuse anything larger before parsing it.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 64 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 64 * 1024, minimum=1)
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 
@@ -109,7 +109,9 @@ DATABASES = {
     )
 }
 # A database that does not answer must turn into a quick 503, not a hung worker.
-DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 2)
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
+    "DB_CONNECT_TIMEOUT", 2, minimum=1
+)
 # A lost network path resets nothing: a query on an open connection would wait on TCP
 # retransmissions for many minutes. Data unacknowledged for DB_TCP_USER_TIMEOUT ms fails the
 # connection instead (then the connect timeout applies), and keepalives find dead idle ones.
@@ -163,8 +165,8 @@ PASSWORD_HASHERS = [
 # hashes, and so memory, per process. Request threads run WEB_REQUEST_NICENESS below the hash
 # threads' PASSWORD_HASH_NICENESS, so a login burst gets the cores while cheap requests keep
 # a share (auth_service/priority.py). Nice values are 0-19.
-PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 2)
-PASSWORD_HASH_SLOTS = env_int("PASSWORD_HASH_SLOTS", available_cpus())
+PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 2, minimum=1)
+PASSWORD_HASH_SLOTS = env_int("PASSWORD_HASH_SLOTS", available_cpus(), minimum=1)
 PASSWORD_HASH_NICENESS = env_int("PASSWORD_HASH_NICENESS", 0)
 WEB_REQUEST_NICENESS = env_int("WEB_REQUEST_NICENESS", 5)
 if (
@@ -204,9 +206,11 @@ REST_FRAMEWORK = {
 }
 
 SIMPLE_JWT = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env_int("JWT_ACCESS_LIFETIME", 300)),
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env_int("JWT_ACCESS_LIFETIME", 300, minimum=1)),
     # Rotated on every refresh, and refused once spent: accounts/tokens.py, not simplejwt's views.
-    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env_int("JWT_REFRESH_LIFETIME", 7 * 24 * 3600)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(
+        seconds=env_int("JWT_REFRESH_LIFETIME", 7 * 24 * 3600, minimum=1)
+    ),
     "SIGNING_KEY": env_str("JWT_SIGNING_KEY", SECRET_KEY),
     "ALGORITHM": "HS256",
     "AUDIENCE": env_str("JWT_AUDIENCE", "auth_service"),
@@ -301,7 +305,7 @@ LOGGING = {
 
 # --- Password reset and email ------------------------------------------------------------------
 
-PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 600)
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 600, minimum=1)
 # Links are built from configuration only, never from a request's Host header.
 PUBLIC_URL = env_str(
     "PUBLIC_URL",
@@ -321,7 +325,7 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
-EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
 # An ESP through anymail: EMAIL_BACKEND=anymail.backends.<esp>.EmailBackend plus its settings
 # as ANYMAIL_<SETTING> variables, e.g. ANYMAIL_POSTMARK_SERVER_TOKEN.
 ANYMAIL = {
@@ -334,7 +338,7 @@ ANYMAIL = {
 
 # The worker's sweep (notifications/sweep.py) sends "password changed" notices whose message
 # never reached the queue: every NOTICE_SWEEP_INTERVAL s, those older than NOTICE_SWEEP_AFTER s.
-NOTICE_SWEEP_INTERVAL = env_int("NOTICE_SWEEP_INTERVAL", 60)
+NOTICE_SWEEP_INTERVAL = env_int("NOTICE_SWEEP_INTERVAL", 60, minimum=1)
 NOTICE_SWEEP_AFTER = env_int("NOTICE_SWEEP_AFTER", 120)
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
@@ -350,7 +354,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Sending email waits on the network, not the CPU; Celery's default of one process per CPU the
 # host reports (often far more than the container may use) costs ~80 MiB each.
-CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2)
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2, minimum=1)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Redelivery of a task whose worker vanished, well inside the reset token's lifetime.
     # Must exceed the longest retry countdown (notifications.tasks.RETRY_MAX_DELAY).

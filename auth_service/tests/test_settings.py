@@ -44,6 +44,10 @@ def test_defaults_are_production_defaults():
         ({"SECRET_KEY": None}, "Set the SECRET_KEY environment variable"),
         ({"PUBLIC_URL": None}, "Set the PUBLIC_URL environment variable"),
         ({"DEBUG": "maybe"}, "DEBUG must be true or false"),
+        # 0 would make every reset token, or every session, expire as it is made
+        ({"PASSWORD_RESET_TIMEOUT": "0"}, "PASSWORD_RESET_TIMEOUT must be at least 1, not 0."),
+        ({"JWT_ACCESS_LIFETIME": "-5"}, "JWT_ACCESS_LIFETIME must be at least 1, not -5."),
+        ({"PASSWORD_HASH_THREADS": "0"}, "PASSWORD_HASH_THREADS must be at least 1, not 0."),
     ],
 )
 def test_bad_configuration_refuses_to_start_with_a_clear_message(env, message):
