@@ -19,6 +19,7 @@ from django.conf import settings
 from django.utils.crypto import salted_hmac
 from django_redis import get_redis_connection
 
+from accounts.serializers import TOKEN_MAX
 from auth_service import redis_scripts
 
 PREFIX = "auth:reset:"
@@ -91,6 +92,8 @@ def token_issue(*, user_id: int) -> IssuedToken:
 
 def token_peek(*, token: str) -> int | None:
     """The user id a live token belongs to, without using it up."""
+    if not token or len(token) > TOKEN_MAX:
+        return None
     user_id = _redis().get(_token_key(digest(token)))
     return int(user_id) if user_id is not None else None
 

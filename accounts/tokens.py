@@ -20,6 +20,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch, get_md5_hash_password
 
 from accounts.models import SpentRefreshToken, User
+from accounts.serializers import TOKEN_MAX
 from auth_service.exceptions import TokenInvalid
 
 
@@ -81,6 +82,8 @@ def refresh_token_revoke(*, raw: str, user_id: int) -> None:
 
 
 def _presented(raw: str) -> RefreshToken:
+    if not raw or len(raw) > TOKEN_MAX:
+        raise TokenInvalid()
     try:
         return _PresentedRefreshToken(raw)
     except TokenError:

@@ -222,6 +222,8 @@ def test_expired_token_is_rejected(api, user, settings):
         {"token": "0" * 64, "password": NEW_PASSWORD},
         {"token": "garbage", "password": NEW_PASSWORD},
         {"token": "💥" * 100, "password": NEW_PASSWORD},
+        {"token": "", "password": NEW_PASSWORD},
+        {"token": "x" * 5000, "password": NEW_PASSWORD},
     ],
 )
 def test_unknown_or_garbage_tokens_are_400_reset_token_invalid(api, body):

@@ -34,12 +34,23 @@ def test_refresh_rotates_and_the_old_refresh_token_stops_working(api, pair):
     assert bearer(new["access"]).get(ME).status_code == 200
 
 
-@pytest.mark.parametrize("garbage", ["", "abc", "a.b.c", "x" * 2048])
-def test_refresh_with_garbage_is_rejected(api, garbage):
+GARBAGE = ["", " ", "abc", "a.b.c", "x" * 2048, "x" * 5000]
+
+
+@pytest.mark.parametrize("garbage", GARBAGE)
+def test_refresh_with_garbage_is_401_token_invalid(api, garbage):
     response = api.post(REFRESH, {"refresh": garbage}, format="json")
 
-    assert response.status_code in (400, 401)
-    assert response["Content-Type"] == "application/json"
+    assert response.status_code == 401
+    assert response.json() == TOKEN_INVALID
+
+
+@pytest.mark.parametrize("body", [{}, {"refresh": 42}, {"refresh": None}, {"refresh": ["x"]}])
+def test_refresh_without_a_token_string_is_a_400_field_error(api, body):
+    response = api.post(REFRESH, body, format="json")
+
+    assert response.status_code == 400
+    assert set(response.json()) == {"refresh"}
 
 
 def test_access_token_is_not_accepted_as_refresh(api, pair):
@@ -70,6 +81,25 @@ def test_logout_needs_a_bearer_token(api, pair):
 
     assert response.status_code == 401
     assert response.json()["code"] == "not_authenticated"
+
+
+@pytest.mark.parametrize("garbage", GARBAGE)
+def test_logout_with_garbage_is_401_token_invalid(auth_api, garbage):
+    response = auth_api.post(LOGOUT, {"refresh": garbage}, format="json")
+
+    assert response.status_code == 401
+    assert response.json() == TOKEN_INVALID
+
+
+def test_logout_with_a_spent_refresh_token_is_401(auth_api, api, pair):
+    rotated = api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").json()
+
+    spent = auth_api.post(LOGOUT, {"refresh": pair["refresh"]}, format="json")
+    assert auth_api.post(LOGOUT, {"refresh": rotated["refresh"]}, format="json").status_code == 204
+    twice = auth_api.post(LOGOUT, {"refresh": rotated["refresh"]}, format="json")
+
+    assert (spent.status_code, twice.status_code) == (401, 401)
+    assert spent.json() == twice.json() == TOKEN_INVALID
 
 
 def test_logout_cannot_revoke_another_users_token(api, make_user, login, pair):

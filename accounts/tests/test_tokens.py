@@ -3,6 +3,7 @@ expire, and only their ids are stored."""
 
 import base64
 import json
+import time
 from datetime import timedelta
 
 import jwt
@@ -67,6 +68,18 @@ def test_access_token_without_audience_or_issuer_is_refused(pair, missing):
     payload = {key: value for key, value in claims(pair["access"]).items() if key != missing}
 
     assert me_with(sign(payload)).status_code == 401
+
+
+def test_an_expired_refresh_token_is_401_token_invalid(api, pair):
+    expired = sign({**claims(pair["refresh"]), "exp": int(time.time()) - 1})
+
+    response = api.post(REFRESH, {"refresh": expired}, format="json")
+
+    assert response.status_code == 401
+    assert response.json() == TOKEN_INVALID
+    # the same token re-signed unexpired still works: expiry alone was refused
+    fresh = sign(claims(pair["refresh"]))
+    assert api.post(REFRESH, {"refresh": fresh}, format="json").status_code == 200
 
 
 def test_refresh_token_for_another_audience_is_refused(api, pair):
