@@ -2,7 +2,7 @@
 
 from functools import wraps
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, InterfaceError, connection
 from django.http import JsonResponse
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
@@ -39,7 +39,7 @@ def _database() -> str:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-    except DatabaseError:
+    except (DatabaseError, InterfaceError):  # InterfaceError: a connection already closed
         return "unavailable"
     return "ok"
 

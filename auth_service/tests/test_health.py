@@ -75,3 +75,23 @@ def test_probes_answer_only_get_and_head(client, path, method):
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
 def test_probes_answer_head(client, path):
     assert client.head(path).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_is_503_naming_the_database_when_its_connection_was_closed_under_it(client):
+    # A persistent connection whose socket the driver already closed: InterfaceError, which
+    # is not a DatabaseError.
+    from django.db import connection
+
+    connection.ensure_connection()
+    connection.connection.close()
+    try:
+        response = client.get("/readyz")
+    finally:
+        connection.connection = None  # forget the dead handle; the teardown reconnects
+
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unavailable",
+        "checks": {"database": "unavailable", "redis": "ok"},
+    }
