@@ -12,15 +12,19 @@ holds anything that works as a token without the secret.
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils.crypto import salted_hmac
 from django_redis import get_redis_connection
+from redis.exceptions import RedisError
 
 from accounts.serializers import TOKEN_MAX
 from auth_service import redis_scripts
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "auth:reset:"
 _HMAC_SALT = "accounts.reset_tokens"
@@ -38,13 +42,22 @@ return 1
 """
 
 # Consume atomically: whoever gets the user id back is the one request that used the token.
+# Its remaining life comes back too, so a reset that fails after this can put it back.
 _CONSUME = """
+local ttl = redis.call('PTTL', KEYS[1])
 local uid = redis.call('GETDEL', KEYS[1])
-if uid then
-  local user_key = ARGV[1] .. uid
-  if redis.call('GET', user_key) == ARGV[2] then redis.call('DEL', user_key) end
-end
-return uid
+if not uid then return nil end
+local user_key = ARGV[1] .. uid
+if redis.call('GET', user_key) == ARGV[2] then redis.call('DEL', user_key) end
+return {uid, ttl}
+"""
+
+# Put a consumed token back for the rest of its life, unless the user has asked for a newer one.
+_RESTORE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
 """
 
 
@@ -52,6 +65,13 @@ return uid
 class IssuedToken:
     nonce: str
     token: str
+
+
+@dataclass(frozen=True)
+class ConsumedToken:
+    user_id: int
+    token_digest: str
+    ms_left: int
 
 
 def _redis():
@@ -98,13 +118,36 @@ def token_peek(*, token: str) -> int | None:
     return int(user_id) if user_id is not None else None
 
 
-def token_consume(*, token: str) -> int | None:
-    """Use the token up and return its user id; None if unknown, expired or already used."""
+def token_consume(*, token: str) -> ConsumedToken | None:
+    """Use the token up; None if unknown, expired or already used."""
     token_digest = digest(token)
-    user_id = redis_scripts.run(
+    used = redis_scripts.run(
         _redis(), _CONSUME, [_token_key(token_digest)], [f"{PREFIX}user:", token_digest]
     )
-    return int(user_id) if user_id is not None else None
+    if used is None:
+        return None
+    user_id, ms_left = used
+    return ConsumedToken(user_id=int(user_id), token_digest=token_digest, ms_left=int(ms_left))
+
+
+def token_restore(consumed: ConsumedToken) -> bool:
+    """Make a consumed token work again for the rest of its life (the reset it was used for
+    failed), unless the user has a newer one by now. False if it could not be put back."""
+    if consumed.ms_left <= 0:
+        return False
+    try:
+        restored = redis_scripts.run(
+            _redis(),
+            _RESTORE,
+            [_user_key(consumed.user_id), _token_key(consumed.token_digest)],
+            [consumed.token_digest, consumed.user_id, consumed.ms_left],
+        )
+    except RedisError as error:
+        logger.warning(
+            "reset token of user %s not put back: %s", consumed.user_id, type(error).__name__
+        )
+        return False
+    return bool(restored)
 
 
 def token_is_current(*, user_id: int, token: str) -> bool:

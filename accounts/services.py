@@ -76,14 +76,22 @@ def password_set(*, user: User, password: str, reset_token: str | None = None) -
 
     With a reset token, the token is used up in the same transaction, after everything else:
     if the database fails first, the emailed link still works; if another request used the
-    token first, nothing is saved.
+    token first, nothing is saved; if the commit fails, the token is put back.
     """
-    with transaction.atomic():
-        user.set_password(password)
-        user.save(update_fields=["password"])
-        notice = notices.password_changed_notice_record(user=user)
-        if reset_token is not None and reset_tokens.token_consume(token=reset_token) != user.pk:
-            raise ResetTokenInvalid()
+    consumed = None
+    try:
+        with transaction.atomic():
+            user.set_password(password)
+            user.save(update_fields=["password"])
+            notice = notices.password_changed_notice_record(user=user)
+            if reset_token is not None:
+                consumed = reset_tokens.token_consume(token=reset_token)
+                if consumed is None or consumed.user_id != user.pk:
+                    raise ResetTokenInvalid()
+    except Exception:
+        if consumed is not None:
+            reset_tokens.token_restore(consumed)
+        raise
     try:
         tasks.send_password_changed_notice.delay(notice.pk)
     except UNAVAILABLE_ERRORS:

@@ -189,6 +189,48 @@ def test_a_database_failure_during_reset_keeps_the_link_working(api, user, accou
     assert login.status_code == 200
 
 
+@pytest.fixture
+def commits_fail(transactional_db):
+    """PostgreSQL accepts an account update but fails the commit, as when the server dies or
+    the disk fills at that moment (a deferred trigger, run by COMMIT)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'could not write to file' USING ERRCODE = '53100'; END $$"
+        )
+        cursor.execute(
+            "CREATE CONSTRAINT TRIGGER refuse_commit AFTER UPDATE ON accounts_user "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_commit()"
+        )
+
+    def heal():
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER IF EXISTS refuse_commit ON accounts_user")
+            cursor.execute("DROP FUNCTION IF EXISTS refuse_commit()")
+
+    yield heal
+    heal()
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_a_commit_that_fails_after_the_token_was_used_up_keeps_the_link_working(
+    api, make_user, commits_fail
+):
+    make_user(email="ada@example.com")
+    forgot(api)
+    token = token_from(mail.outbox[0])
+
+    failed = api.post(RESET, {"token": token, "password": NEW_PASSWORD}, format="json")
+    commits_fail()  # the database recovers
+    retry = api.post(RESET, {"token": token, "password": NEW_PASSWORD}, format="json")
+
+    assert failed.status_code == 503
+    assert failed.json()["code"] == "service_unavailable"
+    assert retry.status_code == 200
+    login = api.post(LOGIN, {"email": "ada@example.com", "password": NEW_PASSWORD}, format="json")
+    assert login.status_code == 200
+
+
 @pytest.mark.usefixtures("eager_tasks")
 def test_a_second_request_kills_the_first_token(api, user):
     forgot(api)

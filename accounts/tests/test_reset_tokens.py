@@ -76,7 +76,7 @@ def test_tokens_of_different_users_are_independent():
 def test_token_is_consumed_once():
     issued = reset_tokens.token_issue(user_id=7)
 
-    assert reset_tokens.token_consume(token=issued.token) == 7
+    assert reset_tokens.token_consume(token=issued.token).user_id == 7
     assert reset_tokens.token_consume(token=issued.token) is None
     assert reset_tokens.token_peek(token=issued.token) is None
     assert not reset_tokens.token_is_current(user_id=7, token=issued.token)
@@ -94,3 +94,26 @@ def test_token_is_derived_from_nonce_with_the_secret(settings):
 
     settings.SECRET_KEY = "another-secret-another-secret-another-secret"
     assert reset_tokens.token_from_nonce(issued.nonce) != issued.token
+
+
+def test_a_consumed_token_put_back_works_again_for_the_rest_of_its_life(redis_client):
+    issued = reset_tokens.token_issue(user_id=7)
+    consumed = reset_tokens.token_consume(token=issued.token)
+
+    assert reset_tokens.token_restore(consumed)
+
+    assert reset_tokens.token_peek(token=issued.token) == 7
+    assert reset_tokens.token_is_current(user_id=7, token=issued.token)
+    key = f"{reset_tokens.PREFIX}token:{reset_tokens.digest(issued.token)}"
+    assert 0 < redis_client.pttl(key) <= consumed.ms_left
+
+
+def test_a_consumed_token_is_not_put_back_over_a_newer_one():
+    first = reset_tokens.token_issue(user_id=7)
+    consumed = reset_tokens.token_consume(token=first.token)
+    second = reset_tokens.token_issue(user_id=7)
+
+    assert not reset_tokens.token_restore(consumed)
+
+    assert reset_tokens.token_peek(token=first.token) is None
+    assert reset_tokens.token_is_current(user_id=7, token=second.token)
