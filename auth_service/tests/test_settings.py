@@ -150,36 +150,37 @@ def test_a_rediss_broker_connects_with_tls():
     assert "ssl_cert_reqs" in result.stdout
 
 
-def test_rate_limits_default_to_the_contracts_rates():
-    result = load_settings(show="s.THROTTLE_RATES")
-
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(
-        {
-            "login_ip": "30/min",
-            "login_email": "5/min",
-            "reset_ip": "20/hour",
-            "reset_email": "5/hour",
-        }
-    )
-
-
-def test_each_rate_limit_comes_from_its_environment_variable():
-    env = {
-        "THROTTLE_LOGIN_IP": "100/minute",
-        "THROTTLE_LOGIN_EMAIL": "7/min",
-        "THROTTLE_RESET_IP": "3/day",
-        "THROTTLE_RESET_EMAIL": "2/second",
-    }
-
+@pytest.mark.parametrize(
+    ("env", "rates"),
+    [
+        (
+            {},
+            {
+                "login_ip": "30/min",
+                "login_email": "5/min",
+                "reset_ip": "20/hour",
+                "reset_email": "5/hour",
+            },
+        ),
+        (
+            {
+                "THROTTLE_LOGIN_IP": "100/minute",
+                "THROTTLE_LOGIN_EMAIL": "7/min",
+                "THROTTLE_RESET_IP": "3/day",
+                "THROTTLE_RESET_EMAIL": "2/second",
+            },
+            {
+                "login_ip": "100/minute",
+                "login_email": "7/min",
+                "reset_ip": "3/day",
+                "reset_email": "2/second",
+            },
+        ),
+    ],
+    ids=["the contract's defaults", "each from its variable"],
+)
+def test_rate_limits_come_from_the_environment(env, rates):
     result = load_settings(show="s.THROTTLE_RATES", **env)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(
-        {
-            "login_ip": "100/minute",
-            "login_email": "7/min",
-            "reset_ip": "3/day",
-            "reset_email": "2/second",
-        }
-    )
+    assert result.stdout.strip() == str(rates)
