@@ -11,7 +11,7 @@ the new pool.
 When a Redis primary turns replica (a failover), it ends the worker's waiting BRPOP with an
 "UNBLOCKED" error, and a replica refuses BRPOP as a write ("READONLY"). kombu treats both as
 unrecoverable and the worker exits (celery/celery#7946); here they count as a lost connection,
-so the worker reconnects, with Celery's backoff, until a primary answers.
+so the worker reconnects until a primary answers.
 """
 
 from contextlib import contextmanager
@@ -19,10 +19,6 @@ from contextlib import contextmanager
 from kombu.transport import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, ResponseError
-
-
-def _is_failover(error: ResponseError) -> bool:
-    return isinstance(error, ReadOnlyError) or str(error).startswith("UNBLOCKED")
 
 
 class Channel(redis.Channel):
@@ -42,7 +38,8 @@ class Channel(redis.Channel):
         try:
             return super()._brpop_read(**options)
         except ResponseError as error:
-            if not _is_failover(error):
+            # READONLY is among connection_errors (below) and handled by kombu itself.
+            if not str(error).startswith("UNBLOCKED"):
                 raise
             self.client.connection.disconnect()
             raise RedisConnectionError(f"Redis is no longer the primary: {error}") from error
