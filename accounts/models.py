@@ -1,6 +1,7 @@
 """The platform's user: identified by email, with a full name instead of first/last names."""
 
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -29,6 +30,13 @@ class User(AbstractUser):
     def clean(self):
         super().clean()
         self.email = normalize_email(self.email)
+        # Field validation saw the email as typed; lower-casing lengthens a few letters ("İ").
+        limit = self._meta.get_field("email").max_length
+        if len(self.email) > limit:
+            message = (
+                f"Ensure this value has at most {limit} characters (it has {len(self.email)})."
+            )
+            raise ValidationError({"email": message})
 
     def get_full_name(self) -> str:
         return self.full_name

@@ -68,3 +68,21 @@ def test_createsuperuser_asks_for_email_and_full_name(monkeypatch):
     assert boss.full_name == "The Boss"
     assert User.REQUIRED_FIELDS == ["full_name"]
     assert User.USERNAME_FIELD == "email"
+
+
+def test_admin_refuses_an_email_that_grows_past_the_column_when_lower_cased(admin_client):
+    email = "a@" + ".".join(["İ" * 60] * 4) + ".com"  # 249 typed, 489 lower-cased
+
+    response = admin_client.post(
+        "/admin/accounts/user/add/",
+        {
+            "email": email,
+            "full_name": "New Person",
+            "password1": "a-strong-passphrase",
+            "password2": "a-strong-passphrase",
+        },
+    )
+
+    assert response.status_code == 200  # the form again, with the error
+    assert "at most 254 characters" in response.content.decode()
+    assert not User.objects.filter(full_name="New Person").exists()
