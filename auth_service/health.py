@@ -82,6 +82,10 @@ class ProbeMiddleware:
 
     def __call__(self, request):
         probe = self.probes.get(request.path_info)
-        if probe is not None:
-            return probe(request)
-        return self.get_response(request)
+        if probe is None:
+            return self.get_response(request)
+        response = probe(request)
+        # CommonMiddleware, which the probes skip, sets it for every other response; without it
+        # gunicorn sends the body chunked, or closes the connection after it for HTTP/1.0.
+        response.headers.setdefault("Content-Length", str(len(response.content)))
+        return response

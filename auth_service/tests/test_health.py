@@ -73,6 +73,15 @@ def test_probes_answer_only_get_and_head(client, path, method):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_probes_give_their_length_like_every_other_response(client, path, method):
+    response = getattr(client, method)(path)
+
+    assert response["Content-Length"] == str(len(response.content))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
 def test_probes_answer_head(client, path):
     assert client.head(path).status_code == 200
 
