@@ -52,8 +52,10 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 _PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
 _PERIODS |= {"h": 3600, "hour": 3600, "d": 86400, "day": 86400}
-# DRF reads only the first letter, so operators write plurals too (30/minutes); accept those.
+# DRF reads only the first letter, so operators write plurals and the usual abbreviations too
+# (30/minutes, 100/hr); accept those, and refuse words DRF would read as something unmeant.
 _PERIODS |= {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
+_PERIODS |= {"secs": 1, "mins": 60, "hr": 3600, "hrs": 3600}
 
 
 def parse_rate(rate: str) -> tuple[int, int]:

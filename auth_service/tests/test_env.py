@@ -15,6 +15,10 @@ from auth_service.env import env_rate, parse_rate
         ("100/day", (100, 86400)),
         ("20/minutes", (20, 60)),
         ("3/hours", (3, 3600)),
+        ("100/hr", (100, 3600)),
+        ("100/hrs", (100, 3600)),
+        ("10/mins", (10, 60)),
+        ("2/secs", (2, 1)),
     ],
 )
 def test_drf_rate_syntax_is_understood(rate, parsed):
