@@ -86,6 +86,6 @@ class ProbeMiddleware:
             return self.get_response(request)
         response = probe(request)
         # CommonMiddleware, which the probes skip, sets it for every other response; without it
-        # gunicorn sends the body chunked, or closes the connection after it for HTTP/1.0.
+        # gunicorn sends the body chunked.
         response.headers.setdefault("Content-Length", str(len(response.content)))
         return response
