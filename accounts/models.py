@@ -61,4 +61,4 @@ class SpentRefreshToken(models.Model):
     spent_at = models.DateTimeField("spent at")
 
     def __str__(self) -> str:
-        return self.jti
+        return str(self.jti)

@@ -86,3 +86,15 @@ def test_admin_refuses_an_email_that_grows_past_the_column_when_lower_cased(admi
     assert response.status_code == 200  # the form again, with the error
     assert "at most 254 characters" in response.content.decode()
     assert not User.objects.filter(full_name="New Person").exists()
+
+
+def test_admin_deletes_a_user_who_has_spent_refresh_tokens(admin_client, user, pair, api):
+    rotated = api.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]}, format="json")
+    assert rotated.status_code == 200
+
+    confirm = admin_client.get(f"/admin/accounts/user/{user.pk}/delete/")
+    deleted = admin_client.post(f"/admin/accounts/user/{user.pk}/delete/", {"post": "yes"})
+
+    assert confirm.status_code == 200
+    assert deleted.status_code == 302
+    assert not User.objects.filter(pk=user.pk).exists()
