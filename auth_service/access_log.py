@@ -1,16 +1,43 @@
-"""gunicorn's logger, with access records that carry only the fields the access format uses.
+"""gunicorn's logger: access records with only the fields the access format uses, and error
+records without query strings.
 
 For every request gunicorn's own logger builds a dict of every request header, response
 header and WSGI environ entry, in case the format names one. That was 7 % of a login's Python
 time (py-spy, GIL samples), and it put every header, Authorization included, in the access
 record's arguments. These atoms are the ones `access_log_format` (gunicorn.conf.py) and
 JsonFormatter.access_fields read; any other atom a format names prints as "-".
+
+gunicorn's error log quotes the raw request line when it refuses a request (a raw non-ASCII
+byte in the URL, say) or fails handling one, and reset links carry their token in the query.
 """
+
+import logging
+import re
 
 from gunicorn.glogging import Logger
 
+# From "?" up to the next space or quote: the query of a URI quoted in a message.
+_QUERY = re.compile(r"\?[^\s'\"]+")
+
+
+class QueryRedactingFilter(logging.Filter):
+    """Replace every query string in a record's message with "?..."."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "?" in message:
+            record.msg, record.args = _QUERY.sub("?...", message), None
+        return True
+
 
 class AccessLogger(Logger):
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        # setup runs again on a configuration reload; one filter is enough.
+        for existing in [f for f in self.error_log.filters if isinstance(f, QueryRedactingFilter)]:
+            self.error_log.removeFilter(existing)
+        self.error_log.addFilter(QueryRedactingFilter())
+
     def atoms(self, resp, req, environ, request_time) -> dict:
         status = resp.status
         if isinstance(status, str):

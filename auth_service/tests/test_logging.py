@@ -3,6 +3,7 @@
 import json
 import logging
 
+from auth_service.access_log import QueryRedactingFilter
 from auth_service.logging import JsonFormatter
 
 
@@ -52,3 +53,21 @@ def test_access_lines_keep_the_path_but_not_the_query_or_headers():
     assert entry["path"] == "/reset-password/"
     assert entry["status"] == 200
     assert entry["message"] == "GET /reset-password/ 200"
+
+
+def test_gunicorn_error_lines_lose_the_query_of_the_request_they_quote():
+    failed = record(
+        name="gunicorn.error",
+        msg="Error handling request %s %s",
+        args=("GET", "/reset-password/?token=s3cr3t&next=/x"),
+    )
+    refused = record(
+        name="gunicorn.error",
+        msg="Invalid HTTP request line: 'GET /reset-password/?token=s3cr3t\\xc3 HTTP/1.1'",
+    )
+
+    for entry in (failed, refused):
+        assert QueryRedactingFilter().filter(entry)
+        line = JsonFormatter().format(entry)
+        assert "s3cr3t" not in line
+        assert "/reset-password/?..." in line

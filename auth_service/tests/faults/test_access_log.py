@@ -1,6 +1,7 @@
 """Access lines of the real gunicorn (shared with the fault tests): JSON, no secrets."""
 
 import json
+import socket
 
 from auth_service.tests.faults.harness import wait_for
 
@@ -45,3 +46,20 @@ def test_access_lines_name_the_request_but_never_its_token_or_credentials(web, a
     for line in access_lines(output):
         assert line["remote_addr"] == "127.0.0.1"
         assert isinstance(line["duration_ms"], int)
+
+
+def test_a_refused_request_line_is_logged_without_its_query(web):
+    seen = len(web.output())
+    # A raw non-ASCII byte in the URL: gunicorn refuses the line and logs it as a warning.
+    line = (
+        b"GET /reset-password/?token=s3cr3t-reset-token\xc3\xa9 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", web.port), timeout=5) as conn:
+        conn.sendall(line)
+        status = conn.recv(64)
+
+    assert status.startswith(b"HTTP/1.1 400")
+    wait_for(lambda: "Invalid request" in web.output()[seen:], timeout=5, what="the refusal logged")
+    output = web.output()[seen:]
+    assert "s3cr3t-reset-token" not in output
+    assert "/reset-password/?..." in output
