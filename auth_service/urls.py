@@ -11,8 +11,13 @@ from accounts.pages import reset_password_page
 from auth_service import health
 
 # The docs need no credentials, and ignore any: a stale token that Swagger UI keeps sending
-# must not lock its user out of the docs with a 401.
-PUBLIC = {"authentication_classes": [], "permission_classes": [AllowAny]}
+# must not lock its user out of the docs with a 401. They answer GET and HEAD only: DRF's
+# OPTIONS metadata has no template to render in the HTML pages.
+PUBLIC = {
+    "authentication_classes": [],
+    "permission_classes": [AllowAny],
+    "http_method_names": ["get", "head"],
+}
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

@@ -151,3 +151,13 @@ def test_docs_ignore_a_stale_or_garbage_bearer_token(client, path):
     response = client.get(path, HTTP_AUTHORIZATION="Bearer garbage")
 
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/", "/api/redoc/"])
+def test_docs_answer_other_methods_with_a_json_405(client, path):
+    for method in (client.options, client.post, client.delete):
+        response = method(path)
+
+        assert response.status_code == 405
+        assert response.json()["code"] == "method_not_allowed"
+        assert response["Allow"] == "GET, HEAD"
