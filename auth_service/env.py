@@ -45,6 +45,20 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return number
 
 
+def env_seconds(name: str, default: float) -> float:
+    """Parse a duration in seconds, fractions allowed; 0 or less is refused (it means no wait)."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds, not {value!r}.") from None
+    if not seconds > 0:  # also refuses nan
+        raise ImproperlyConfigured(f"{name} must be more than 0 seconds, not {value}.")
+    return seconds
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     """Parse a comma-separated list, dropping blanks."""
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]

@@ -8,7 +8,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from auth_service.cpus import available_cpus
-from auth_service.env import env_bool, env_int, env_list, env_rate, env_str
+from auth_service.env import env_bool, env_int, env_list, env_rate, env_seconds, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -138,7 +138,7 @@ DATABASES["default"]["ENGINE"] = "auth_service.postgresql"
 # --- Redis: cache (throttle counters, reset tokens) and Celery broker -------------------------
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
-REDIS_SOCKET_TIMEOUT = float(env_str("REDIS_SOCKET_TIMEOUT", "1"))
+REDIS_SOCKET_TIMEOUT = env_seconds("REDIS_SOCKET_TIMEOUT", 1)
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -222,7 +222,7 @@ SIMPLE_JWT = {
 }
 # Verified access tokens remembered per web worker (accounts/authentication.py); about 1.5 KiB
 # each, so the default bounds the cache near 6 MiB.
-ACCESS_TOKEN_CACHE_SIZE = env_int("ACCESS_TOKEN_CACHE_SIZE", 4096)
+ACCESS_TOKEN_CACHE_SIZE = env_int("ACCESS_TOKEN_CACHE_SIZE", 4096, minimum=1)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "auth_service API",

@@ -48,6 +48,11 @@ def test_defaults_are_production_defaults():
         ({"PASSWORD_RESET_TIMEOUT": "0"}, "PASSWORD_RESET_TIMEOUT must be at least 1, not 0."),
         ({"JWT_ACCESS_LIFETIME": "-5"}, "JWT_ACCESS_LIFETIME must be at least 1, not -5."),
         ({"PASSWORD_HASH_THREADS": "0"}, "PASSWORD_HASH_THREADS must be at least 1, not 0."),
+        # a cache of no entries would refuse every token it was asked to remember
+        ({"ACCESS_TOKEN_CACHE_SIZE": "0"}, "ACCESS_TOKEN_CACHE_SIZE must be at least 1, not 0."),
+        # 0 would make Redis sockets non-blocking, so Redis would always look down
+        ({"REDIS_SOCKET_TIMEOUT": "0"}, "REDIS_SOCKET_TIMEOUT must be more than 0 seconds"),
+        ({"REDIS_SOCKET_TIMEOUT": "1s"}, "REDIS_SOCKET_TIMEOUT must be a number of seconds"),
     ],
 )
 def test_bad_configuration_refuses_to_start_with_a_clear_message(env, message):
