@@ -60,6 +60,13 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 1
 """
 
+# Drop the user's live token, if any: a password set some other way ends the emailed link too.
+_REVOKE = """
+local current = redis.call('GET', KEYS[1])
+if current then redis.call('DEL', KEYS[1], ARGV[1] .. current) end
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class IssuedToken:
@@ -148,6 +155,11 @@ def token_restore(consumed: ConsumedToken) -> bool:
         )
         return False
     return bool(restored)
+
+
+def token_revoke(*, user_id: int) -> None:
+    """Make the user's live token, if any, stop working."""
+    redis_scripts.run(_redis(), _REVOKE, [_user_key(user_id)], [f"{PREFIX}token:"])
 
 
 def token_is_current(*, user_id: int, token: str) -> bool:

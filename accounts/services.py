@@ -6,16 +6,13 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
+from redis.exceptions import RedisError
 from rest_framework.exceptions import ValidationError
 
 from accounts import reset_tokens, tokens
 from accounts.managers import normalize_email
 from accounts.models import User
-from auth_service.exceptions import (
-    UNAVAILABLE_ERRORS,
-    InvalidCredentials,
-    ResetTokenInvalid,
-)
+from auth_service.exceptions import InvalidCredentials, ResetTokenInvalid
 from notifications import services as notices
 from notifications import tasks
 
@@ -92,12 +89,25 @@ def password_set(*, user: User, password: str, reset_token: str | None = None) -
         if consumed is not None:
             reset_tokens.token_restore(consumed)
         raise
+    # The change is committed: nothing after this may fail the request, which would tell the
+    # client its new password was not saved.
+    if reset_token is None:
+        try:
+            # A reset link emailed before the change must not undo it.
+            reset_tokens.token_revoke(user_id=user.pk)
+        except RedisError as error:
+            logger.warning(
+                "reset link of user %s left to expire: %s", user.pk, type(error).__name__
+            )
     try:
         tasks.send_password_changed_notice.delay(notice.pk)
-    except UNAVAILABLE_ERRORS:
-        # The change succeeded and the notice is recorded: the worker's sweep sends it once the
-        # queue is back. Failing the request now would mislead the client.
-        logger.warning("password changed notice for user %s left to the sweep", user.pk)
+    except Exception as error:
+        # The notice is recorded: the worker's sweep sends it once the queue is back.
+        logger.warning(
+            "password changed notice for user %s left to the sweep: %s",
+            user.pk,
+            type(error).__name__,
+        )
 
 
 def password_change(*, user: User, current_password: str, new_password: str) -> None:

@@ -297,3 +297,22 @@ def test_password_change_sends_a_notice(auth_api):
 
     assert [message.subject for message in mail.outbox] == ["Your password was changed"]
     assert "Ada Lovelace" in mail.outbox[0].body
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_a_password_change_ends_a_pending_reset_link(api, user, auth_api):
+    forgot(api)
+    token = token_from(mail.outbox[0])
+    changed = auth_api.post(
+        "/api/v1/auth/password/change/",
+        {"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        format="json",
+    )
+
+    reset = api.post(RESET, {"token": token, "password": "yet-another-passphrase"}, format="json")
+
+    assert changed.status_code == 204
+    assert reset.status_code == 400
+    assert reset.json() == TOKEN_INVALID
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
