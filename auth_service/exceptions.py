@@ -12,6 +12,7 @@ from django.db import InterfaceError, InternalError, OperationalError
 from django.http import Http404, JsonResponse
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MasterDownError as RedisMasterDownError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import ReadOnlyError as RedisReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -32,7 +33,7 @@ WWW_AUTHENTICATE = 'Bearer realm="api"'
 # InterfaceError (a connection that broke earlier in the request). DataError, IntegrityError
 # and ProgrammingError are bugs: a 500 says so, where a 503 would blame the database. A Redis
 # that answers but refuses writes (out of memory under `noeviction`, a read-only replica during
-# a failover) is unavailable too.
+# a failover) or reads (a replica that lost its primary, MASTERDOWN) is unavailable too.
 DATABASE_UNAVAILABLE = (OperationalError, InternalError, InterfaceError)
 UNAVAILABLE_ERRORS = (
     *DATABASE_UNAVAILABLE,
@@ -40,6 +41,7 @@ UNAVAILABLE_ERRORS = (
     RedisTimeoutError,
     RedisOutOfMemoryError,
     RedisReadOnlyError,
+    RedisMasterDownError,
     BrokerError,
 )
 

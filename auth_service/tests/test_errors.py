@@ -10,6 +10,7 @@ from django.db import (
     OperationalError,
     ProgrammingError,
 )
+from redis import exceptions as redis_errors
 
 from auth_service.exceptions import json_exception_handler
 from conftest import PASSWORD
@@ -262,3 +263,20 @@ def test_a_database_that_fails_is_503_json(caplog, error):
     assert response.status_code == 503
     assert response.data["code"] == "service_unavailable"
     assert f"dependency unavailable: database ({type(error).__name__})" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis_errors.ConnectionError("refused"),
+        redis_errors.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
+        redis_errors.ReadOnlyError("You can't write against a read only replica."),
+        redis_errors.MasterDownError("Link with MASTER is down"),
+    ],
+)
+def test_a_redis_that_cannot_serve_is_503_json(caplog, error):
+    response = json_exception_handler(error, {})
+
+    assert response.status_code == 503
+    assert response.data["code"] == "service_unavailable"
+    assert f"dependency unavailable: redis ({type(error).__name__})" in caplog.text
