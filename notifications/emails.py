@@ -2,15 +2,27 @@
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.template import Context, Engine
 from django.template.loader import render_to_string
+
+
+def _text_render(name: str, context: dict) -> str:
+    """Render a plain-text template (a subject, a text part) without HTML escaping."""
+    # Django escapes every template by default, which would show "O&#x27;Brien" and turn a
+    # link's "&" into "&amp;" in plain text. Switched off here, not in each template, so a new
+    # text template cannot forget it.
+    template = Engine.get_default().get_template(f"notifications/{name}")
+    return template.render(Context(context, autoescape=False))
 
 
 def email_send(*, to: str, template: str, context: dict) -> None:
     """Send `notifications/<template>.{subject,txt,html}` to one recipient."""
-    subject = render_to_string(f"notifications/{template}.subject", context).strip()
+    # One line, whatever the template holds: a header with a newline raises BadHeaderError, and
+    # a full name may contain one.
+    subject = " ".join(_text_render(f"{template}.subject", context).split())
     message = EmailMultiAlternatives(
         subject=subject,
-        body=render_to_string(f"notifications/{template}.txt", context),
+        body=_text_render(f"{template}.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[to],
     )

@@ -1,0 +1,72 @@
+"""What the emails say: plain text as typed, HTML escaped, subjects on one line."""
+
+import pytest
+from django.core import mail
+
+from accounts import reset_tokens
+from notifications import emails, services
+
+pytestmark = pytest.mark.django_db
+
+NAME = "Ada O'Brien & Co <b>"
+NAME_ESCAPED = "Ada O&#x27;Brien &amp; Co &lt;b&gt;"
+
+
+def html_of(message) -> str:
+    (html, mimetype) = message.alternatives[0]
+    assert mimetype == "text/html"
+    return html
+
+
+def test_reset_email_keeps_the_name_as_typed_in_text_and_escapes_it_in_html(make_user):
+    user = make_user(full_name=NAME)
+    issued = reset_tokens.token_issue(user_id=user.pk)
+
+    services.password_reset_deliver(user_id=user.pk, nonce=issued.nonce)
+
+    (message,) = mail.outbox
+    assert message.subject == "Reset your password"
+    assert f"Hello {NAME}," in message.body
+    assert f"Hello {NAME_ESCAPED}," in html_of(message)
+    assert "<b>" not in html_of(message)
+
+
+def test_password_changed_notice_keeps_the_name_as_typed_in_text_and_escapes_it_in_html(
+    make_user,
+):
+    user = make_user(full_name=NAME)
+    notice = services.password_changed_notice_record(user=user)
+
+    services.password_changed_deliver(notice_id=notice.pk)
+
+    (message,) = mail.outbox
+    assert message.subject == "Your password was changed"
+    assert f"Hello {NAME}," in message.body
+    assert f"Hello {NAME_ESCAPED}," in html_of(message)
+    assert "<b>" not in html_of(message)
+
+
+def test_link_with_an_ampersand_works_in_both_parts():
+    link = "https://app.example.com/reset?lang=en&token=abc"
+
+    emails.password_reset_email_send(to="ada@example.com", full_name="Ada", link=link)
+
+    (message,) = mail.outbox
+    assert f"\n{link}\n" in message.body
+    assert 'href="https://app.example.com/reset?lang=en&amp;token=abc"' in html_of(message)
+
+
+def test_subject_is_one_line_of_unescaped_text(settings, tmp_path):
+    # No subject template names the user today; one that does must still send.
+    (tmp_path / "notifications").mkdir()
+    (tmp_path / "notifications" / "probe.subject").write_text("Hello {{ full_name }}\n")
+    (tmp_path / "notifications" / "probe.txt").write_text("Hello {{ full_name }},\n")
+    (tmp_path / "notifications" / "probe.html").write_text("<p>Hello {{ full_name }},</p>\n")
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [tmp_path]}]
+
+    emails.email_send(
+        to="ada@example.com", template="probe", context={"full_name": "Ada O'Brien\r\n& Co"}
+    )
+
+    (message,) = mail.outbox
+    assert message.subject == "Hello Ada O'Brien & Co"
