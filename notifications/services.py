@@ -1,7 +1,7 @@
 """What the worker does with a queued notification; Celery tasks call these."""
 
 import logging
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -18,8 +18,15 @@ SENT_PREFIX = "auth:reset:sent:"
 
 
 def password_reset_link(*, token: str) -> str:
-    """The link in the email: configuration only, never a request's Host."""
-    return f"{settings.PASSWORD_RESET_URL}?{urlencode({'token': token})}"
+    """The link in the email: configuration only, never a request's Host.
+
+    The token joins any query PASSWORD_RESET_URL already has (replacing a `token` there) and
+    goes before its fragment, if any.
+    """
+    url = urlsplit(settings.PASSWORD_RESET_URL)
+    kept = [pair for pair in parse_qsl(url.query, keep_blank_values=True) if pair[0] != "token"]
+    query = urlencode([*kept, ("token", token)])
+    return urlunsplit(url._replace(query=query))
 
 
 def password_reset_deliver(*, user_id: int, nonce: str) -> bool:

@@ -25,6 +25,40 @@ def test_deliver_sends_the_link_for_the_live_token(user):
     assert issued.token in mail.outbox[0].body
 
 
+@pytest.mark.parametrize(
+    ("configured", "link"),
+    [
+        ("http://testserver/reset-password/", "http://testserver/reset-password/?token=abc"),
+        (
+            "https://app.example.com/reset?lang=en",
+            "https://app.example.com/reset?lang=en&token=abc",
+        ),
+        ("https://app.example.com/#/reset", "https://app.example.com/?token=abc#/reset"),
+        (
+            "https://app.example.com/?lang=en#/reset",
+            "https://app.example.com/?lang=en&token=abc#/reset",
+        ),
+        (
+            "https://app.example.com/reset?token=old&lang=en",
+            "https://app.example.com/reset?lang=en&token=abc",
+        ),
+    ],
+)
+def test_link_adds_the_token_to_the_configured_url(settings, configured, link):
+    settings.PASSWORD_RESET_URL = configured
+
+    assert services.password_reset_link(token="abc") == link
+
+
+def test_deliver_keeps_the_query_of_the_configured_url(user, settings):
+    settings.PASSWORD_RESET_URL = "https://app.example.com/reset?lang=en"
+    issued = reset_tokens.token_issue(user_id=user.pk)
+
+    services.password_reset_deliver(user_id=user.pk, nonce=issued.nonce)
+
+    assert f"https://app.example.com/reset?lang=en&token={issued.token}\n" in mail.outbox[0].body
+
+
 def test_redelivered_message_does_not_email_twice(user):
     issued = reset_tokens.token_issue(user_id=user.pk)
 
