@@ -1,6 +1,9 @@
 """Fixtures shared by every test: an API client, users, and a clean Redis database."""
 
+from urllib.parse import urlsplit
+
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
@@ -17,6 +20,18 @@ def _static_files_without_collectstatic(settings):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _not_the_development_redis(django_test_environment):
+    """Every test empties its Redis database: never the one the service itself uses by default."""
+    database = urlsplit(settings.REDIS_URL).path.strip("/") or "0"
+    if database == "0":
+        pytest.exit(
+            f"REDIS_URL points at Redis database 0 ({settings.REDIS_URL}), which the tests would "
+            "empty. Run scripts/test, or point REDIS_URL at a database of its own (…/15).",
+            returncode=2,
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -89,7 +89,13 @@ from psycopg2 import sql
 url = u.urlsplit(os.environ["DATABASE_URL"])
 name = url.path.lstrip("/")
 admin = url._replace(path="/postgres").geturl()
-conn = psycopg2.connect(admin)
+try:
+    conn = psycopg2.connect(admin)
+except psycopg2.OperationalError as error:
+    raise SystemExit(
+        f"cannot connect to PostgreSQL as DATABASE_URL says: {str(error).strip()}\n"
+        "README.md (Quick start) shows how to give the connection a password or a local role."
+    ) from None
 conn.autocommit = True
 with conn.cursor() as cur:
     cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
