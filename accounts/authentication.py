@@ -42,10 +42,6 @@ class VerifiedTokens:
         with self._lock:
             self._tokens[raw] = token
 
-    def clear(self) -> None:
-        with self._lock:
-            self._tokens.clear()
-
 
 verified_tokens = VerifiedTokens(settings.ACCESS_TOKEN_CACHE_SIZE)
 

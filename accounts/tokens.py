@@ -38,13 +38,6 @@ def _refresh_token(*, user_id: int, digest: str | None) -> RefreshToken:
     return token
 
 
-class _PresentedRefreshToken(RefreshToken):
-    """A refresh token sent by a client; _SPEND is what refuses a used one, atomically."""
-
-    def check_blacklist(self) -> None:
-        pass
-
-
 # Spend the presented token, only while its user is active with the password it was issued
 # under (the digest claim is the hex md5 of the password hash, which PostgreSQL's md5()
 # computes). A row back means this request spent it; under concurrency the primary key makes
@@ -85,7 +78,7 @@ def _presented(raw: str) -> RefreshToken:
     if not raw or len(raw) > TOKEN_MAX:
         raise TokenInvalid()
     try:
-        return _PresentedRefreshToken(raw)
+        return RefreshToken(raw)
     except TokenError:
         raise TokenInvalid() from None
 

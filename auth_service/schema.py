@@ -52,7 +52,6 @@ def field_errors(description: str, example: dict) -> OpenApiResponse:
     )
 
 
-MALFORMED = error("Malformed JSON body.", "parse_error", "JSON parse error - Expecting value.")
 UNAUTHENTICATED = error(
     "Missing, invalid or expired bearer token.",
     "token_invalid",

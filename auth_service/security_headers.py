@@ -23,7 +23,7 @@ DOCS_CSP = (
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 DOCS_PREFIXES = ("/api/docs/", "/api/redoc/", "/admin/")
-API_PREFIX = "/api/v1/"
+API_V1_PREFIX = "/api/v1/"
 
 
 class SecurityHeadersMiddleware:
@@ -33,7 +33,7 @@ class SecurityHeadersMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         response.setdefault("Content-Security-Policy", self.policy_for(request, response))
-        if request.path.startswith(API_PREFIX):
+        if request.path.startswith(API_V1_PREFIX):
             # Token pairs and user data must not sit in browser or proxy caches (RFC 6749 5.1).
             response.setdefault("Cache-Control", "no-store")
         return response
