@@ -1,5 +1,6 @@
 """Request and response shapes. Shape only: the decisions are in services."""
 
+from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
 from accounts.managers import normalize_email
@@ -27,10 +28,15 @@ class EmailField(StringOnly, serializers.EmailField):
     pass
 
 
-def token_field() -> TextField:
-    """A token as sent: any string, even empty or far too long, is a token the service
-    refuses with the endpoint's own invalid-token error, not a field error."""
-    return TextField(allow_blank=True, trim_whitespace=False)
+class TokenField(TextField):
+    """A token as sent: any string, even empty, far too long or holding a NUL, is a token the
+    service refuses with the endpoint's own invalid-token error, not a field error."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_blank=True, trim_whitespace=False, **kwargs)
+        self.validators = [
+            v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)
+        ]
 
 
 def password_field(**kwargs) -> TextField:
@@ -87,7 +93,7 @@ class TokenPairSerializer(serializers.Serializer):
 
 
 class RefreshSerializer(serializers.Serializer):
-    refresh = token_field()
+    refresh = TokenField()
 
 
 class PasswordChangeSerializer(serializers.Serializer):
@@ -100,7 +106,7 @@ class PasswordForgotSerializer(serializers.Serializer):
 
 
 class PasswordResetSerializer(serializers.Serializer):
-    token = token_field()
+    token = TokenField()
     password = password_field()
 
 

@@ -257,6 +257,7 @@ def test_expired_token_is_rejected(api, user, settings):
         {"token": "garbage", "password": NEW_PASSWORD},
         {"token": "💥" * 100, "password": NEW_PASSWORD},
         {"token": "", "password": NEW_PASSWORD},
+        {"token": "0" * 32 + "\u0000" + "0" * 31, "password": NEW_PASSWORD},
         {"token": "x" * 5000, "password": NEW_PASSWORD},
     ],
 )

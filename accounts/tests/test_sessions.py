@@ -34,7 +34,7 @@ def test_refresh_rotates_and_the_old_refresh_token_stops_working(api, pair):
     assert bearer(new["access"]).get(ME).status_code == 200
 
 
-GARBAGE = ["", " ", "abc", "a.b.c", "x" * 2048, "x" * 5000]
+GARBAGE = ["", " ", "abc", "a.b.c", "abc\u0000def", "x" * 2048, "x" * 5000]
 
 
 @pytest.mark.parametrize("garbage", GARBAGE)
