@@ -6,13 +6,14 @@ from django.db import models
 from django.db.models.functions import Lower
 
 from accounts.managers import UserManager, normalize_email
+from accounts.validators import validate_email_characters
 
 
 class User(AbstractUser):
     username = None
     first_name = None
     last_name = None
-    email = models.EmailField("email address", unique=True)
+    email = models.EmailField("email address", unique=True, validators=[validate_email_characters])
     full_name = models.CharField("full name", max_length=150)
 
     USERNAME_FIELD = "email"

@@ -4,6 +4,7 @@ from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
 from accounts.managers import normalize_email
+from accounts.validators import email_hides_characters
 
 # Long enough for any real passphrase, small enough that hashing cost stays bounded.
 PASSWORD_MAX = 128
@@ -25,7 +26,13 @@ class TextField(StringOnly, serializers.CharField):
 
 
 class EmailField(StringOnly, serializers.EmailField):
-    pass
+    def to_internal_value(self, data):
+        email = super().to_internal_value(data)
+        # Here rather than as a validator: an address that Django's validator refuses too gets
+        # "Enter a valid email address." once, not twice.
+        if email_hides_characters(email):
+            self.fail("invalid")
+        return email
 
 
 class TokenField(TextField):

@@ -1,7 +1,7 @@
 """Operators manage users in the Django admin by email."""
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from accounts.models import User
 
@@ -98,3 +98,34 @@ def test_admin_deletes_a_user_who_has_spent_refresh_tokens(admin_client, user, p
     assert confirm.status_code == 200
     assert deleted.status_code == 302
     assert not User.objects.filter(pk=user.pk).exists()
+
+
+def test_admin_refuses_an_email_with_an_invisible_character(admin_client, user):
+    response = admin_client.post(
+        "/admin/accounts/user/add/",
+        {
+            "email": "ada@example.com\u200b",
+            "full_name": "Imposter",
+            "password1": "a-strong-passphrase",
+            "password2": "a-strong-passphrase",
+        },
+    )
+
+    assert response.status_code == 200  # the form again, with the error
+    assert "Enter a valid email address." in response.content.decode()
+    assert not User.objects.filter(full_name="Imposter").exists()
+
+
+def test_createsuperuser_refuses_an_email_with_an_invisible_character(monkeypatch, user):
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-strong-passphrase")
+
+    with pytest.raises(CommandError, match=r"^Enter a valid email address\.$"):
+        call_command(
+            "createsuperuser",
+            interactive=False,
+            email="ada@exa\u200bmple.com",
+            full_name="Imposter",
+            verbosity=0,
+        )
+
+    assert not User.objects.filter(full_name="Imposter").exists()

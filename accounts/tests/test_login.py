@@ -74,3 +74,18 @@ def test_a_password_that_is_not_a_string_is_a_400_field_error(api, user, passwor
 
     assert response.status_code == 400
     assert "password" in response.json()
+
+
+@pytest.mark.parametrize("email", ["ada@example.com\u200b", "ada@exa\u2060mple.com"])
+def test_login_refuses_an_email_with_an_invisible_character_like_any_malformed_one(
+    api, user, email
+):
+    def attempt(address):
+        return api.post(URL, {"email": address, "password": PASSWORD}, format="json")
+
+    lookalike = attempt(email)
+    unknown = attempt(email.replace("ada", "who"))
+
+    assert lookalike.status_code == unknown.status_code == 400
+    assert lookalike.content == unknown.content == attempt("not-an-email").content
+    assert lookalike.json() == {"email": ["Enter a valid email address."]}

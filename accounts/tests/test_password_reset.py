@@ -107,6 +107,19 @@ def test_forgot_rejects_malformed_email(api, body):
 
 
 @pytest.mark.usefixtures("eager_tasks")
+@pytest.mark.parametrize("email", ["ada@example.com\u200b", "ada@exa\ufeffmple.com"])
+def test_forgot_refuses_an_email_with_an_invisible_character_like_any_malformed_one(
+    api, user, email
+):
+    lookalike = forgot(api, email)
+    unknown = forgot(api, email.replace("ada", "who"))
+
+    assert lookalike.status_code == unknown.status_code == 400
+    assert lookalike.content == unknown.content == forgot(api, "not-an-email").content
+    assert mail.outbox == []
+
+
+@pytest.mark.usefixtures("eager_tasks")
 def test_reset_sets_the_password_and_ends_every_session(api, user, pair, auth_api):
     forgot(api)
     token = token_from(mail.outbox[0])

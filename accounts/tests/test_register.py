@@ -138,3 +138,70 @@ def test_an_email_that_grows_past_254_characters_when_lower_cased_is_a_field_err
     assert response.status_code == 400
     assert response.json() == {"email": ["Ensure this field has no more than 254 characters."]}
     assert not User.objects.exists()
+
+
+# Characters a reader cannot see. Django's validator accepts each in a domain, where it would make
+# a second account; sending drops all but U+180E, so that account's mail would reach the first's.
+INVISIBLE = ["\u200b", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u180e", "\u034f", "\ufe0f"]
+INVALID_EMAIL = {"email": ["Enter a valid email address."]}
+
+
+def lookalikes(email: str, chars) -> list[str]:
+    """The email with each character appended, and inserted into the local part and the domain."""
+    local, domain = email.split("@")
+    return [
+        variant
+        for char in chars
+        for variant in (
+            email + char,
+            f"{local[:2]}{char}{local[2:]}@{domain}",
+            f"{local}@exa{char}{domain[3:]}",
+        )
+    ]
+
+
+@pytest.mark.parametrize("email", lookalikes("ada@example.com", INVISIBLE))
+def test_an_email_with_an_invisible_character_is_a_bad_email_not_a_second_account(api, user, email):
+    response = api.post(URL, {**BODY, "email": email}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == INVALID_EMAIL
+    assert User.objects.get() == user
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "ada@exa\u2003mple.com",  # em space
+        "ada@exa\u3000mple.com",  # ideographic space
+        "ada@exa\u2028mple.com",  # line separator
+        "ada@exa\u2029mple.com",  # paragraph separator
+        "ada@exa\u0085mple.com",  # next line, a control
+        "ada@exa\ue000mple.com",  # private use
+        "ada@exa\u0378mple.com",  # unassigned
+        '"ada\x01"@example.com',  # a control, which a quoted local part may hold
+        "a b@example.com",
+    ],
+)
+def test_whitespace_controls_and_unassigned_characters_inside_an_email_are_a_bad_email(api, email):
+    response = api.post(URL, {**BODY, "email": email}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == INVALID_EMAIL
+    assert not User.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("email", "stored"),
+    [
+        ("ada@bücher.example", "ada@bücher.example"),
+        ("ada@İzmir.example", "ada@i\u0307zmir.example"),  # lower-cased with a combining dot
+        ("ada@例え.テスト", "ada@例え.テスト"),
+        ("ada@xn--bcher-kva.example", "ada@xn--bcher-kva.example"),
+    ],
+)
+def test_international_domains_are_still_accepted(api, email, stored):
+    response = api.post(URL, {**BODY, "email": email}, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["email"] == stored
