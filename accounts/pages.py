@@ -2,6 +2,7 @@
 
 from django import forms
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import ProhibitNullCharactersValidator
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -26,8 +27,21 @@ THROTTLED = "Too many attempts from your network. Try again in {seconds} seconds
 UNAVAILABLE = "The service is briefly unavailable; nothing was changed. Try again in a minute."
 
 
+class TokenField(forms.CharField):
+    """The hidden token: whatever came in is judged by the reset itself, so a mangled link
+    (far too long, a NUL) gets the page's invalid-link message, not a silent hidden-field error."""
+
+    widget = forms.HiddenInput
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.validators = [
+            v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)
+        ]
+
+
 class ResetForm(forms.Form):
-    token = forms.CharField(max_length=TOKEN_MAX, widget=forms.HiddenInput)
+    token = TokenField()
     password = forms.CharField(
         label="New password",
         max_length=PASSWORD_MAX,

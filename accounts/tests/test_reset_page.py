@@ -96,6 +96,14 @@ def test_used_or_unknown_token_shows_a_clear_error(client, token):
     assert "invalid, expired or already used" in response.content.decode()
 
 
+@pytest.mark.parametrize("mangled", ["a" * 3000, "0" * 32 + "\x00" + "0" * 31])
+def test_a_mangled_token_shows_the_invalid_link_error(client, mangled):
+    response = submit(client, mangled)
+
+    assert response.status_code == 400
+    assert "invalid, expired or already used" in response.content.decode()
+
+
 def test_page_without_a_token_explains_what_to_do(client):
     response = client.get(PAGE)
 
