@@ -1,8 +1,26 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
+from django.http import HttpResponse
 
 from accounts.models import User
+from accounts.throttling import AdminLoginEmailThrottle, LoginIPThrottle, throttles_wait
+
+ADMIN_THROTTLED = "Too many sign-in attempts. Try again in {seconds} seconds."
+
+
+def admin_login(request, extra_context=None):
+    """The admin's sign-in under the API login's limits: staff passwords are the ones most
+    worth guessing, and the admin form checks a password like the API does."""
+    if request.method == "POST":
+        wait = throttles_wait([LoginIPThrottle(), AdminLoginEmailThrottle()], request)
+        if wait:
+            response = HttpResponse(
+                ADMIN_THROTTLED.format(seconds=wait), status=429, content_type="text/plain"
+            )
+            response["Retry-After"] = str(wait)
+            return response
+    return admin.site.login(request, extra_context)
 
 
 class UserCreateForm(UserCreationForm):

@@ -148,6 +148,14 @@ class LoginEmailThrottle(EmailThrottle):
     scope = "login_email"
 
 
+class AdminLoginEmailThrottle(LoginEmailThrottle):
+    """The same per-email budget as the API's login, for the admin's sign-in form."""
+
+    def get_subject(self, request) -> str | None:
+        email = request.POST.get("username")
+        return normalize_email(email) if email else None
+
+
 class ResetIPThrottle(ClientIPThrottle):
     """Shared by forgot and reset: one budget per IP for the whole reset flow."""
 

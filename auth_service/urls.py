@@ -7,6 +7,7 @@ from drf_spectacular.views import (
 )
 from rest_framework.permissions import AllowAny
 
+from accounts.admin import admin_login
 from accounts.pages import reset_password_page
 from auth_service import health
 
@@ -32,6 +33,7 @@ urlpatterns = [
         name="swagger-ui",
     ),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", **PUBLIC), name="redoc"),
+    path("admin/login/", admin_login),
     path("admin/", admin.site.urls),
 ]
 

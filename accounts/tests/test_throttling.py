@@ -253,6 +253,36 @@ def test_reset_page_form_counts_in_the_same_per_ip_budget(api, client, rates):
     assert 1 <= int(response["Retry-After"]) <= 3600
 
 
+def test_the_admin_sign_in_shares_the_login_limit_per_email(api, client, make_user):
+    make_user(email="root@example.com", is_staff=True, is_superuser=True)
+    for _ in range(4):
+        attempt(api, "root@example.com")
+
+    def admin_sign_in(password):
+        return client.post(
+            "/admin/login/?next=/admin/", {"username": "ROOT@example.com", "password": password}
+        )
+
+    fifth, sixth = admin_sign_in(WRONG), admin_sign_in(PASSWORD)
+
+    assert fifth.status_code == 200  # the form again, with Django's own error
+    assert sixth.status_code == 429
+    assert "Too many sign-in attempts" in sixth.content.decode()
+    assert 1 <= int(sixth["Retry-After"]) <= 60
+    assert attempt(api, "root@example.com", PASSWORD).status_code == 429
+
+
+def test_the_admin_sign_in_still_signs_staff_in(client, make_user):
+    make_user(email="root@example.com", is_staff=True, is_superuser=True)
+
+    response = client.post(
+        "/admin/login/?next=/admin/", {"username": "root@example.com", "password": PASSWORD}
+    )
+
+    assert response.status_code == 302
+    assert client.get("/admin/").status_code == 200
+
+
 @pytest.mark.parametrize("path", [LOGIN, FORGOT, RESET])
 def test_throttled_operations_document_429_with_retry_after(client, path):
     document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
