@@ -15,7 +15,7 @@ from cachetools import TLRUCache
 from django.conf import settings
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from rest_framework_simplejwt import authentication
-from rest_framework_simplejwt.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
@@ -52,7 +52,11 @@ class JWTAuthentication(authentication.JWTAuthentication):
     def get_validated_token(self, raw_token: bytes) -> Token:
         token = verified_tokens.get(raw_token)
         if token is None:
-            token = super().get_validated_token(raw_token)
+            try:
+                token = super().get_validated_token(raw_token)
+            except (OverflowError, ValueError):
+                # An expiry past the calendar's end, in a token signed with our key.
+                raise InvalidToken() from None
             verified_tokens.add(raw_token, token)
         return token
 

@@ -10,6 +10,7 @@ No token is ever stored: logging in writes nothing, and a copy of the database h
 that signs anyone in.
 """
 
+import re
 import uuid
 
 from django.db import connection
@@ -42,6 +43,7 @@ def _refresh_token(*, user_id: int, digest: str | None) -> RefreshToken:
 # under (the digest claim is the hex md5 of the password hash, which PostgreSQL's md5()
 # computes). A row back means this request spent it; under concurrency the primary key makes
 # every other request wait for the winner's commit and then insert nothing.
+_MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")
 _SPEND = """
 WITH holder AS (
     SELECT id FROM accounts_user
@@ -79,7 +81,8 @@ def _presented(raw: str) -> RefreshToken:
         raise TokenInvalid()
     try:
         return RefreshToken(raw)
-    except TokenError:
+    except (TokenError, OverflowError, ValueError):
+        # The last two: an expiry past the calendar's end, in a token signed with our key.
         raise TokenInvalid() from None
 
 
@@ -99,7 +102,7 @@ def _spend(token: RefreshToken) -> None:
         jti = uuid.UUID(hex=token[api_settings.JTI_CLAIM])
     except (KeyError, AttributeError, TypeError, ValueError):
         raise TokenInvalid() from None
-    if not isinstance(digest, str):
+    if not isinstance(digest, str) or not _MD5_HEX.fullmatch(digest):
         raise TokenInvalid()
     with connection.cursor() as cursor:
         cursor.execute(

@@ -202,3 +202,23 @@ def test_a_signed_refresh_token_naming_no_user_is_refused(api, pair, user_id):
 
     assert response.status_code == 401
     assert response.json() == TOKEN_INVALID
+
+
+@pytest.mark.parametrize("exp", [10**12, 10**20], ids=["year-33658", "past-time_t"])
+def test_a_token_signed_with_our_key_but_an_impossible_expiry_is_refused(pair, exp):
+    access = me_with(sign({**claims(pair["access"]), "exp": exp}))
+    refresh = APIClient().post(
+        REFRESH, {"refresh": sign({**claims(pair["refresh"]), "exp": exp})}, format="json"
+    )
+
+    assert (access.status_code, refresh.status_code) == (401, 401)
+    assert access.json() == refresh.json() == TOKEN_INVALID
+
+
+def test_a_refresh_token_with_a_mangled_password_digest_is_refused(pair):
+    mangled = sign({**claims(pair["refresh"]), "hash_password": "abc\x00def"})
+
+    response = APIClient().post(REFRESH, {"refresh": mangled}, format="json")
+
+    assert response.status_code == 401
+    assert response.json() == TOKEN_INVALID
