@@ -23,8 +23,10 @@ threads = env_int("GUNICORN_THREADS", 16)
 timeout = env_int("GUNICORN_TIMEOUT", 30)
 # Finish in-flight requests on SIGTERM; the platform waits 30 s before it kills the process.
 graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
-# Longer than the proxy's idle timeout would make it reuse connections gunicorn already closed.
-keepalive = env_int("GUNICORN_KEEPALIVE", 5)
+# Idle keep-alive connections stay open longer than the proxy in front keeps its pooled ones
+# idle (60-100 s on common proxies): a connection gunicorn closed first could take the proxy's
+# next request and answer it with a 502. Idle connections wait in the poller, not in a thread.
+keepalive = env_int("GUNICORN_KEEPALIVE", 120)
 
 # The heartbeat file on a disk-backed /tmp can stall workers; memory is always fast.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108  # nosec B108
