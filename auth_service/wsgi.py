@@ -1,7 +1,49 @@
+"""The WSGI application gunicorn serves: Django, with chunked request bodies given a length."""
+
+import io
 import os
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auth_service.settings")
 
-application = get_wsgi_application()
+
+class _BodyTooLarge(io.RawIOBase):
+    """The body of a request over DATA_UPLOAD_MAX_MEMORY_SIZE: reading it fails the way Django
+    fails such a body, so no parser ever sees the part that was read."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        raise RequestDataTooBig("Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.")
+
+
+def read_chunked_bodies(app):
+    """Read a chunked request body before Django, which reads a body without a length as empty.
+
+    gunicorn de-chunks the body but can give no CONTENT_LENGTH. Its `wsgi.input_terminated`
+    input ends where the body does, so the body is read here, one byte past the limit at most,
+    and handed on with its length. A body over the limit gets a length over it too, so Django
+    refuses it exactly as a Content-Length over the limit: the API's 413 `payload_too_large`.
+    """
+
+    def wrapped(environ, start_response):
+        if (
+            "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+            and not environ.get("CONTENT_LENGTH")
+            and environ.get("wsgi.input_terminated")
+        ):
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            # gunicorn's input returns all that is asked for unless the body ends first.
+            body = environ["wsgi.input"].read(limit + 1)
+            environ["wsgi.input"] = io.BytesIO(body) if len(body) <= limit else _BodyTooLarge()
+            environ["CONTENT_LENGTH"] = str(len(body))
+        return app(environ, start_response)
+
+    return wrapped
+
+
+application = read_chunked_bodies(get_wsgi_application())

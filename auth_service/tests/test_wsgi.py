@@ -1,0 +1,131 @@
+"""The WSGI application gunicorn serves, called as gunicorn calls it.
+
+Not through Django's test client: that builds its requests itself and would skip what
+auth_service/wsgi.py does to them. The real gunicorn: tests/faults/test_http_framing.py.
+"""
+
+import io
+import json
+from dataclasses import dataclass
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+
+from auth_service.wsgi import application
+from conftest import PASSWORD
+
+LOGIN = "/api/v1/auth/login/"
+TOO_LARGE = {"detail": "The request body is too large.", "code": "payload_too_large"}
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def call(method: str, path: str, **environ) -> Answer:
+    """One request through the application, as a WSGI server makes it."""
+    setup_testing_defaults(environ)
+    environ.update(REQUEST_METHOD=method, PATH_INFO=path, HTTP_HOST="testserver")
+    started = {}
+
+    def start_response(status, headers, exc_info=None):
+        started.update(status=int(status.split()[0]), headers=dict(headers))
+
+    iterable = application(environ, start_response)
+    try:
+        body = b"".join(iterable)
+    finally:
+        iterable.close()
+    return Answer(started["status"], started["headers"], body)
+
+
+def post_chunked(path: str, body) -> Answer:
+    """A POST whose body came chunked: gunicorn's environ has the body but no CONTENT_LENGTH."""
+    stream = io.BytesIO(body) if isinstance(body, bytes) else body
+    return call(
+        "POST",
+        path,
+        CONTENT_TYPE="application/json",
+        HTTP_TRANSFER_ENCODING="chunked",
+        **{"wsgi.input": stream, "wsgi.input_terminated": True},
+    )
+
+
+class EndlessBody:
+    """A chunked body that never ends, counting what was read of it."""
+
+    def __init__(self) -> None:
+        self.read_bytes = 0
+
+    def read(self, size: int) -> bytes:
+        assert size >= 0, "the whole of an endless body"
+        self.read_bytes += size
+        return b"a" * size
+
+
+# Transactional: the application signals request_started and request_finished, which close the
+# test's database connection, as for any request a server hands it.
+@pytest.mark.django_db(transaction=True)
+def test_a_chunked_login_with_the_right_credentials_gets_its_tokens(user):
+    body = json.dumps({"email": user.email, "password": PASSWORD}).encode()
+
+    answer = post_chunked(LOGIN, body)
+
+    assert answer.status == 200, answer.body
+    assert set(answer.json()) == {"access", "refresh"}
+
+
+def test_a_chunked_body_over_the_limit_is_413_json_and_read_no_further(settings):
+    body = EndlessBody()
+
+    answer = post_chunked(LOGIN, body)
+
+    assert answer.status == 413
+    assert answer.json() == TOO_LARGE
+    assert body.read_bytes == settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1
+
+
+def test_a_chunked_body_may_be_as_long_as_the_limit_and_no_longer(settings):
+    body = b'{"email": "ada@example.com"}'
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = len(body)
+    # The email arrived; only the password is missing
+    assert post_chunked(LOGIN, body).json() == {"password": ["This field is required."]}
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = len(body) - 1
+    assert post_chunked(LOGIN, body).json() == TOO_LARGE
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/x-www-form-urlencoded", b"token=x&password="),
+        (
+            "multipart/form-data; boundary=b",
+            b'--b\r\nContent-Disposition: form-data; name="token"\r\n\r\n',
+        ),
+    ],
+    ids=["urlencoded", "multipart"],
+)
+def test_no_form_sees_part_of_a_chunked_body_over_the_limit(settings, content_type, body):
+    # Given a form body that would parse without its end
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    body += b"x" * 2048
+
+    answer = call(
+        "POST",
+        "/reset-password/",
+        CONTENT_TYPE=content_type,
+        HTTP_TRANSFER_ENCODING="chunked",
+        **{"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True},
+    )
+
+    # Then the page refuses it as it refuses any body over the limit, parsing none of it
+    assert answer.status == 400
+    assert answer.json() == {"detail": "Bad request.", "code": "bad_request"}
