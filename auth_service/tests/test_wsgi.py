@@ -1,4 +1,5 @@
-"""The WSGI application gunicorn serves, called as gunicorn calls it.
+"""The WSGI application gunicorn serves, called as gunicorn calls it: chunked request bodies,
+and HEAD answered without a body.
 
 Not through Django's test client: that builds its requests itself and would skip what
 auth_service/wsgi.py does to them. The real gunicorn: tests/faults/test_http_framing.py.
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from wsgiref.util import setup_testing_defaults
 
 import pytest
+from django.core.signals import request_finished
 
 from auth_service.wsgi import application
 from conftest import PASSWORD
@@ -41,7 +43,8 @@ def call(method: str, path: str, **environ) -> Answer:
     try:
         body = b"".join(iterable)
     finally:
-        iterable.close()
+        if hasattr(iterable, "close"):
+            iterable.close()
     return Answer(started["status"], started["headers"], body)
 
 
@@ -129,3 +132,30 @@ def test_no_form_sees_part_of_a_chunked_body_over_the_limit(settings, content_ty
     # Then the page refuses it as it refuses any body over the limit, parsing none of it
     assert answer.status == 400
     assert answer.json() == {"detail": "Bad request.", "code": "bad_request"}
+
+
+@pytest.fixture
+def finished_requests():
+    """How many requests Django saw through to their end (request_finished)."""
+    count = []
+
+    def receiver(**kwargs):
+        count.append(1)
+
+    request_finished.connect(receiver)
+    yield count
+    request_finished.disconnect(receiver)
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/api/v1/auth/me/", "/api/v1/auth/login"])
+def test_head_gets_the_headers_of_get_and_no_body(path, finished_requests):
+    got = call("GET", path)
+
+    answer = call("HEAD", path)
+
+    assert got.body
+    assert answer.body == b""
+    assert answer.status == got.status
+    assert answer.headers["Content-Length"] == got.headers["Content-Length"] == str(len(got.body))
+    # The request ended as one whose body was sent: its resources are released
+    assert len(finished_requests) == 2

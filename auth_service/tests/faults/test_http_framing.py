@@ -1,9 +1,12 @@
 """How request and response bodies are framed, through the real gunicorn (shared with the fault
-tests): chunked request bodies."""
+tests): chunked request bodies, and HEAD answered without one."""
 
 import json
 
+import pytest
 import requests
+
+from auth_service.tests.faults.harness import wait_for
 
 LIMIT = 64 * 1024  # DATA_UPLOAD_MAX_MEMORY_SIZE
 
@@ -57,3 +60,63 @@ def test_a_chunked_body_at_the_limit_is_read_whole(web, api):
     # The email arrived (too long to be one), where an empty body would lack it
     assert response.status_code == 400
     assert response.json()["email"] != ["This field is required."]
+
+
+HEAD_PATHS = [
+    "/healthz",
+    "/readyz",
+    "/reset-password/?token=s3cr3t-reset-token",
+    "/api/v1/auth/me/",  # 401
+    "/api/v1/auth/login",  # 308
+    "/static/admin/css/base.css",  # WhiteNoise
+]
+# Lengths as sent: requests would otherwise ask WhiteNoise for a compressed file.
+IDENTITY = {"Accept-Encoding": "identity"}
+
+
+def head_lines(output: str) -> set[tuple[str, int]]:
+    """The HEAD requests gunicorn wrote access lines for: (path, status)."""
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return {
+        (line["path"], line["status"])
+        for line in lines
+        if line.get("logger") == "gunicorn.access" and line["method"] == "HEAD"
+    }
+
+
+def head(web, path: str) -> requests.Response:
+    """HEAD the path; fails if gunicorn had to drop body bytes the app sent with it."""
+    seen = len(web.output())
+    response = requests.head(web.url(path), headers=IDENTITY, timeout=15)
+    # gunicorn warns, if at all, before it writes the access line
+    wait_for(
+        lambda: (path.split("?")[0], response.status_code) in head_lines(web.output()[seen:]),
+        timeout=5,
+        what="the HEAD's access line",
+    )
+    assert "no-body response" not in web.output()[seen:]
+    return response
+
+
+@pytest.mark.parametrize("path", HEAD_PATHS)
+def test_head_gets_the_status_and_length_of_get_and_no_body(web, api, path):
+    got = requests.get(web.url(path), headers=IDENTITY, allow_redirects=False, timeout=15)
+
+    answer = head(web, path)
+
+    assert answer.status_code == got.status_code
+    assert answer.headers["Content-Length"] == got.headers["Content-Length"]
+    assert got.headers["Content-Length"] == str(len(got.content))
+    assert answer.headers["Content-Type"] == got.headers["Content-Type"]
+    assert answer.content == b""
+
+
+def test_head_on_an_endpoint_without_it_is_a_405_without_a_body(web, api):
+    answer = head(web, "/api/v1/auth/login/")
+
+    assert answer.status_code == 405
+    # The length of the JSON that names the method
+    assert answer.headers["Content-Length"] == str(
+        len(b'{"detail":"Method \\"HEAD\\" not allowed.","code":"method_not_allowed"}')
+    )
+    assert answer.content == b""
