@@ -100,3 +100,13 @@ def test_password_validators_enforce_length_commonness_and_digits(api, password,
     response = api.post("/api/v1/auth/register/", body, format="json")
 
     assert response.status_code == (201 if accepted else 400), response.content
+
+
+@pytest.mark.parametrize("password", ["grace.hopper", "gracehopper1906", "hopper-grace"])
+def test_a_password_like_the_full_name_is_refused(api, password):
+    body = {"full_name": "Grace Hopper", "email": "rear.admiral@example.com", "password": password}
+
+    response = api.post("/api/v1/auth/register/", body, format="json")
+
+    assert response.status_code == 400
+    assert "too similar to the full name" in response.json()["password"][0]
