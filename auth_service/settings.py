@@ -369,6 +369,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": 1,
     "socket_timeout": REDIS_SOCKET_TIMEOUT,
     "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
+    # Publishing opens the connection once, no retries: kombu otherwise sleeps 2 s between
+    # attempts at a broker that refuses connections, and a forgot would wait that long for its
+    # 503. The worker's own reconnecting follows broker_connection_max_retries, not this.
+    "max_retries": 0,
 }
 CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_SOCKET_TIMEOUT
 # Publishing from a request must fail fast (503) rather than hang when Redis is gone. redis-py

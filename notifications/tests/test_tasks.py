@@ -1,15 +1,19 @@
 """The worker's side: what it sends, what it refuses to send, and how it retries."""
 
 import smtplib
+import socket
+import time
 from unittest import mock
 
 import pytest
 from anymail.exceptions import AnymailRecipientsRefused, AnymailRequestsAPIError
 from django.core import mail
 from django.db import IntegrityError, OperationalError
+from kombu.exceptions import OperationalError as BrokerError
 
 from accounts import reset_tokens
 from accounts import services as services_accounts
+from auth_service.celery import app as celery_app
 from notifications import services, tasks
 from notifications.models import PasswordChangedNotice
 
@@ -203,3 +207,17 @@ def test_notice_that_cannot_be_sent_yet_is_kept_for_later(user):
     assert PasswordChangedNotice.objects.filter(pk=notice.pk).exists()
     assert services.password_changed_deliver(notice_id=notice.pk)
     assert len(mail.outbox) == 1
+
+
+def test_publishing_to_a_broker_that_refuses_connections_fails_at_once():
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_port = unused.getsockname()[1]
+    broker = celery_app.connection_for_write(f"redis://127.0.0.1:{closed_port}/0")
+
+    started = time.monotonic()
+    with pytest.raises(BrokerError), broker:
+        tasks.send_password_reset_email.apply_async((1, "nonce"), connection=broker)
+
+    # The forgot request waiting on it answers 503 this promptly (kombu alone retries for 2 s).
+    assert time.monotonic() - started < 1
