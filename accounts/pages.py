@@ -12,7 +12,7 @@ from rest_framework.exceptions import APIException, ValidationError
 from accounts import services
 from accounts.serializers import PASSWORD_MAX, TOKEN_MAX
 from accounts.throttling import ResetIPThrottle
-from auth_service.exceptions import UNAVAILABLE_ERRORS, log_unavailable
+from auth_service.exceptions import is_unavailable, log_unavailable
 
 # Inline nothing and load nothing from elsewhere: the token in the URL must not leak.
 PAGE_CSP = (
@@ -95,7 +95,9 @@ def reset_password_page(request):
             except APIException as error:
                 form.add_error(None, str(error.detail))
                 status = error.status_code
-            except UNAVAILABLE_ERRORS as error:
+            except Exception as error:
+                if not is_unavailable(error):
+                    raise
                 # What the API answers with a 503 JSON body, the page says in words.
                 log_unavailable(error)
                 form.add_error(None, UNAVAILABLE)

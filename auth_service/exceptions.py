@@ -15,7 +15,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MasterDownError as RedisMasterDownError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import ReadOnlyError as RedisReadOnlyError
+from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import TryAgainError as RedisTryAgainError
 from rest_framework import exceptions, status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import exception_handler
@@ -42,8 +44,20 @@ UNAVAILABLE_ERRORS = (
     RedisOutOfMemoryError,
     RedisReadOnlyError,
     RedisMasterDownError,
+    RedisTryAgainError,
     BrokerError,
 )
+# Replies of a Redis that is up but cannot serve for now, which redis-py raises as a plain
+# ResponseError: writes stopped after a failed snapshot (MISCONF), a script past its time limit
+# (BUSY), a cluster without a quorum (CLUSTERDOWN). Other ResponseErrors are bugs (a 500).
+UNAVAILABLE_REDIS_REPLIES = ("MISCONF ", "BUSY ", "CLUSTERDOWN ")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether the error is a dependency that cannot serve now (a 503), not a bug (a 500)."""
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return True
+    return isinstance(exc, RedisResponseError) and str(exc).startswith(UNAVAILABLE_REDIS_REPLIES)
 
 
 class ServiceUnavailable(exceptions.APIException):
@@ -109,7 +123,7 @@ def json_exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
-    elif isinstance(exc, UNAVAILABLE_ERRORS):
+    elif is_unavailable(exc):
         log_unavailable(exc)
         exc = ServiceUnavailable()
     elif isinstance(exc, InvalidToken | exceptions.AuthenticationFailed):
@@ -138,7 +152,7 @@ def json_exception_handler(exc, context):
 
 
 def log_unavailable(exc: Exception) -> None:
-    """Log one of UNAVAILABLE_ERRORS, naming the dependency but not the error's text."""
+    """Log an error is_unavailable() accepts, naming the dependency but not the error's text."""
     logger.error("dependency unavailable: %s (%s)", _dependency(exc), type(exc).__name__)
 
 

@@ -272,6 +272,9 @@ def test_a_database_that_fails_is_503_json(caplog, error):
         redis_errors.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
         redis_errors.ReadOnlyError("You can't write against a read only replica."),
         redis_errors.MasterDownError("Link with MASTER is down"),
+        redis_errors.ResponseError("MISCONF Redis is configured to save RDB snapshots, but..."),
+        redis_errors.ResponseError("BUSY Redis is busy running a script. You can only call..."),
+        redis_errors.TryAgainError("Multiple keys request during rehashing of slot"),
     ],
 )
 def test_a_redis_that_cannot_serve_is_503_json(caplog, error):
@@ -280,3 +283,17 @@ def test_a_redis_that_cannot_serve_is_503_json(caplog, error):
     assert response.status_code == 503
     assert response.data["code"] == "service_unavailable"
     assert f"dependency unavailable: redis ({type(error).__name__})" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis_errors.ResponseError("WRONGTYPE Operation against a key holding the wrong value"),
+        redis_errors.ResponseError("ERR unknown command 'GETDEL'"),
+        redis_errors.ResponseError("BUSYKEY Target key name already exists."),
+    ],
+)
+def test_a_redis_reply_that_is_a_bug_is_a_500_not_an_outage(caplog, error):
+    # Redis is up and said the request itself was wrong: a 503 would hide the bug.
+    assert json_exception_handler(error, {}) is None
+    assert "dependency unavailable" not in caplog.text

@@ -15,11 +15,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 
 import psycopg2
@@ -171,6 +172,9 @@ class PrivateRedis:
 
     def __init__(self, *, host: str = "127.0.0.1", netns: "NetworkNamespace | None" = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="auth-faults-redis-"))
+        # Redis's working folder (where a snapshot would go), apart from its log.
+        self.data_dir = self.dir / "data"
+        self.data_dir.mkdir()
         self.host = host
         self.netns = netns
         self.port = free_port() if netns is None else 6379
@@ -187,7 +191,7 @@ class PrivateRedis:
         self.process = subprocess.Popen(
             [*prefix, "redis-server", "--port", str(self.port), "--bind", self.host]
             + ["--save", "", "--appendonly", "no", "--protected-mode", "no"]
-            + ["--dir", str(self.dir), "--logfile", "redis.log"],
+            + ["--dir", str(self.data_dir), "--logfile", str(self.dir / "redis.log")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -201,6 +205,42 @@ class PrivateRedis:
             self.process.wait(timeout=10)
             self.process = None
 
+    def fail_snapshots(self) -> None:
+        """Redis refuses writes with MISCONF, as when a snapshot could not be saved (a full or
+        broken disk, under `stop-writes-on-bgsave-error`, Redis's default)."""
+        client = self.client()
+        client.config_set("save", "3600 1")
+        shutil.rmtree(self.data_dir)  # the snapshot has nowhere to go
+        client.bgsave()
+        wait_for(
+            lambda: client.info("persistence")["rdb_last_bgsave_status"] == "err",
+            timeout=10,
+            what="a failed snapshot",
+        )
+
+    def mend_snapshots(self) -> None:
+        """Writes again: no snapshots configured, none to fail."""
+        self.client().config_set("save", "")
+        self.data_dir.mkdir(exist_ok=True)  # for a restart
+
+    def run_busy_script(self) -> None:
+        """Redis answers every command with BUSY: a Lua script runs past its time limit."""
+        client = self.client()
+        client.config_set("busy-reply-threshold", 10)
+        spinner = redis.Redis.from_url(self.url())
+        threading.Thread(
+            target=lambda: _ignore_errors(spinner.eval, "while true do end", 0), daemon=True
+        ).start()
+        wait_for(lambda: _is_busy(client), timeout=10, what="a busy Redis")
+
+    def end_busy_script(self) -> None:
+        client = self.client()
+        try:
+            client.script_kill()
+        except redis.ResponseError as error:
+            if not str(error).startswith("NOTBUSY"):
+                raise
+
     def freeze(self) -> None:
         """The server stops answering but keeps its sockets open, like a host that hangs."""
         self.process.send_signal(signal.SIGSTOP)
@@ -213,6 +253,19 @@ class PrivateRedis:
             self.thaw()
             self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _ignore_errors(call, *args) -> None:
+    with suppress(redis.RedisError):  # the script is killed: that is its end
+        call(*args)
+
+
+def _is_busy(client: redis.Redis) -> bool:
+    try:
+        client.ping()
+    except redis.ResponseError as error:
+        return str(error).startswith("BUSY")
+    return False
 
 
 class NetworkNamespace:

@@ -1,25 +1,38 @@
 """Redis answers but refuses writes: out of memory under `noeviction` (render.yaml's policy),
-or a read-only replica (as during a failover). Requests that must write to Redis get the
-contract's 503, nothing already promised is lost, and everything else keeps working.
+a read-only replica (as during a failover), a failed snapshot (MISCONF, under Redis's default
+`stop-writes-on-bgsave-error`), or a script past its time limit (BUSY, every command refused).
+Requests that must write to Redis get the contract's 503, nothing already promised is lost, and
+everything else keeps working.
 """
 
 import pytest
+import requests
 
+from accounts.pages import UNAVAILABLE as UNAVAILABLE_PAGE
 from auth_service.tests.faults.harness import UNAVAILABLE, free_port, link_token, wait_for
 
 NEW_PASSWORD = "a brand new passphrase"
 OUT_OF_MEMORY, READ_ONLY = "out of memory", "read-only replica"
+SNAPSHOT_FAILED, BUSY = "failed snapshot", "busy script"
 
 
-def refuse_writes(client, how: str) -> None:
+def refuse_writes(server, how: str) -> None:
+    client = server.client()
     if how == OUT_OF_MEMORY:
         client.config_set("maxmemory-policy", "noeviction")
         client.config_set("maxmemory", 1)
-    else:
+    elif how == READ_ONLY:
         client.replicaof("127.0.0.1", free_port())  # a primary that never answers
+    elif how == SNAPSHOT_FAILED:
+        server.fail_snapshots()
+    else:
+        server.run_busy_script()
 
 
-def take_writes(client) -> None:
+def take_writes(server) -> None:
+    server.end_busy_script()
+    server.mend_snapshots()
+    client = server.client()
     client.config_set("maxmemory", 0)
     client.replicaof("NO", "ONE")
 
@@ -27,9 +40,8 @@ def take_writes(client) -> None:
 @pytest.fixture
 def refusing(redis_server):
     """Call with how; Redis takes writes again after the test whatever happened."""
-    client = redis_server.client()
-    yield lambda how: refuse_writes(client, how)
-    take_writes(client)
+    yield lambda how: refuse_writes(redis_server, how)
+    take_writes(redis_server)
 
 
 @pytest.fixture
@@ -63,7 +75,7 @@ def logs_in(api, account, password: str) -> bool:
     return api.post("/api/v1/auth/login/", body).status_code == 200
 
 
-@pytest.mark.parametrize("how", [OUT_OF_MEMORY, READ_ONLY])
+@pytest.mark.parametrize("how", [OUT_OF_MEMORY, READ_ONLY, SNAPSHOT_FAILED, BUSY])
 def test_forgot_is_a_json_503_and_the_link_already_sent_still_works(
     api, account, redis_server, smtp, reset_link, refusing, how
 ):
@@ -72,7 +84,7 @@ def test_forgot_is_a_json_503_and_the_link_already_sent_still_works(
     refusing(how)
     forgot = api.post("/api/v1/auth/password/forgot/", {"email": account.email})
     unknown = api.post("/api/v1/auth/password/forgot/", {"email": "nobody@example.org"})
-    take_writes(redis_server.client())
+    take_writes(redis_server)
 
     # Then both get the contract's 503 (the api fixture fails the test on any 500), alike
     for response in (forgot, unknown):
@@ -85,23 +97,32 @@ def test_forgot_is_a_json_503_and_the_link_already_sent_still_works(
     assert told_of_the_change(smtp, account)
 
 
-def test_a_reset_on_a_read_only_redis_is_a_json_503_and_the_link_still_works(
-    api, account, redis_server, smtp, worker, reset_link, refusing
+@pytest.mark.parametrize("how", [READ_ONLY, SNAPSHOT_FAILED])
+def test_a_reset_on_a_redis_refusing_writes_is_a_json_503_and_the_link_still_works(
+    api, account, redis_server, smtp, worker, reset_link, refusing, how
 ):
-    refusing(READ_ONLY)
+    refusing(how)
     used = api.post("/api/v1/auth/password/reset/", reset_link)
-    take_writes(redis_server.client())
+    page = requests.post(
+        api.server.url("/reset-password/"),
+        data={**reset_link, "password_confirm": reset_link["password"]},
+        timeout=15,
+    )
+    take_writes(redis_server)
 
     # The token cannot be used up, so nothing is saved, and the link works once Redis does
     assert used.status_code == 503
     assert used.json() == UNAVAILABLE
+    assert page.status_code == 503
+    assert UNAVAILABLE_PAGE in page.text
     assert logs_in(api, account, account.password)
     assert api.post("/api/v1/auth/password/reset/", reset_link).status_code == 200
     assert logs_in(api, account, NEW_PASSWORD)
     assert told_of_the_change(smtp, account)
-    # The worker, whose waiting BRPOP the demotion ended, reconnected rather than exit
+    # The worker, whose waiting BRPOP Redis refused, kept going rather than exit
     worker.check_alive()
-    assert "Connection to broker lost" in worker.output()
+    if how == READ_ONLY:
+        assert "Connection to broker lost" in worker.output()
 
 
 def test_a_reset_on_a_redis_out_of_memory_succeeds_and_the_notice_follows(
@@ -115,11 +136,11 @@ def test_a_reset_on_a_redis_out_of_memory_succeeds_and_the_notice_follows(
     assert used.status_code == 200
     assert logs_in(api, account, NEW_PASSWORD)
     assert api.post("/api/v1/auth/password/reset/", reset_link).status_code == 400
-    take_writes(redis_server.client())
+    take_writes(redis_server)
     assert told_of_the_change(smtp, account)
 
 
-@pytest.mark.parametrize("how", [OUT_OF_MEMORY, READ_ONLY])
+@pytest.mark.parametrize("how", [OUT_OF_MEMORY, READ_ONLY, SNAPSHOT_FAILED, BUSY])
 def test_sessions_keep_working_while_redis_refuses_writes(api, account, refusing, how):
     refusing(how)
 
@@ -130,7 +151,7 @@ def test_sessions_keep_working_while_redis_refuses_writes(api, account, refusing
     assert [r.status_code for r in (login, refreshed, me)] == [200, 200, 200]
 
 
-@pytest.mark.parametrize("how", [OUT_OF_MEMORY, READ_ONLY])
+@pytest.mark.parametrize("how", [OUT_OF_MEMORY, READ_ONLY, SNAPSHOT_FAILED, BUSY])
 def test_readyz_names_redis_while_it_refuses_writes_and_recovers(api, redis_server, refusing, how):
     refusing(how)
     response = api.get("/readyz")
@@ -140,5 +161,5 @@ def test_readyz_names_redis_while_it_refuses_writes_and_recovers(api, redis_serv
         "status": "unavailable",
         "checks": {"database": "ok", "redis": "unavailable"},
     }
-    take_writes(redis_server.client())
+    take_writes(redis_server)
     assert api.get("/readyz").status_code == 200
