@@ -14,6 +14,8 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -29,15 +31,26 @@ logger = logging.getLogger(__name__)
 PREFIX = "auth:reset:"
 _HMAC_SALT = "accounts.reset_tokens"
 
-# Issue atomically: store the new pair with one expiry, then drop the user's previous token.
-# Writes first: a Redis out of memory (or a read-only replica) refuses a script's first SET,
-# before anything changed, but lets a script finish that a DEL had already begun, so the other
-# order would lose the emailed link of a forgot that then fails.
+# Issue atomically: store the new pair with one expiry, and hand back the user's previous token,
+# which keeps working until its link is no longer the latest one (token_replacing). Writes
+# first: a Redis out of memory (or a read-only replica) refuses a script's first SET, before
+# anything changed.
 _ISSUE = """
 local old = redis.call('GET', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-if old and old ~= ARGV[1] then redis.call('DEL', ARGV[4] .. old) end
+return old
+"""
+
+# Take back a token whose email could not be queued: the previous one, if still alive, is the
+# user's current token again, unless a newer request has replaced both meanwhile.
+_WITHDRAW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  local ttl = -2
+  if ARGV[2] ~= '' then ttl = redis.call('PTTL', ARGV[3] .. ARGV[2]) end
+  if ttl > 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl) else redis.call('DEL', KEYS[1]) end
+end
+redis.call('DEL', KEYS[2])
 return 1
 """
 
@@ -72,6 +85,8 @@ return 1
 class IssuedToken:
     nonce: str
     token: str
+    user_id: int
+    previous_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,17 +119,72 @@ def token_from_nonce(nonce: str) -> str:
 
 
 def token_issue(*, user_id: int) -> IssuedToken:
-    """Store a fresh token for the user (replacing any earlier one) for PASSWORD_RESET_TIMEOUT."""
+    """Store a fresh token for the user for PASSWORD_RESET_TIMEOUT; any earlier one ends."""
+    with token_replacing(user_id=user_id) as issued:
+        pass
+    return issued
+
+
+@contextmanager
+def token_replacing(*, user_id: int) -> Iterator[IssuedToken]:
+    """A fresh token for the user, live from the start of the block.
+
+    The user's earlier token ends when the block succeeds. When it fails (the email could not
+    be queued), the new token is taken back and the earlier one, already in the user's inbox,
+    keeps working: a failed request must not cost the user a link they have.
+    """
     nonce = secrets.token_urlsafe(32)
     token = token_from_nonce(nonce)
     token_digest = digest(token)
-    redis_scripts.run(
+    previous = redis_scripts.run(
         _redis(),
         _ISSUE,
         [_user_key(user_id), _token_key(token_digest)],
         [token_digest, user_id, settings.PASSWORD_RESET_TIMEOUT, f"{PREFIX}token:"],
     )
-    return IssuedToken(nonce=nonce, token=token)
+    issued = IssuedToken(
+        nonce=nonce,
+        token=token,
+        user_id=user_id,
+        previous_digest=previous.decode() if previous is not None else None,
+    )
+    try:
+        yield issued
+    except BaseException:
+        _withdraw(issued)
+        raise
+    _retire_previous(issued)
+
+
+def _withdraw(issued: IssuedToken) -> None:
+    try:
+        redis_scripts.run(
+            _redis(),
+            _WITHDRAW,
+            [_user_key(issued.user_id), _token_key(digest(issued.token))],
+            [digest(issued.token), issued.previous_digest or "", f"{PREFIX}token:"],
+        )
+    except RedisError as error:
+        # Unsent, the new token is unknown to anyone; the earlier one was never deleted.
+        logger.warning(
+            "unsent reset token of user %s left to expire: %s",
+            issued.user_id,
+            type(error).__name__,
+        )
+
+
+def _retire_previous(issued: IssuedToken) -> None:
+    # Always one DEL, with or without an earlier token: forgot for an unknown email (whose
+    # placeholder account nearly always has one) must take as long as for a known one.
+    try:
+        _redis().delete(_token_key(issued.previous_digest or "none"))
+    except RedisError as error:
+        # The new link is on its way: the request succeeded. The earlier link expires on time.
+        logger.warning(
+            "earlier reset link of user %s left to expire: %s",
+            issued.user_id,
+            type(error).__name__,
+        )
 
 
 def token_peek(*, token: str) -> int | None:

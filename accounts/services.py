@@ -122,8 +122,8 @@ def password_reset_request(*, email: str) -> None:
     """Issue a reset token for an active account and queue the email; silent otherwise."""
     user = User.objects.active_by_email(email)
     user_id = user.pk if user is not None else NO_ACCOUNT
-    issued = reset_tokens.token_issue(user_id=user_id)
-    tasks.send_password_reset_email.delay(user_id, issued.nonce)
+    with reset_tokens.token_replacing(user_id=user_id) as issued:
+        tasks.send_password_reset_email.delay(user_id, issued.nonce)
 
 
 def password_reset_confirm(*, token: str, password: str) -> None:

@@ -117,3 +117,72 @@ def test_a_consumed_token_is_not_put_back_over_a_newer_one():
 
     assert reset_tokens.token_peek(token=first.token) is None
     assert reset_tokens.token_is_current(user_id=7, token=second.token)
+
+
+class EmailNotQueued(Exception):
+    pass
+
+
+def failing_to_queue(*, user_id: int, meanwhile=lambda: None) -> reset_tokens.IssuedToken:
+    """Issue with token_replacing, whose block then fails as when the email cannot be queued."""
+    try:
+        with reset_tokens.token_replacing(user_id=user_id) as issued:
+            meanwhile()
+            raise EmailNotQueued
+    except EmailNotQueued:
+        return issued
+
+
+def test_the_earlier_link_works_until_the_new_one_is_on_its_way():
+    earlier = reset_tokens.token_issue(user_id=7)
+
+    with reset_tokens.token_replacing(user_id=7) as issued:
+        assert reset_tokens.token_peek(token=earlier.token) == 7
+        assert reset_tokens.token_is_current(user_id=7, token=issued.token)
+
+    assert reset_tokens.token_peek(token=earlier.token) is None
+    assert reset_tokens.token_peek(token=issued.token) == 7
+
+
+def test_when_the_email_cannot_be_queued_the_earlier_link_still_works():
+    earlier = reset_tokens.token_issue(user_id=7)
+
+    issued = failing_to_queue(user_id=7)
+
+    assert reset_tokens.token_peek(token=issued.token) is None
+    assert reset_tokens.token_is_current(user_id=7, token=earlier.token)
+    assert reset_tokens.token_consume(token=earlier.token).user_id == 7
+
+
+def test_a_failed_first_request_leaves_no_token(redis_client):
+    issued = failing_to_queue(user_id=7)
+
+    assert reset_tokens.token_peek(token=issued.token) is None
+    assert not reset_tokens.token_is_current(user_id=7, token=issued.token)
+    assert list(redis_client.scan_iter(f"{reset_tokens.PREFIX}*")) == []
+
+
+def test_a_failed_request_does_not_undo_a_newer_one():
+    earlier = reset_tokens.token_issue(user_id=7)
+
+    newer = []  # a concurrent request that succeeded
+    failed = failing_to_queue(
+        user_id=7, meanwhile=lambda: newer.append(reset_tokens.token_issue(user_id=7))
+    )
+
+    assert reset_tokens.token_is_current(user_id=7, token=newer[0].token)
+    assert reset_tokens.token_peek(token=failed.token) is None
+    # The concurrent request replaced the failed one's token, not the earlier link: that one
+    # lives out its expiry, as it would have without the failed request.
+    assert reset_tokens.token_peek(token=earlier.token) == 7
+
+
+def test_the_earlier_link_keeps_its_own_expiry_when_it_is_current_again(redis_client):
+    earlier = reset_tokens.token_issue(user_id=7)
+    earlier_key = f"{reset_tokens.PREFIX}token:{reset_tokens.digest(earlier.token)}"
+    redis_client.pexpire(earlier_key, 60_000)
+
+    failing_to_queue(user_id=7)
+
+    user_key = f"{reset_tokens.PREFIX}user:7"
+    assert 0 < redis_client.pttl(user_key) <= 60_000

@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+from contextlib import contextmanager
 
 import pytest
 from celery.concurrency.solo import TaskPool
@@ -29,13 +30,15 @@ def post(client, path, body):
 def issued_tokens(monkeypatch) -> list:
     """Every reset token issued during the test, with the nonce its task message carries."""
     issued = []
-    real_issue = reset_tokens.token_issue
+    real_replacing = reset_tokens.token_replacing
 
-    def issue_and_remember(**kwargs):
-        issued.append(real_issue(**kwargs))
-        return issued[-1]
+    @contextmanager
+    def replacing_and_remembering(**kwargs):
+        with real_replacing(**kwargs) as token:
+            issued.append(token)
+            yield token
 
-    monkeypatch.setattr(reset_tokens, "token_issue", issue_and_remember)
+    monkeypatch.setattr(reset_tokens, "token_replacing", replacing_and_remembering)
     return issued
 
 

@@ -8,7 +8,16 @@ import time
 
 import pytest
 
-from auth_service.tests.faults.harness import UNAVAILABLE, concurrently, wait_for
+from auth_service.tests.faults.harness import (
+    UNAVAILABLE,
+    Client,
+    PrivateRedis,
+    WebServer,
+    Worker,
+    concurrently,
+    link_token,
+    wait_for,
+)
 
 # The service's Redis timeouts are 1 s; the margin covers a loaded 2-core CI machine.
 PROMPT = 3.0
@@ -148,3 +157,42 @@ def test_service_recovers_without_restart_when_redis_returns(api, account, redis
         [lambda: api.post("/api/v1/auth/password/forgot/", {"email": account.email})] * 9
     )
     assert [r.status_code for r in ready + forgot] == [200] * 9 + [202] * 9
+
+
+@pytest.fixture
+def own_broker():
+    """A Redis that is only the email queue, apart from the one holding reset tokens."""
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.destroy()
+
+
+def test_a_forgot_whose_email_cannot_be_queued_keeps_the_link_already_sent(
+    service_env, own_broker, account, smtp, tmp_path
+):
+    env = {**service_env, **smtp.client_env(), "CELERY_BROKER_URL": own_broker.url(0)}
+    web = WebServer(env=env, log=tmp_path / "gunicorn.log", workers=1)
+    worker = Worker(env=env, log=tmp_path / "worker.log")
+    try:
+        web.start()
+        worker.start()
+        api = Client(web)
+        forgot = lambda: api.post("/api/v1/auth/password/forgot/", {"email": account.email})  # noqa: E731
+        # Given a reset link in the user's inbox
+        assert forgot().status_code == 202
+        (message,) = smtp.wait_for(1)
+
+        # When the email queue is out (the token store is not) and the user asks again
+        own_broker.stop()
+        again = forgot()
+
+        # Then that request gets the contract's 503, and the link the user has still works
+        assert (again.status_code, again.json()) == (503, UNAVAILABLE)
+        body = {"token": link_token(message), "password": NEW_PASSWORD}
+        assert api.post("/api/v1/auth/password/reset/", body).status_code == 200
+        login = {"email": account.email, "password": NEW_PASSWORD}
+        assert api.post("/api/v1/auth/login/", login).status_code == 200
+    finally:
+        worker.kill_all()
+        web.stop()
