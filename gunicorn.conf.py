@@ -8,7 +8,11 @@ import os
 import shutil
 import tempfile
 
+from auth_service import server_errors
 from auth_service.env import env_bool, env_int, env_str
+
+# Requests gunicorn refuses itself (oversized or malformed) get the API's JSON errors, not HTML.
+server_errors.install()
 
 bind = f"0.0.0.0:{env_int('PORT', 8000)}"
 workers = env_int("WEB_CONCURRENCY", 2)

@@ -106,7 +106,12 @@ ERROR_CODES = {
     "not_found": "No such path.",
     "trailing_slash_required": "The path lacks its trailing slash; a 308 redirects to it.",
     "throttled": "Too many requests; retry after the Retry-After header's seconds.",
-    "bad_request": "Refused before any endpoint saw it, e.g. a Host the service does not serve.",
+    "bad_request": "Refused before any endpoint saw it: a Host the service does not serve, or "
+    "a request line, header or chunk that is malformed.",
+    "uri_too_long": "The request line is longer than the server reads (4094 bytes).",
+    "headers_too_large": "A header is longer than the server reads (8190 bytes), or there are "
+    "more than 100.",
+    "not_implemented": "The request's Transfer-Encoding is one the server does not know.",
     "permission_denied": "The request is refused whatever its credentials.",
     "service_unavailable": "A dependency (database, Redis, broker) is unreachable; retry later.",
     "server_error": "An unexpected error; it has been logged.",

@@ -1,10 +1,12 @@
 import json
 import re
+import socket
+from types import SimpleNamespace
 
 import pytest
 from django.test import RequestFactory
 
-from auth_service import exceptions
+from auth_service import exceptions, server_errors
 from conftest import cut_off_redis
 
 CONTRACT_PATHS = [
@@ -100,6 +102,20 @@ def server_error(client, settings):
     return exceptions.server_error(RequestFactory().get(ME))
 
 
+def written_by_the_server(status: int):
+    """What gunicorn writes for a request it refuses before the app (test_http_framing sends
+    real ones through the real server)."""
+
+    def emit(client, settings):
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            server_errors.write_json_error(ours, status, "Refused", "")
+            answer = theirs.recv(65536)
+        return SimpleNamespace(content=answer.partition(b"\r\n\r\n")[2])
+
+    return emit
+
+
 EMITTED = {
     "invalid_credentials": lambda c, s: post_json(
         c, "/api/v1/auth/login/", {"email": "who@example.com", "password": "x"}
@@ -119,6 +135,9 @@ EMITTED = {
     "permission_denied": permission_denied,
     "service_unavailable": service_unavailable,
     "server_error": server_error,
+    "uri_too_long": written_by_the_server(414),
+    "headers_too_large": written_by_the_server(431),
+    "not_implemented": written_by_the_server(501),
 }
 
 

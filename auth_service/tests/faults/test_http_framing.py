@@ -2,6 +2,7 @@
 tests): chunked request bodies, and HEAD answered without one."""
 
 import json
+import socket
 
 import pytest
 import requests
@@ -120,3 +121,64 @@ def test_head_on_an_endpoint_without_it_is_a_405_without_a_body(web, api):
         len(b'{"detail":"Method \\"HEAD\\" not allowed.","code":"method_not_allowed"}')
     )
     assert answer.content == b""
+
+
+def raw_exchange(web, request: bytes) -> tuple[int, dict, bytes]:
+    """Send bytes as they are (no client library would send these) and read the whole answer."""
+    with socket.create_connection(("127.0.0.1", web.port), timeout=15) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (h.partition(":") for h in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+SECRET_LOOKING = "Secret-token-value"
+REFUSED_BY_THE_SERVER = {
+    "malformed request line": (
+        f"GET /api/v1/auth/me/?{SECRET_LOOKING} HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+        400,
+        "bad_request",
+    ),
+    "request line too long": (
+        f"GET /api/v1/auth/me/?q={SECRET_LOOKING}{'a' * 5000} HTTP/1.1\r\nHost: x\r\n\r\n",
+        414,
+        "uri_too_long",
+    ),
+    "header too long": (
+        f"GET /api/v1/auth/me/ HTTP/1.1\r\nHost: x\r\nX-Big: {SECRET_LOOKING}{'a' * 9000}\r\n\r\n",
+        431,
+        "headers_too_large",
+    ),
+    "unknown transfer coding": (
+        "POST /api/v1/auth/login/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: br, chunked\r\n"
+        "\r\n1\r\n{\r\n0\r\n\r\n",
+        501,
+        "not_implemented",
+    ),
+    "malformed chunk": (
+        "POST /api/v1/auth/login/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        f"\r\n{SECRET_LOOKING}\r\n{{}}\r\n0\r\n\r\n",
+        400,
+        "bad_request",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED_BY_THE_SERVER)
+def test_a_request_the_server_refuses_before_the_app_gets_a_json_error(web, api, case):
+    request, status, code = REFUSED_BY_THE_SERVER[case]
+
+    answered, headers, body = raw_exchange(web, request.encode())
+
+    assert answered == status
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    assert headers["cache-control"] == "no-store"
+    assert int(headers["content-length"]) == len(body)
+    assert json.loads(body)["code"] == code
+    # Nothing of the request is echoed back
+    assert SECRET_LOOKING.encode() not in body
