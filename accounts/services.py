@@ -66,7 +66,9 @@ def user_logout(*, user: User, refresh: str) -> None:
     tokens.refresh_token_revoke(raw=refresh, user_id=user.pk)
 
 
-def password_set(*, user: User, password: str, reset_token: str | None = None) -> None:
+def password_set(
+    *, user: User, password: str, reset_token: str | None = None, proven_hash: str | None = None
+) -> None:
     """Store a new password, end every session the user had, and tell them by email.
 
     Sessions end with the old password hash: every token carries a digest of it.
@@ -74,12 +76,21 @@ def password_set(*, user: User, password: str, reset_token: str | None = None) -
     With a reset token, the token is used up in the same transaction, after everything else:
     if the database fails first, the emailed link still works; if another request used the
     token first, nothing is saved; if the commit fails, the token is put back.
+
+    With `proven_hash` (the hash the current password was checked against), the change is
+    saved only if that is still the stored hash: of two concurrent changes that proved the same
+    password, one wins and the other hears its current password is wrong, as it now is.
     """
     consumed = None
     try:
         with transaction.atomic():
             user.set_password(password)
-            user.save(update_fields=["password"])
+            if proven_hash is None:
+                user.save(update_fields=["password"])
+            elif not User.objects.filter(pk=user.pk, password=proven_hash).update(
+                password=user.password
+            ):
+                raise ValidationError({"current_password": [WRONG_PASSWORD]})
             notice = notices.password_changed_notice_record(user=user)
             if reset_token is not None:
                 consumed = reset_tokens.token_consume(token=reset_token)
@@ -114,8 +125,9 @@ def password_change(*, user: User, current_password: str, new_password: str) -> 
     """Change the password of a signed-in user who proves the current one."""
     if not user.check_password(current_password):
         raise ValidationError({"current_password": [WRONG_PASSWORD]})
+    proven_hash = user.password  # after check_password, which may have upgraded it
     password_check_strength(password=new_password, user=user, field="new_password")
-    password_set(user=user, password=new_password)
+    password_set(user=user, password=new_password, proven_hash=proven_hash)
 
 
 def password_reset_request(*, email: str) -> None:

@@ -1,8 +1,12 @@
 """Refresh rotation, logout, me and password change: what a signed-in client sees."""
 
 import pytest
+from django.core import mail
+from rest_framework.exceptions import ValidationError
 from rest_framework.test import APIClient
 
+from accounts import services
+from accounts.models import User
 from conftest import PASSWORD
 
 REFRESH = "/api/v1/auth/token/refresh/"
@@ -210,6 +214,28 @@ def test_password_change_rejects_weak_new_password_and_keeps_the_old(auth_api, l
     assert "new_password" in response.json()
     assert auth_api.get(ME).status_code == 200
     login()
+
+
+def test_of_two_changes_that_proved_the_same_password_only_the_first_is_saved(
+    user, login, eager_tasks
+):
+    # Both requests checked the current password before either saved (two devices at once)
+    first, second = (User.objects.get(pk=user.pk) for _ in range(2))
+    for request in (first, second):
+        assert request.check_password(PASSWORD)
+
+    services.password_change(
+        user=first, current_password=PASSWORD, new_password="the first new passphrase"
+    )
+    with pytest.raises(ValidationError) as refused:
+        services.password_change(
+            user=second, current_password=PASSWORD, new_password="the second new passphrase"
+        )
+
+    # The second hears its current password is wrong, as it now is; the first one's holds
+    assert refused.value.detail == {"current_password": ["The current password is incorrect."]}
+    login(password="the first new passphrase")
+    assert len(mail.outbox) == 1
 
 
 def test_password_change_needs_a_bearer_token(api):

@@ -6,7 +6,13 @@ need, waits until every one of them is blocked inside the database, then lets th
 
 import uuid
 
-from auth_service.tests.faults.harness import PASSWORD, backends_waiting_on_lock, link_token, start
+from auth_service.tests.faults.harness import (
+    PASSWORD,
+    backends_waiting_on_lock,
+    link_token,
+    start,
+    wait_for,
+)
 
 
 def released_together(sql, table: str, calls: list, mode: str = "EXCLUSIVE") -> list:
@@ -106,3 +112,50 @@ def test_concurrent_resets_with_one_token_succeed_exactly_once(
     assert [(m["To"], m["Subject"]) for m in notices] == [
         (account.email, "Your password was changed")
     ]
+
+
+def test_concurrent_password_changes_proving_the_same_password_save_exactly_one(
+    web, api, account, smtp, start_worker, sql
+):
+    # Given one session, used by several clients at once to change the password, each to its own
+    start_worker()
+    passwords = [f"changed passphrase number {n}" for n in range(web.workers)]
+    calls = [
+        lambda password=password: api.post(
+            "/api/v1/auth/password/change/",
+            {"current_password": account.password, "new_password": password},
+            token=account.access,
+        )
+        for password in passwords
+    ]
+
+    # When they have all proved the current password before any of them saves
+    responses = released_together(sql, "accounts_user", calls)
+
+    # Then one change wins; the others hear the current password is wrong, as it now is
+    assert sorted(r.status_code for r in responses) == [204] + [400] * (len(calls) - 1)
+    for rejected in (r for r in responses if r.status_code == 400):
+        assert rejected.json() == {"current_password": ["The current password is incorrect."]}
+    winner = next(p for p, r in zip(passwords, responses, strict=True) if r.status_code == 204)
+    logins = {
+        password: api.post(
+            "/api/v1/auth/login/", {"email": account.email, "password": password}
+        ).status_code
+        for password in [account.password, *passwords]
+    }
+    assert logins == {p: 200 if p == winner else 401 for p in [account.password, *passwords]}
+    # And the one change is announced once: sent, and no other notice owed (found by address:
+    # the worker's sweep may also send an earlier test's owed notice to this sink)
+    wait_for(
+        lambda: account.email in {m["To"] for m in smtp.messages}, timeout=30, what="the notice"
+    )
+    assert [m["Subject"] for m in smtp.messages if m["To"] == account.email] == [
+        "Your password was changed"
+    ]
+    with sql.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM notifications_passwordchangednotice n"
+            " JOIN accounts_user u ON u.id = n.user_id WHERE u.email = %s",
+            [account.email],
+        )
+        assert cursor.fetchone() == (0,)
