@@ -192,6 +192,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "accounts.validators.MaximumLengthValidator", "OPTIONS": {"max_length": 128}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "accounts.validators.PatternPasswordValidator"},
 ]
 
 # --- REST framework, JWT, OpenAPI -------------------------------------------------------------

@@ -83,18 +83,28 @@ def test_legacy_pbkdf2_hash_still_verifies(user):
     assert not user.check_password("not the password")
 
 
+# 128 characters without a repeating pattern
+LONGEST = "-".join(f"word{n}" for n in range(30))[:128]
+
+
 @pytest.mark.parametrize(
     ("password", "accepted"),
     [
         ("nine-char", False),
         ("ten-chars!", True),
-        ("y" * 128, True),
-        ("y" * 129, False),
+        (LONGEST, True),
+        (LONGEST + "y", False),
         ("qwertyuiop", False),
         ("98765432109876", False),
+        ("y" * 20, False),
+        ("passwordpasswordpass", False),
+        ("abcdefghijklmn", False),
+        ("ZYXWVUTSRQPONM", False),
+        ("abcdefghijklmnX", True),
+        ("passwordpasswordX", True),
     ],
 )
-def test_password_validators_enforce_length_commonness_and_digits(api, password, accepted):
+def test_password_validators_enforce_length_commonness_digits_and_patterns(api, password, accepted):
     body = {"full_name": "Grace Hopper", "email": "grace@example.com", "password": password}
 
     response = api.post("/api/v1/auth/register/", body, format="json")
