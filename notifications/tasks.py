@@ -8,12 +8,9 @@ import socket
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused, AnymailRequestsAPIError
 from celery import shared_task
 from celery.exceptions import Reject
-from django.db import InterfaceError as DatabaseInterfaceError
-from django.db import OperationalError as DatabaseOperationalError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from auth_service.celery import SecretArgsTask
+from auth_service.exceptions import is_unavailable
 from notifications import services
 
 logger = logging.getLogger(__name__)
@@ -30,21 +27,11 @@ _PERMANENT_SMTP = (
     smtplib.SMTPNotSupportedError,
 )
 
-_TRANSIENT = (
-    smtplib.SMTPException,
-    socket.timeout,
-    ConnectionError,
-    TimeoutError,
-    RedisConnectionError,
-    RedisTimeoutError,
-    # PostgreSQL unreachable or the connection lost: the worker looks the user up first.
-    DatabaseOperationalError,
-    DatabaseInterfaceError,
-)
+_TRANSIENT = (smtplib.SMTPException, socket.timeout, ConnectionError, TimeoutError)
 
 
 def is_transient(error: Exception) -> bool:
-    """Worth retrying: network or database trouble, the provider's 5xx/429, SMTP 4xx replies."""
+    """Worth retrying: network, database or Redis trouble, the provider's 5xx/429, SMTP 4xx."""
     if isinstance(error, (AnymailRecipientsRefused, *_PERMANENT_SMTP)):
         return False
     if isinstance(error, AnymailRequestsAPIError):
@@ -54,7 +41,9 @@ def is_transient(error: Exception) -> bool:
         return False
     if isinstance(error, smtplib.SMTPResponseException):
         return 400 <= error.smtp_code < 500
-    return isinstance(error, _TRANSIENT)
+    # PostgreSQL or Redis unreachable or refusing for now (what the web answers with a 503):
+    # the worker looks the user up and checks the token before it sends.
+    return isinstance(error, _TRANSIENT) or is_unavailable(error)
 
 
 def retry_delay(attempt: int) -> float:

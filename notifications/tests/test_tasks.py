@@ -10,6 +10,7 @@ from anymail.exceptions import AnymailRecipientsRefused, AnymailRequestsAPIError
 from django.core import mail
 from django.db import IntegrityError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
+from redis import exceptions as redis_errors
 
 from accounts import reset_tokens
 from accounts import services as services_accounts
@@ -118,6 +119,12 @@ def test_deactivated_user_gets_nothing(make_user):
         (AnymailRequestsAPIError(status_code=401), False),
         (AnymailRecipientsRefused(), False),
         (ValueError("bug"), False),
+        (redis_errors.ConnectionError("refused"), True),
+        (redis_errors.ReadOnlyError("You can't write against a read only replica."), True),
+        (redis_errors.ResponseError("BUSY Redis is busy running a script."), True),
+        (redis_errors.ResponseError("MISCONF Redis is configured to save RDB snapshots"), True),
+        (redis_errors.ResponseError("WRONGTYPE Operation against a key"), False),
+        (BrokerError("broker refused"), True),
     ],
 )
 def test_errors_are_classified_for_retry(error, transient):
