@@ -6,6 +6,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.conf import settings
 from django.db import transaction
 from django_redis import get_redis_connection
+from redis.exceptions import RedisError
 
 from accounts import reset_tokens
 from accounts.models import User
@@ -53,7 +54,17 @@ def password_reset_deliver(*, user_id: int, nonce: str) -> bool:
     emails.password_reset_email_send(
         to=user.email, full_name=user.full_name, link=password_reset_link(token=token)
     )
-    redis.set(sent_key, 1, ex=settings.PASSWORD_RESET_TIMEOUT)
+    try:
+        redis.set(sent_key, 1, ex=settings.PASSWORD_RESET_TIMEOUT)
+    except RedisError as error:
+        # The email is out: a retry for this would send it again. Only a redelivery of the
+        # message (a worker lost mid-task) could, within the token's life.
+        logger.warning(
+            "password reset: email sent to user %s, not marked sent: %s",
+            user_id,
+            type(error).__name__,
+        )
+        return True
     logger.info("password reset: email sent to user %s", user_id)
     return True
 

@@ -140,6 +140,25 @@ def test_a_reset_on_a_redis_out_of_memory_succeeds_and_the_notice_follows(
     assert told_of_the_change(smtp, account)
 
 
+def test_a_reset_email_sent_just_before_redis_refuses_writes_goes_out_once(
+    api, account, redis_server, smtp, worker, refusing
+):
+    # Given the worker is sending a reset email (held at the recipient)...
+    smtp.holding = True
+    assert api.post("/api/v1/auth/password/forgot/", {"email": account.email}).status_code == 202
+    wait_for(lambda: smtp.held == 1, timeout=30, what="the email being sent")
+
+    # ...when Redis starts refusing writes before the worker can note the email as sent
+    refusing(OUT_OF_MEMORY)
+    smtp.release()
+    worker.wait_for_log("not marked sent")
+    take_writes(redis_server)
+
+    # Then the email went out, and no retry will send it again
+    assert [m["To"] for m in smtp.wait_for(1)] == [account.email]
+    assert "retry 1 of" not in worker.output()
+
+
 @pytest.mark.parametrize("how", [OUT_OF_MEMORY, READ_ONLY, SNAPSHOT_FAILED, BUSY])
 def test_sessions_keep_working_while_redis_refuses_writes(api, account, refusing, how):
     refusing(how)
