@@ -1,6 +1,7 @@
-"""Rate limits for login and password reset, counted in Redis across every worker and instance.
+"""Rate limits for login, password change and password reset, counted in Redis across every
+worker and instance.
 
-Each limit holds in every rolling period per subject (client IP or email), counted atomically
+Each limit holds in every rolling period per subject (client IP, email, user), counted atomically
 in Redis (auth_service.counters). Subjects are keyed by an HMAC, so Redis never holds an email
 or an address in clear. When Redis is unreachable the limits fail open: availability of login
 matters more than throttling for the minutes Redis is gone, and the outage is logged once a
@@ -164,3 +165,15 @@ class ResetIPThrottle(ClientIPThrottle):
 
 class ResetEmailThrottle(EmailThrottle):
     scope = "reset_email"
+
+
+class PasswordChangeThrottle(RateThrottle):
+    """Counts per signed-in user. Each change checks the current password: without a limit,
+    someone holding a stolen session could guess it at the hasher's speed and take the
+    account over."""
+
+    scope = "password_change"
+
+    def get_subject(self, request: Request) -> str | None:
+        user = request.user
+        return str(user.pk) if user is not None and user.is_authenticated else None

@@ -12,6 +12,7 @@ from accounts.throttling import (
     LoginEmailThrottle,
     LoginIPThrottle,
     OneRoundTripThrottles,
+    PasswordChangeThrottle,
     ResetEmailThrottle,
     ResetIPThrottle,
 )
@@ -169,8 +170,9 @@ class MeView(APIView):
         return Response(serializers.user_data(request.user))
 
 
-class PasswordChangeView(APIView):
+class PasswordChangeView(OneRoundTripThrottles, APIView):
     permission_classes = [IsAuthenticated]
+    throttle_classes = [PasswordChangeThrottle]
 
     @extend_schema(
         tags=TAG,
@@ -185,6 +187,7 @@ class PasswordChangeView(APIView):
                 {"current_password": ["The current password is incorrect."]},
             ),
             401: schema.UNAUTHENTICATED,
+            429: schema.THROTTLED,
             503: schema.UNAVAILABLE,
         },
     )

@@ -258,6 +258,7 @@ THROTTLE_RATES = {
     "login_email": env_rate("THROTTLE_LOGIN_EMAIL", "5/min"),
     "reset_ip": env_rate("THROTTLE_RESET_IP", "20/hour"),
     "reset_email": env_rate("THROTTLE_RESET_EMAIL", "5/hour"),
+    "password_change": env_rate("THROTTLE_PASSWORD_CHANGE", "5/min"),
 }
 # How many proxies append to X-Forwarded-For in front of the app; the client is the entry that
 # many places from the right. 0 means no proxy: use the socket's address. On Render two do

@@ -75,6 +75,7 @@ def service_env(*, port: int, smtp_port: int, database_url: str, redis_url: str)
             "THROTTLE_LOGIN_EMAIL": NO_THROTTLE,
             "THROTTLE_RESET_IP": NO_THROTTLE,
             "THROTTLE_RESET_EMAIL": NO_THROTTLE,
+            "THROTTLE_PASSWORD_CHANGE": NO_THROTTLE,
         }
     )
     return env

@@ -1,4 +1,5 @@
-"""Login and reset rate limits: what an attacker, and an honest user next to one, sees."""
+"""Login, password change and reset rate limits: what an attacker, and an honest user next to
+one, sees."""
 
 import logging
 import time
@@ -6,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django_redis import get_redis_connection
+from rest_framework.test import APIClient
 
 from accounts import throttling
 from auth_service import counters
@@ -14,7 +16,13 @@ from conftest import PASSWORD
 LOGIN = "/api/v1/auth/login/"
 FORGOT = "/api/v1/auth/password/forgot/"
 RESET = "/api/v1/auth/password/reset/"
-RATES = {"login_ip": "1000/min", "login_email": "5/min", "reset_ip": "20/hour"}
+CHANGE = "/api/v1/auth/password/change/"
+RATES = {
+    "login_ip": "1000/min",
+    "login_email": "5/min",
+    "reset_ip": "20/hour",
+    "password_change": "5/min",
+}
 
 pytestmark = pytest.mark.django_db
 
@@ -283,7 +291,31 @@ def test_the_admin_sign_in_still_signs_staff_in(client, make_user):
     assert client.get("/admin/").status_code == 200
 
 
-@pytest.mark.parametrize("path", [LOGIN, FORGOT, RESET])
+def change(api, access, current=WRONG):
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+    body = {"current_password": current, "new_password": "a-brand-new-passphrase"}
+    return api.post(CHANGE, body, format="json")
+
+
+def test_sixth_password_change_of_a_user_in_a_minute_is_429(api, user, make_user, login):
+    access = login()["access"]
+    statuses = [change(api, access).status_code for _ in range(5)]
+
+    # Guessing the current password with a stolen session stops after five tries...
+    assert statuses == [400] * 5
+    refused = change(api, access, current=PASSWORD)
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "throttled"
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    # ...and the right one, sent then, changed nothing
+    login()
+    # Another user's changes are not held back
+    make_user(email="bob@example.com")
+    other = login(email="bob@example.com")["access"]
+    assert change(APIClient(), other, current=PASSWORD).status_code == 204
+
+
+@pytest.mark.parametrize("path", [LOGIN, FORGOT, RESET, CHANGE])
 def test_throttled_operations_document_429_with_retry_after(client, path):
     document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
 

@@ -24,7 +24,8 @@ SEED = 20261124
 MAX_EXAMPLES = 150
 # Rate limits would turn most generated requests into 429s and hide real behaviour.
 UNLIMITED = {
-    scope: "100000/min" for scope in ("login_ip", "login_email", "reset_ip", "reset_email")
+    scope: "100000/min"
+    for scope in ("login_ip", "login_email", "reset_ip", "reset_email", "password_change")
 }
 CHECKS = [
     schemathesis.checks.not_a_server_error,
