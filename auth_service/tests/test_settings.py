@@ -165,6 +165,7 @@ def test_a_rediss_broker_connects_with_tls():
                 "login_email": "5/min",
                 "reset_ip": "20/hour",
                 "reset_email": "5/hour",
+                "password_change": "5/min",
             },
         ),
         (
@@ -173,16 +174,18 @@ def test_a_rediss_broker_connects_with_tls():
                 "THROTTLE_LOGIN_EMAIL": "7/min",
                 "THROTTLE_RESET_IP": "3/day",
                 "THROTTLE_RESET_EMAIL": "2/second",
+                "THROTTLE_PASSWORD_CHANGE": "9/hour",
             },
             {
                 "login_ip": "100/minute",
                 "login_email": "7/min",
                 "reset_ip": "3/day",
                 "reset_email": "2/second",
+                "password_change": "9/hour",
             },
         ),
     ],
-    ids=["the contract's defaults", "each from its variable"],
+    ids=["the contract's defaults and ours", "each from its variable"],
 )
 def test_rate_limits_come_from_the_environment(env, rates):
     result = load_settings(show="s.THROTTLE_RATES", **env)
