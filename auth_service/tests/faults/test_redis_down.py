@@ -112,10 +112,12 @@ def test_password_change_holds_and_its_notice_still_arrives_while_redis_is_down(
         ]
     )
 
-    # Then the changes are done promptly (publishing fails fast), and the new passwords work
+    # Then the changes are done promptly, and the new passwords work. A change asks Redis three
+    # things (its rate limit, which fails open; ending an emailed reset link; queuing the
+    # notice), and a frozen Redis makes each wait out its 1 s timeout.
     assert [r.status_code for r in changes] == [204] * len(users)
     slow = [r.elapsed.total_seconds() for r in changes]
-    assert max(slow) < PROMPT, slow
+    assert max(slow) < PROMPT + (1.0 if how == "frozen" else 0.0), slow
     login = api.post("/api/v1/auth/login/", {"email": users[0].email, "password": NEW_PASSWORD})
     assert login.status_code == 200
     # And each user is told, once, though Redis is still out: the worker's sweep sends the
