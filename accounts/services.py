@@ -2,7 +2,7 @@
 
 import logging
 
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, hashers
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
@@ -123,9 +123,11 @@ def password_set(
 
 def password_change(*, user: User, current_password: str, new_password: str) -> None:
     """Change the password of a signed-in user who proves the current one."""
-    if not user.check_password(current_password):
+    # Checked without upgrading the stored hash (user.check_password would save a re-hash):
+    # the change below is saved only if the hash it proved is still the stored one.
+    proven_hash = user.password
+    if not hashers.check_password(current_password, proven_hash):
         raise ValidationError({"current_password": [WRONG_PASSWORD]})
-    proven_hash = user.password  # after check_password, which may have upgraded it
     password_check_strength(password=new_password, user=user, field="new_password")
     password_set(user=user, password=new_password, proven_hash=proven_hash)
 

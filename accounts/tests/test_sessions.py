@@ -1,6 +1,7 @@
 """Refresh rotation, logout, me and password change: what a signed-in client sees."""
 
 import pytest
+from django.contrib.auth.hashers import make_password
 from django.core import mail
 from rest_framework.exceptions import ValidationError
 from rest_framework.test import APIClient
@@ -219,10 +220,8 @@ def test_password_change_rejects_weak_new_password_and_keeps_the_old(auth_api, l
 def test_of_two_changes_that_proved_the_same_password_only_the_first_is_saved(
     user, login, eager_tasks
 ):
-    # Both requests checked the current password before either saved (two devices at once)
+    # Both requests loaded the user, and so the hash they check, before either saved
     first, second = (User.objects.get(pk=user.pk) for _ in range(2))
-    for request in (first, second):
-        assert request.check_password(PASSWORD)
 
     services.password_change(
         user=first, current_password=PASSWORD, new_password="the first new passphrase"
@@ -236,6 +235,26 @@ def test_of_two_changes_that_proved_the_same_password_only_the_first_is_saved(
     assert refused.value.detail == {"current_password": ["The current password is incorrect."]}
     login(password="the first new passphrase")
     assert len(mail.outbox) == 1
+
+
+def test_a_change_racing_another_does_not_bring_back_the_old_password_by_rehashing_it(
+    user, login, eager_tasks
+):
+    # Given a hash from an older hasher, which a successful check would upgrade and save
+    user.password = make_password(PASSWORD, hasher="pbkdf2_sha256")
+    user.save(update_fields=["password"])
+    first, second = (User.objects.get(pk=user.pk) for _ in range(2))
+
+    services.password_change(
+        user=first, current_password=PASSWORD, new_password="the first new passphrase"
+    )
+    with pytest.raises(ValidationError):
+        services.password_change(
+            user=second, current_password=PASSWORD, new_password="the second new passphrase"
+        )
+
+    # The late request's check did not write a fresh hash of the old password over the change
+    login(password="the first new passphrase")
 
 
 def test_password_change_needs_a_bearer_token(api):
