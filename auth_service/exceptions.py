@@ -11,8 +11,8 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, InternalError, OperationalError
 from django.http import Http404, JsonResponse
 from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ClusterDownError as RedisClusterDownError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MasterDownError as RedisMasterDownError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import ReadOnlyError as RedisReadOnlyError
 from redis.exceptions import ResponseError as RedisResponseError
@@ -43,14 +43,14 @@ UNAVAILABLE_ERRORS = (
     RedisTimeoutError,
     RedisOutOfMemoryError,
     RedisReadOnlyError,
-    RedisMasterDownError,
+    RedisClusterDownError,  # also MASTERDOWN's class
     RedisTryAgainError,
     BrokerError,
 )
 # Replies of a Redis that is up but cannot serve for now, which redis-py raises as a plain
 # ResponseError: writes stopped after a failed snapshot (MISCONF), a script past its time limit
-# (BUSY), a cluster without a quorum (CLUSTERDOWN). Other ResponseErrors are bugs (a 500).
-UNAVAILABLE_REDIS_REPLIES = ("MISCONF ", "BUSY ", "CLUSTERDOWN ")
+# (BUSY), too few replicas for a write (NOREPLICAS). Other ResponseErrors are bugs (a 500).
+UNAVAILABLE_REDIS_REPLIES = ("MISCONF ", "BUSY ", "NOREPLICAS ")
 
 
 def is_unavailable(exc: BaseException) -> bool:

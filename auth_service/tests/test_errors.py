@@ -11,6 +11,7 @@ from django.db import (
     ProgrammingError,
 )
 from redis import exceptions as redis_errors
+from redis._parsers.base import BaseParser
 
 from auth_service.exceptions import json_exception_handler
 from conftest import PASSWORD
@@ -272,9 +273,18 @@ def test_a_database_that_fails_is_503_json(caplog, error):
         redis_errors.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
         redis_errors.ReadOnlyError("You can't write against a read only replica."),
         redis_errors.MasterDownError("Link with MASTER is down"),
-        redis_errors.ResponseError("MISCONF Redis is configured to save RDB snapshots, but..."),
-        redis_errors.ResponseError("BUSY Redis is busy running a script. You can only call..."),
-        redis_errors.TryAgainError("Multiple keys request during rehashing of slot"),
+        # As redis-py makes them from the server's replies
+        *(
+            BaseParser.parse_error(reply)
+            for reply in (
+                "MISCONF Redis is configured to save RDB snapshots, but it's currently unable",
+                "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN",
+                "NOREPLICAS Not enough good replicas to write.",
+                "CLUSTERDOWN The cluster is down",
+                "TRYAGAIN Multiple keys request during rehashing of slot",
+                "LOADING Redis is loading the dataset in memory",
+            )
+        ),
     ],
 )
 def test_a_redis_that_cannot_serve_is_503_json(caplog, error):
@@ -288,9 +298,9 @@ def test_a_redis_that_cannot_serve_is_503_json(caplog, error):
 @pytest.mark.parametrize(
     "error",
     [
-        redis_errors.ResponseError("WRONGTYPE Operation against a key holding the wrong value"),
-        redis_errors.ResponseError("ERR unknown command 'GETDEL'"),
-        redis_errors.ResponseError("BUSYKEY Target key name already exists."),
+        BaseParser.parse_error("WRONGTYPE Operation against a key holding the wrong value"),
+        BaseParser.parse_error("ERR unknown command 'GETDEL'"),
+        BaseParser.parse_error("BUSYKEY Target key name already exists."),
     ],
 )
 def test_a_redis_reply_that_is_a_bug_is_a_500_not_an_outage(caplog, error):
