@@ -4,6 +4,8 @@ Redis holds only SHA-256 digests, never a raw token:
 
     reset:token:<digest> -> user id       (the token's life; consumed by GETDEL)
     reset:user:<id>      -> digest        (the user's current token, so a new one replaces it)
+    reset:live:<id>      -> sorted set    (every token of the user that may still work, by
+                                           issue time, so none is missed when they all must end)
 
 The raw token is derived from a random 256-bit nonce with an HMAC keyed by the server secret.
 The Celery message carries only the user id and the nonce, so the broker (also Redis) never
@@ -31,26 +33,45 @@ logger = logging.getLogger(__name__)
 PREFIX = "auth:reset:"
 _HMAC_SALT = "accounts.reset_tokens"
 
-# Issue atomically: store the new pair with one expiry, and hand back the user's previous token,
-# which keeps working until its link is no longer the latest one (token_replacing). Writes
-# first: a Redis out of memory (or a read-only replica) refuses a script's first SET, before
-# anything changed.
+# Issue atomically: the new token, the user's current one, and its place among the user's live
+# tokens, all with one expiry. Earlier tokens keep working until the new link is on its way
+# (token_replacing). Writes first: a Redis out of memory (or a read-only replica) refuses a
+# script's first SET, before anything changed.
 _ISSUE = """
-local old = redis.call('GET', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-return old
+local now = redis.call('TIME')
+redis.call('ZADD', KEYS[3], now[1] * 1000000 + now[2], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+return 1
 """
 
-# Take back a token whose email could not be queued: the previous one, if still alive, is the
-# user's current token again, unless a newer request has replaced both meanwhile.
+# The new link is on its way: every token of the user issued before it ends. Tokens issued
+# after it (a request still in flight) are left alone.
+_RETIRE = """
+local issued = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not issued then return 0 end
+local older = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. issued)
+for _, old in ipairs(older) do redis.call('DEL', ARGV[2] .. old) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. issued)
+return #older
+"""
+
+# Take back a token whose email could not be queued. If it was the user's current token, the
+# newest one still alive (the link already in the inbox) is current again. Deletes first: a
+# Redis out of memory still lets the script finish once it has written.
 _WITHDRAW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  local ttl = -2
-  if ARGV[2] ~= '' then ttl = redis.call('PTTL', ARGV[3] .. ARGV[2]) end
-  if ttl > 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl) else redis.call('DEL', KEYS[1]) end
-end
 redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 1 end
+for _, token in ipairs(redis.call('ZREVRANGE', KEYS[3], 0, -1)) do
+  local ttl = redis.call('PTTL', ARGV[2] .. token)
+  if ttl > 0 then
+    redis.call('SET', KEYS[1], token, 'PX', ttl)
+    return 1
+  end
+end
+redis.call('DEL', KEYS[1])
 return 1
 """
 
@@ -60,23 +81,31 @@ _CONSUME = """
 local ttl = redis.call('PTTL', KEYS[1])
 local uid = redis.call('GETDEL', KEYS[1])
 if not uid then return nil end
+redis.call('ZREM', ARGV[3] .. uid, ARGV[2])
 local user_key = ARGV[1] .. uid
 if redis.call('GET', user_key) == ARGV[2] then redis.call('DEL', user_key) end
 return {uid, ttl}
 """
 
 # Put a consumed token back for the rest of its life, unless the user has asked for a newer one.
+# Among the live tokens it counts as the oldest: any newer link that goes out ends it.
 _RESTORE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
 return 1
 """
 
-# Drop the user's live token, if any: a password set some other way ends the emailed link too.
+# End every token of the user: a password set some other way ends every emailed link too.
 _REVOKE = """
+for _, token in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  redis.call('DEL', ARGV[1] .. token)
+end
 local current = redis.call('GET', KEYS[1])
-if current then redis.call('DEL', KEYS[1], ARGV[1] .. current) end
+if current then redis.call('DEL', ARGV[1] .. current) end
+redis.call('DEL', KEYS[1], KEYS[2])
 return 1
 """
 
@@ -86,7 +115,6 @@ class IssuedToken:
     nonce: str
     token: str
     user_id: int
-    previous_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +141,10 @@ def _user_key(user_id: int) -> str:
     return f"{PREFIX}user:{user_id}"
 
 
+def _live_key(user_id: int) -> str:
+    return f"{PREFIX}live:{user_id}"
+
+
 def token_from_nonce(nonce: str) -> str:
     """The raw token for a nonce: 256 bits, URL-safe. Needs SECRET_KEY to compute."""
     return salted_hmac(_HMAC_SALT, nonce, algorithm="sha256").hexdigest()
@@ -129,43 +161,40 @@ def token_issue(*, user_id: int) -> IssuedToken:
 def token_replacing(*, user_id: int) -> Iterator[IssuedToken]:
     """A fresh token for the user, live from the start of the block.
 
-    The user's earlier token ends when the block succeeds. When it fails (the email could not
+    The user's earlier tokens end when the block succeeds. When it fails (the email could not
     be queued), the new token is taken back and the earlier one, already in the user's inbox,
     keeps working: a failed request must not cost the user a link they have.
     """
     nonce = secrets.token_urlsafe(32)
     token = token_from_nonce(nonce)
     token_digest = digest(token)
-    previous = redis_scripts.run(
+    redis_scripts.run(
         _redis(),
         _ISSUE,
-        [_user_key(user_id), _token_key(token_digest)],
-        [token_digest, user_id, settings.PASSWORD_RESET_TIMEOUT, f"{PREFIX}token:"],
+        [_user_key(user_id), _token_key(token_digest), _live_key(user_id)],
+        [token_digest, user_id, settings.PASSWORD_RESET_TIMEOUT],
     )
-    issued = IssuedToken(
-        nonce=nonce,
-        token=token,
-        user_id=user_id,
-        previous_digest=previous.decode() if previous is not None else None,
-    )
+    issued = IssuedToken(nonce=nonce, token=token, user_id=user_id)
     try:
         yield issued
     except BaseException:
         _withdraw(issued)
         raise
-    _retire_previous(issued)
+    _retire_earlier(issued)
 
 
 def _withdraw(issued: IssuedToken) -> None:
+    token_digest = digest(issued.token)
     try:
         redis_scripts.run(
             _redis(),
             _WITHDRAW,
-            [_user_key(issued.user_id), _token_key(digest(issued.token))],
-            [digest(issued.token), issued.previous_digest or "", f"{PREFIX}token:"],
+            [_user_key(issued.user_id), _token_key(token_digest), _live_key(issued.user_id)],
+            [token_digest, f"{PREFIX}token:"],
         )
     except RedisError as error:
-        # Unsent, the new token is unknown to anyone; the earlier one was never deleted.
+        # Unsent, the new token is unknown to anyone; the earlier ones were never deleted, and
+        # the next link that goes out, or a password change, ends them all.
         logger.warning(
             "unsent reset token of user %s left to expire: %s",
             issued.user_id,
@@ -173,15 +202,21 @@ def _withdraw(issued: IssuedToken) -> None:
         )
 
 
-def _retire_previous(issued: IssuedToken) -> None:
-    # Always one DEL, with or without an earlier token: forgot for an unknown email (whose
-    # placeholder account nearly always has one) must take as long as for a known one.
+def _retire_earlier(issued: IssuedToken) -> None:
+    # The same one script for every forgot, whether the user had earlier tokens or not, and
+    # for unknown emails too: timing must not tell them apart.
     try:
-        _redis().delete(_token_key(issued.previous_digest or "none"))
+        redis_scripts.run(
+            _redis(),
+            _RETIRE,
+            [_live_key(issued.user_id)],
+            [digest(issued.token), f"{PREFIX}token:"],
+        )
     except RedisError as error:
-        # The new link is on its way: the request succeeded. The earlier link expires on time.
+        # The new link is on its way: the request succeeded. The earlier ones end with the next
+        # link that goes out, a password change, or their expiry.
         logger.warning(
-            "earlier reset link of user %s left to expire: %s",
+            "earlier reset links of user %s left to expire: %s",
             issued.user_id,
             type(error).__name__,
         )
@@ -199,7 +234,10 @@ def token_consume(*, token: str) -> ConsumedToken | None:
     """Use the token up; None if unknown, expired or already used."""
     token_digest = digest(token)
     used = redis_scripts.run(
-        _redis(), _CONSUME, [_token_key(token_digest)], [f"{PREFIX}user:", token_digest]
+        _redis(),
+        _CONSUME,
+        [_token_key(token_digest)],
+        [f"{PREFIX}user:", token_digest, f"{PREFIX}live:"],
     )
     if used is None:
         return None
@@ -216,7 +254,11 @@ def token_restore(consumed: ConsumedToken) -> bool:
         restored = redis_scripts.run(
             _redis(),
             _RESTORE,
-            [_user_key(consumed.user_id), _token_key(consumed.token_digest)],
+            [
+                _user_key(consumed.user_id),
+                _token_key(consumed.token_digest),
+                _live_key(consumed.user_id),
+            ],
             [consumed.token_digest, consumed.user_id, consumed.ms_left],
         )
     except RedisError as error:
@@ -228,8 +270,10 @@ def token_restore(consumed: ConsumedToken) -> bool:
 
 
 def token_revoke(*, user_id: int) -> None:
-    """Make the user's live token, if any, stop working."""
-    redis_scripts.run(_redis(), _REVOKE, [_user_key(user_id)], [f"{PREFIX}token:"])
+    """Make every token of the user stop working."""
+    redis_scripts.run(
+        _redis(), _REVOKE, [_user_key(user_id), _live_key(user_id)], [f"{PREFIX}token:"]
+    )
 
 
 def token_is_current(*, user_id: int, token: str) -> bool:

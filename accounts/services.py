@@ -102,14 +102,11 @@ def password_set(
         raise
     # The change is committed: nothing after this may fail the request, which would tell the
     # client its new password was not saved.
-    if reset_token is None:
-        try:
-            # A reset link emailed before the change must not undo it.
-            reset_tokens.token_revoke(user_id=user.pk)
-        except RedisError as error:
-            logger.warning(
-                "reset link of user %s left to expire: %s", user.pk, type(error).__name__
-            )
+    try:
+        # Every other reset link ends too: one emailed before the change must not undo it.
+        reset_tokens.token_revoke(user_id=user.pk)
+    except RedisError as error:
+        logger.warning("reset links of user %s left to expire: %s", user.pk, type(error).__name__)
     try:
         tasks.send_password_changed_notice.delay(notice.pk)
     except Exception as error:

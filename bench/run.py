@@ -439,6 +439,7 @@ class Bench:
             "throttle counter, one request (auth:counter:*)": "auth:counter:*",
             "reset token (auth:reset:token:*)": "auth:reset:token:*",
             "reset user pointer (auth:reset:user:*)": "auth:reset:user:*",
+            "reset live set, one token (auth:reset:live:*)": "auth:reset:live:*",
             "reset sent marker (auth:reset:sent:*)": "auth:reset:sent:*",
         }
         time.sleep(1.1)  # every earlier request's counters gone

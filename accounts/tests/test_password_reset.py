@@ -6,7 +6,7 @@ import pytest
 from django.core import mail
 from django.db import connection
 
-from accounts import reset_tokens
+from accounts import reset_tokens, services
 from accounts.tests.test_reset_tokens import all_redis_bytes
 from conftest import PASSWORD
 
@@ -330,3 +330,15 @@ def test_a_password_change_ends_a_pending_reset_link(api, user, auth_api):
     assert reset.json() == TOKEN_INVALID
     user.refresh_from_db()
     assert user.check_password(NEW_PASSWORD)
+
+
+def test_a_reset_ends_every_other_link_of_the_user(user):
+    used = reset_tokens.token_issue(user_id=user.pk)
+
+    # While another forgot of the user is still queuing its email, the older link is used
+    with reset_tokens.token_replacing(user_id=user.pk) as pending:
+        services.password_reset_confirm(token=used.token, password=NEW_PASSWORD)
+
+    # The newer link, about to arrive, cannot undo the reset
+    assert reset_tokens.token_peek(token=pending.token) is None
+    assert not reset_tokens.token_is_current(user_id=user.pk, token=pending.token)

@@ -170,11 +170,49 @@ def test_a_failed_request_does_not_undo_a_newer_one():
         user_id=7, meanwhile=lambda: newer.append(reset_tokens.token_issue(user_id=7))
     )
 
+    # The newer link is the one that works, and the only one
     assert reset_tokens.token_is_current(user_id=7, token=newer[0].token)
     assert reset_tokens.token_peek(token=failed.token) is None
-    # The concurrent request replaced the failed one's token, not the earlier link: that one
-    # lives out its expiry, as it would have without the failed request.
-    assert reset_tokens.token_peek(token=earlier.token) == 7
+    assert reset_tokens.token_peek(token=earlier.token) is None
+
+
+def test_a_link_going_out_ends_earlier_ones_but_not_a_newer_one_still_on_its_way():
+    earlier = reset_tokens.token_issue(user_id=7)
+
+    with reset_tokens.token_replacing(user_id=7) as first:
+        with reset_tokens.token_replacing(user_id=7) as second:
+            pass  # the later request's email was queued first
+        assert reset_tokens.token_peek(token=first.token) is None
+    # The earlier request, finishing last, did not end the later one's link
+    assert reset_tokens.token_peek(token=second.token) == 7
+    assert reset_tokens.token_peek(token=earlier.token) is None
+
+
+def test_a_password_change_during_a_request_that_fails_ends_every_link():
+    earlier = reset_tokens.token_issue(user_id=7)
+
+    failed = failing_to_queue(user_id=7, meanwhile=lambda: reset_tokens.token_revoke(user_id=7))
+
+    for token in (earlier, failed):
+        assert reset_tokens.token_peek(token=token.token) is None
+        assert not reset_tokens.token_is_current(user_id=7, token=token.token)
+
+
+def test_revoking_ends_links_still_in_their_window(redis_client):
+    earlier = reset_tokens.token_issue(user_id=7)
+
+    with reset_tokens.token_replacing(user_id=7) as pending:
+        reset_tokens.token_revoke(user_id=7)
+
+    assert reset_tokens.token_peek(token=earlier.token) is None
+    assert reset_tokens.token_peek(token=pending.token) is None
+    assert list(redis_client.scan_iter(f"{reset_tokens.PREFIX}*")) == []
+
+
+def test_the_live_set_expires_with_the_tokens(redis_client, settings):
+    reset_tokens.token_issue(user_id=7)
+
+    assert 0 < redis_client.ttl(f"{reset_tokens.PREFIX}live:7") <= settings.PASSWORD_RESET_TIMEOUT
 
 
 def test_the_earlier_link_keeps_its_own_expiry_when_it_is_current_again(redis_client):
