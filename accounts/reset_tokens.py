@@ -36,12 +36,17 @@ _HMAC_SALT = "accounts.reset_tokens"
 # Issue atomically: the new token, the user's current one, and its place among the user's live
 # tokens, all with one expiry. Earlier tokens keep working until the new link is on its way
 # (token_replacing). Writes first: a Redis out of memory (or a read-only replica) refuses a
-# script's first SET, before anything changed.
+# script's first SET, before anything changed. The place is the server's clock in microseconds,
+# but always after the newest token already there: a clock stepped back (NTP, a failover to
+# another machine) must not put a new token before an old one.
 _ISSUE = """
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 local now = redis.call('TIME')
-redis.call('ZADD', KEYS[3], now[1] * 1000000 + now[2], ARGV[1])
+local place = now[1] * 1000000 + now[2]
+local newest = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+if newest[2] and tonumber(newest[2]) >= place then place = tonumber(newest[2]) + 1 end
+redis.call('ZADD', KEYS[3], place, ARGV[1])
 redis.call('EXPIRE', KEYS[3], ARGV[3])
 return 1
 """
@@ -76,24 +81,25 @@ return 1
 """
 
 # Consume atomically: whoever gets the user id back is the one request that used the token.
-# Its remaining life comes back too, so a reset that fails after this can put it back.
+# Its remaining life comes back too, so a reset that fails after this can put it back. Its
+# place among the live tokens stays until a newer link goes out or every token ends: that
+# place is what lets it be put back.
 _CONSUME = """
 local ttl = redis.call('PTTL', KEYS[1])
 local uid = redis.call('GETDEL', KEYS[1])
 if not uid then return nil end
-redis.call('ZREM', ARGV[3] .. uid, ARGV[2])
 local user_key = ARGV[1] .. uid
 if redis.call('GET', user_key) == ARGV[2] then redis.call('DEL', user_key) end
 return {uid, ttl}
 """
 
-# Put a consumed token back for the rest of its life, unless the user has asked for a newer one.
-# Among the live tokens it counts as the oldest: any newer link that goes out ends it.
+# Put a consumed token back for the rest of its life (the reset it was used for failed), unless
+# it has ended meanwhile: a newer link went out, or a password change ended every token. It is
+# the user's current token again unless a newer request is still queuing its email.
 _RESTORE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-redis.call('ZADD', KEYS[3], 0, ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) end
 if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
 return 1
 """
@@ -237,7 +243,7 @@ def token_consume(*, token: str) -> ConsumedToken | None:
         _redis(),
         _CONSUME,
         [_token_key(token_digest)],
-        [f"{PREFIX}user:", token_digest, f"{PREFIX}live:"],
+        [f"{PREFIX}user:", token_digest],
     )
     if used is None:
         return None
@@ -247,7 +253,8 @@ def token_consume(*, token: str) -> ConsumedToken | None:
 
 def token_restore(consumed: ConsumedToken) -> bool:
     """Make a consumed token work again for the rest of its life (the reset it was used for
-    failed), unless the user has a newer one by now. False if it could not be put back."""
+    failed), unless it has ended meanwhile (a newer link went out, or a password change ended
+    every token). False if it could not be put back."""
     if consumed.ms_left <= 0:
         return False
     try:
@@ -276,7 +283,14 @@ def token_revoke(*, user_id: int) -> None:
     )
 
 
+def token_is_live(*, user_id: int, token: str) -> bool:
+    """Whether the token still works for this user (not expired, ended by a newer link or a
+    password change, or used): what the worker checks before it emails the link."""
+    owner = _redis().get(_token_key(digest(token)))
+    return owner is not None and owner.decode() == str(user_id)
+
+
 def token_is_current(*, user_id: int, token: str) -> bool:
-    """Whether this is still the user's live token (not expired, replaced or used)."""
+    """Whether this is the user's current token: the newest one still alive."""
     current = _redis().get(_user_key(user_id))
     return current is not None and hmac.compare_digest(current.decode(), digest(token))

@@ -41,7 +41,7 @@ def password_reset_deliver(*, user_id: int, nonce: str) -> bool:
         logger.info("password reset: no active account for user %s; nothing sent", user_id)
         return False
     token = reset_tokens.token_from_nonce(nonce)
-    if not reset_tokens.token_is_current(user_id=user_id, token=token):
+    if not reset_tokens.token_is_live(user_id=user_id, token=token):
         logger.info(
             "password reset: token for user %s expired, used or replaced; nothing sent", user_id
         )

@@ -178,14 +178,76 @@ def test_a_failed_request_does_not_undo_a_newer_one():
 
 def test_a_link_going_out_ends_earlier_ones_but_not_a_newer_one_still_on_its_way():
     earlier = reset_tokens.token_issue(user_id=7)
+    first_request = reset_tokens.token_replacing(user_id=7)
+    first = first_request.__enter__()
+    second_request = reset_tokens.token_replacing(user_id=7)
+    second = second_request.__enter__()
 
-    with reset_tokens.token_replacing(user_id=7) as first:
-        with reset_tokens.token_replacing(user_id=7) as second:
-            pass  # the later request's email was queued first
-        assert reset_tokens.token_peek(token=first.token) is None
-    # The earlier request, finishing last, did not end the later one's link
-    assert reset_tokens.token_peek(token=second.token) == 7
+    # The first request's email is queued while the second is still queuing its own
+    first_request.__exit__(None, None, None)
+
     assert reset_tokens.token_peek(token=earlier.token) is None
+    assert reset_tokens.token_peek(token=first.token) == 7
+    assert reset_tokens.token_peek(token=second.token) == 7
+    # Then the second's goes out too: only its link works
+    second_request.__exit__(None, None, None)
+    assert reset_tokens.token_peek(token=first.token) is None
+    assert reset_tokens.token_peek(token=second.token) == 7
+
+
+def test_a_new_token_comes_after_the_newest_even_if_the_clock_went_back(redis_client):
+    earlier = reset_tokens.token_issue(user_id=7)
+    # As if the earlier token had been issued by a server whose clock was an hour ahead
+    live = f"{reset_tokens.PREFIX}live:7"
+    ahead = redis_client.zscore(live, reset_tokens.digest(earlier.token)) + 3_600_000_000
+    redis_client.zadd(live, {reset_tokens.digest(earlier.token): ahead})
+
+    issued = reset_tokens.token_issue(user_id=7)
+
+    assert reset_tokens.token_peek(token=earlier.token) is None
+    assert reset_tokens.token_peek(token=issued.token) == 7
+
+
+def test_a_withdrawn_token_hands_back_to_the_newest_that_still_works(redis_client):
+    oldest = reset_tokens.token_issue(user_id=7)
+    # A newer request still queuing its email, whose token has expired meanwhile
+    expired = reset_tokens.token_replacing(user_id=7).__enter__()
+    redis_client.delete(f"{reset_tokens.PREFIX}token:{reset_tokens.digest(expired.token)}")
+
+    failed = failing_to_queue(user_id=7)
+
+    # The newest other token had expired: the oldest, still alive, is current again
+    assert reset_tokens.token_peek(token=failed.token) is None
+    assert reset_tokens.token_is_current(user_id=7, token=oldest.token)
+    assert reset_tokens.token_peek(token=oldest.token) == 7
+
+
+def test_a_used_token_is_not_put_back_after_a_password_change_ended_every_token(redis_client):
+    issued = reset_tokens.token_issue(user_id=7)
+    consumed = reset_tokens.token_consume(token=issued.token)
+    reset_tokens.token_revoke(user_id=7)  # a password change committed meanwhile
+
+    assert not reset_tokens.token_restore(consumed)
+
+    assert reset_tokens.token_peek(token=issued.token) is None
+    assert list(redis_client.scan_iter(f"{reset_tokens.PREFIX}*")) == []
+
+
+def test_a_used_token_is_put_back_beside_a_newer_one_still_on_its_way():
+    issued = reset_tokens.token_issue(user_id=7)
+    consumed = reset_tokens.token_consume(token=issued.token)
+
+    # A newer forgot is queuing its email when the reset fails and puts the token back...
+    failed = []
+    failing_to_queue(
+        user_id=7,
+        meanwhile=lambda: failed.append(reset_tokens.token_restore(consumed)),
+    )
+
+    # ...and that newer request fails too: the link the user has works again
+    assert failed == [True]
+    assert reset_tokens.token_peek(token=issued.token) == 7
+    assert reset_tokens.token_is_current(user_id=7, token=issued.token)
 
 
 def test_a_password_change_during_a_request_that_fails_ends_every_link():
@@ -210,9 +272,15 @@ def test_revoking_ends_links_still_in_their_window(redis_client):
 
 
 def test_the_live_set_expires_with_the_tokens(redis_client, settings):
-    reset_tokens.token_issue(user_id=7)
+    issued = reset_tokens.token_issue(user_id=7)
+    live = f"{reset_tokens.PREFIX}live:7"
+    assert 0 < redis_client.ttl(live) <= settings.PASSWORD_RESET_TIMEOUT
 
-    assert 0 < redis_client.ttl(f"{reset_tokens.PREFIX}live:7") <= settings.PASSWORD_RESET_TIMEOUT
+    # Also when a used token is put back for longer than the set had left
+    consumed = reset_tokens.token_consume(token=issued.token)
+    redis_client.pexpire(live, 1_000)
+    assert reset_tokens.token_restore(consumed)
+    assert 1_000 < redis_client.pttl(live) <= consumed.ms_left
 
 
 def test_the_earlier_link_keeps_its_own_expiry_when_it_is_current_again(redis_client):
