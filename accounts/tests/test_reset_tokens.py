@@ -8,7 +8,7 @@ from accounts import reset_tokens
 
 
 def all_redis_bytes(redis_client) -> bytes:
-    """Every key and string/list value in the test's Redis database, concatenated."""
+    """Every key and value in the test's Redis database, joined."""
     chunks = []
     for key in redis_client.scan_iter():
         chunks.append(key)
@@ -17,6 +17,15 @@ def all_redis_bytes(redis_client) -> bytes:
             chunks.append(redis_client.get(key))
         elif kind == b"list":
             chunks.extend(redis_client.lrange(key, 0, -1))
+        elif kind == b"set":
+            chunks.extend(redis_client.smembers(key))
+        elif kind == b"zset":
+            chunks.extend(redis_client.zrange(key, 0, -1))
+        elif kind == b"hash":
+            for field, value in redis_client.hgetall(key).items():
+                chunks.extend((field, value))
+        else:
+            raise AssertionError(f"a {kind!r} the test does not read: {key!r}")
     return b"|".join(chunks)
 
 
