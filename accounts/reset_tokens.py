@@ -81,16 +81,18 @@ return 1
 """
 
 # Consume atomically: whoever gets the user id back is the one request that used the token.
-# Its remaining life comes back too, so a reset that fails after this can put it back. Its
-# place among the live tokens stays until a newer link goes out or every token ends: that
-# place is what lets it be put back.
+# When it would have expired (Redis's clock, in ms) comes back too, so a reset that fails after
+# this can put it back for what is left of its life, not for as long again. Its place among
+# the live tokens stays until a newer link goes out or every token ends: that place is what
+# lets it be put back.
 _CONSUME = """
 local ttl = redis.call('PTTL', KEYS[1])
 local uid = redis.call('GETDEL', KEYS[1])
 if not uid then return nil end
 local user_key = ARGV[1] .. uid
 if redis.call('GET', user_key) == ARGV[2] then redis.call('DEL', user_key) end
-return {uid, ttl}
+local now = redis.call('TIME')
+return {uid, now[1] * 1000 + math.floor(now[2] / 1000) + ttl}
 """
 
 # Put a consumed token back for the rest of its life (the reset it was used for failed), unless
@@ -98,9 +100,12 @@ return {uid, ttl}
 # the user's current token again unless a newer request is still queuing its email.
 _RESTORE = """
 if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 0 end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) end
-if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
+local now = redis.call('TIME')
+local left = tonumber(ARGV[3]) - (now[1] * 1000 + math.floor(now[2] / 1000))
+if left <= 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', left)
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', left) end
+if redis.call('PTTL', KEYS[3]) < left then redis.call('PEXPIRE', KEYS[3], left) end
 return 1
 """
 
@@ -127,7 +132,7 @@ class IssuedToken:
 class ConsumedToken:
     user_id: int
     token_digest: str
-    ms_left: int
+    expires_at_ms: int  # by Redis's clock
 
 
 def _redis():
@@ -247,16 +252,16 @@ def token_consume(*, token: str) -> ConsumedToken | None:
     )
     if used is None:
         return None
-    user_id, ms_left = used
-    return ConsumedToken(user_id=int(user_id), token_digest=token_digest, ms_left=int(ms_left))
+    user_id, expires_at_ms = used
+    return ConsumedToken(
+        user_id=int(user_id), token_digest=token_digest, expires_at_ms=int(expires_at_ms)
+    )
 
 
 def token_restore(consumed: ConsumedToken) -> bool:
     """Make a consumed token work again for the rest of its life (the reset it was used for
     failed), unless it has ended meanwhile (a newer link went out, or a password change ended
-    every token). False if it could not be put back."""
-    if consumed.ms_left <= 0:
-        return False
+    every token), or its life is over. False if it could not be put back."""
     try:
         restored = redis_scripts.run(
             _redis(),
@@ -266,7 +271,7 @@ def token_restore(consumed: ConsumedToken) -> bool:
                 _token_key(consumed.token_digest),
                 _live_key(consumed.user_id),
             ],
-            [consumed.token_digest, consumed.user_id, consumed.ms_left],
+            [consumed.token_digest, consumed.user_id, consumed.expires_at_ms],
         )
     except RedisError as error:
         logger.warning(

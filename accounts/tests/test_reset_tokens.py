@@ -105,7 +105,7 @@ def test_token_is_derived_from_nonce_with_the_secret(settings):
     assert reset_tokens.token_from_nonce(issued.nonce) != issued.token
 
 
-def test_a_consumed_token_put_back_works_again_for_the_rest_of_its_life(redis_client):
+def test_a_consumed_token_put_back_works_again_for_the_rest_of_its_life(redis_client, settings):
     issued = reset_tokens.token_issue(user_id=7)
     consumed = reset_tokens.token_consume(token=issued.token)
 
@@ -114,7 +114,34 @@ def test_a_consumed_token_put_back_works_again_for_the_rest_of_its_life(redis_cl
     assert reset_tokens.token_peek(token=issued.token) == 7
     assert reset_tokens.token_is_current(user_id=7, token=issued.token)
     key = f"{reset_tokens.PREFIX}token:{reset_tokens.digest(issued.token)}"
-    assert 0 < redis_client.pttl(key) <= consumed.ms_left
+    assert 0 < redis_client.pttl(key) <= settings.PASSWORD_RESET_TIMEOUT * 1000
+
+
+def test_a_token_put_back_lives_only_what_was_left_of_its_life(redis_client):
+    issued = reset_tokens.token_issue(user_id=7)
+    key = f"{reset_tokens.PREFIX}token:{reset_tokens.digest(issued.token)}"
+    redis_client.pexpire(key, 2_000)
+    consumed = reset_tokens.token_consume(token=issued.token)
+
+    time.sleep(0.5)  # the failed reset took this long
+    assert reset_tokens.token_restore(consumed)
+
+    # Not 2 s again: a link that keeps failing to reset must still end on time
+    assert 0 < redis_client.pttl(key) <= 1_500
+    assert 0 < redis_client.pttl(f"{reset_tokens.PREFIX}user:7") <= 1_500
+
+
+def test_a_token_whose_life_ended_while_in_use_is_not_put_back(redis_client):
+    issued = reset_tokens.token_issue(user_id=7)
+    key = f"{reset_tokens.PREFIX}token:{reset_tokens.digest(issued.token)}"
+    redis_client.pexpire(key, 200)
+    consumed = reset_tokens.token_consume(token=issued.token)
+
+    time.sleep(0.3)
+    assert not reset_tokens.token_restore(consumed)
+
+    assert reset_tokens.token_peek(token=issued.token) is None
+    assert not reset_tokens.token_is_current(user_id=7, token=issued.token)
 
 
 def test_a_consumed_token_is_not_put_back_over_a_newer_one():
@@ -289,7 +316,7 @@ def test_the_live_set_expires_with_the_tokens(redis_client, settings):
     consumed = reset_tokens.token_consume(token=issued.token)
     redis_client.pexpire(live, 1_000)
     assert reset_tokens.token_restore(consumed)
-    assert 1_000 < redis_client.pttl(live) <= consumed.ms_left
+    assert 1_000 < redis_client.pttl(live) <= settings.PASSWORD_RESET_TIMEOUT * 1000
 
 
 def test_the_earlier_link_keeps_its_own_expiry_when_it_is_current_again(redis_client):
