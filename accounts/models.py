@@ -1,5 +1,7 @@
 """The platform's user: identified by email, with a full name instead of first/last names."""
 
+from asgiref.sync import sync_to_async
+from django.contrib.auth import hashers
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -38,6 +40,27 @@ class User(AbstractUser):
                 f"Ensure this value has at most {limit} characters (it has {len(self.email)})."
             )
             raise ValidationError({"email": message})
+
+    def check_password(self, raw_password: str) -> bool:
+        """Django's check, but a re-hash with the current parameters is saved only over the hash
+        it verified: a reset or change committed while the verify ran must not be overwritten
+        with a fresh hash of the old password. Then the old password no longer holds: False.
+        """
+        verified = self.password
+        superseded = False
+
+        def upgrade(raw: str) -> None:
+            nonlocal superseded
+            rehashed = hashers.make_password(raw)
+            if User.objects.filter(pk=self.pk, password=verified).update(password=rehashed):
+                self.password = rehashed
+            else:
+                superseded = True
+
+        return hashers.check_password(raw_password, verified, upgrade) and not superseded
+
+    async def acheck_password(self, raw_password: str) -> bool:
+        return await sync_to_async(self.check_password)(raw_password)
 
     def get_full_name(self) -> str:
         return self.full_name

@@ -4,8 +4,9 @@ import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
 from django.contrib.auth.hashers import make_password
 
-from accounts import tokens
+from accounts import services, tokens
 from accounts.hashers import Argon2idHasher
+from accounts.models import User
 from conftest import PASSWORD
 
 LOGIN = "/api/v1/auth/login/"
@@ -120,3 +121,30 @@ def test_a_password_like_the_full_name_is_refused(api, password):
 
     assert response.status_code == 400
     assert "too similar to the full name" in response.json()["password"][0]
+
+
+def test_a_reset_during_a_login_is_not_undone_by_the_login_rehashing_the_old_password(
+    api, user, monkeypatch, eager_tasks
+):
+    # Given a hash from earlier parameters, which a successful login re-hashes and saves
+    user.password = make_password(PASSWORD, hasher=EarlierArgon2idHasher())
+    user.save()
+    verify = Argon2idHasher.verify
+
+    def reset_lands_while_verifying(hasher, password, encoded):
+        # Another request commits a new password after the login has read the stored hash.
+        monkeypatch.setattr(Argon2idHasher, "verify", verify)
+        services.password_set(user=User.objects.get(pk=user.pk), password="a brand new passphrase")
+        return verify(hasher, password, encoded)
+
+    monkeypatch.setattr(Argon2idHasher, "verify", reset_lands_while_verifying)
+
+    login = api.post(LOGIN, {"email": user.email, "password": PASSWORD}, format="json")
+
+    # The old password no longer holds, and the new one still does
+    assert login.status_code == 401
+    assert login.json()["code"] == "invalid_credentials"
+    new = api.post(
+        LOGIN, {"email": user.email, "password": "a brand new passphrase"}, format="json"
+    )
+    assert new.status_code == 200
