@@ -1,6 +1,7 @@
 """OpenAPI pieces shared by every view: the error body and its documented codes."""
 
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
 
 from auth_service.exceptions import ERROR_CODES
@@ -97,3 +98,11 @@ def document_response_headers(result, generator, request, public):
                 if response is not None:
                     response["headers"] = headers
     return result
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI document. The API has one version: a `?version=` in the query string is
+    ignored, where drf-spectacular would print it into the document and its file name."""
+
+    def _get_version_parameter(self, request):
+        return None

@@ -109,6 +109,15 @@ def test_the_schema_still_answers_format_json(client):
     assert response.json()["openapi"].startswith("3.")
 
 
+@pytest.mark.parametrize("version", ["a%0Ab", "2.0 (beta)"])
+def test_a_version_in_the_schema_query_is_ignored_not_a_500(client, version):
+    response = client.get(f"/api/schema/?format=json&version={version}")
+
+    assert response.status_code == 200
+    assert response.json()["info"]["version"] == "1.0.0"
+    assert response["Content-Disposition"] == 'inline; filename="auth_service API.json"'
+
+
 def test_errors_from_the_schema_view_are_json_not_yaml(client):
     response = client.post("/api/schema/")
 
