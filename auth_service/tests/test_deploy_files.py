@@ -147,6 +147,12 @@ def test_key_value_is_a_private_broker_that_never_evicts():
     assert key_value["maxmemoryPolicy"] == "noeviction"
 
 
+def test_the_database_takes_no_connections_from_the_internet():
+    (database,) = yaml.safe_load((ROOT / "render.yaml").read_text())["databases"]
+
+    assert database["ipAllowList"] == []
+
+
 def test_blueprint_references_resolve():
     plan = blueprint()
     names = {(s["type"], s["name"]) for s in plan["services"]}
