@@ -19,6 +19,7 @@ COPY . .
 RUN DEBUG=false \
     SECRET_KEY=collectstatic-at-build-time-only \
     DATABASE_URL=postgres://build@127.0.0.1:5432/build \
+    REDIS_URL=redis://build.invalid:6379/0 \
     PUBLIC_URL=http://build.invalid \
     python manage.py collectstatic --noinput --verbosity 0 \
     && python -m compileall -q /app

@@ -137,7 +137,9 @@ DATABASES["default"]["ENGINE"] = "auth_service.postgresql"
 
 # --- Redis: cache (throttle counters, reset tokens) and Celery broker -------------------------
 
-REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Required outside local development, as DATABASE_URL is: a forgotten one would point production
+# at a Redis that is not there, and the login throttles fail open while Redis is unreachable.
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0" if DEBUG else None)
 REDIS_SOCKET_TIMEOUT = env_seconds("REDIS_SOCKET_TIMEOUT", 1)
 CACHES = {
     "default": {

@@ -42,6 +42,7 @@ def test_defaults_are_production_defaults():
         ({"DATABASE_URL": None}, "Set DATABASE_URL to a PostgreSQL URL"),
         ({"DATABASE_URL": "sqlite:///db.sqlite3"}, "DATABASE_URL must point at PostgreSQL"),
         ({"SECRET_KEY": None}, "Set the SECRET_KEY environment variable"),
+        ({"REDIS_URL": None}, "Set the REDIS_URL environment variable"),
         ({"PUBLIC_URL": None}, "Set the PUBLIC_URL environment variable"),
         ({"DEBUG": "maybe"}, "DEBUG must be true or false"),
         # 0 would make every reset token, or every session, expire as it is made
@@ -63,7 +64,7 @@ def test_bad_configuration_refuses_to_start_with_a_clear_message(env, message):
 
 
 def test_debug_allows_local_defaults():
-    result = load_settings(DEBUG="true", SECRET_KEY=None, PUBLIC_URL=None)
+    result = load_settings(DEBUG="true", SECRET_KEY=None, PUBLIC_URL=None, REDIS_URL=None)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
