@@ -15,9 +15,11 @@ from notifications import services
 
 logger = logging.getLogger(__name__)
 
-# Backoff 5, 10, 20, 40, 80 s (+ jitter): every attempt lands inside the 10-minute token life.
+# Waits of 10, 20, 40, 80 and 120 s, each plus up to half again: the retries span 4.5 to 7
+# minutes, so a provider or database outage of a few minutes delays an email without losing
+# it, and the last attempt still lands inside the 10-minute token life.
 MAX_RETRIES = 5
-RETRY_BASE_DELAY = 5
+RETRY_BASE_DELAY = 10
 RETRY_MAX_DELAY = 120
 
 _PERMANENT_SMTP = (
@@ -47,8 +49,13 @@ def is_transient(error: Exception) -> bool:
 
 
 def retry_delay(attempt: int) -> float:
-    """Exponential backoff with full jitter, capped."""
-    return random.uniform(0, min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2**attempt))  # noqa: S311
+    """Exponential backoff, capped, plus up to half again at random (retries spread out).
+
+    Not "full jitter" (anywhere from 0): the five waits could then all be short and the task
+    give up within a minute or two of an outage starting.
+    """
+    delay = min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2**attempt)
+    return delay + random.uniform(0, delay / 2)  # noqa: S311
 
 
 def _deliver(task, deliver, **kwargs) -> None:
