@@ -4,7 +4,7 @@ from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
 from accounts.managers import normalize_email
-from accounts.validators import email_hides_characters
+from accounts.validators import email_is_ambiguous
 
 # Long enough for any real passphrase, small enough that hashing cost stays bounded.
 PASSWORD_MAX = 128
@@ -30,7 +30,7 @@ class EmailField(StringOnly, serializers.EmailField):
         email = super().to_internal_value(data)
         # Here rather than as a validator: an address that Django's validator refuses too gets
         # "Enter a valid email address." once, not twice.
-        if email_hides_characters(email):
+        if email_is_ambiguous(email):
             self.fail("invalid")
         return email
 

@@ -4,6 +4,7 @@ import stringprep
 import unicodedata
 from itertools import pairwise
 
+import idna
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 
@@ -26,9 +27,28 @@ def email_hides_characters(email: str) -> bool:
     )
 
 
+def email_domain_sends_elsewhere(email: str) -> bool:
+    """True if sending would write the domain another way: IDNA's mapping (UTS 46, as the email
+    provider's client encodes it) folds look-alikes such as a fullwidth "ｅ", the "ﬁ" ligature or
+    a decomposed accent into another domain, so "ada@ｅxample.com" would be a second account
+    whose mail reaches ada@example.com. Compared lower-cased, as addresses are stored."""
+    domain = email.rpartition("@")[2].strip().lower()
+    if domain.isascii():
+        return False
+    try:
+        return idna.uts46_remap(domain, std3_rules=False, transitional=False) != domain
+    except idna.IDNAError:
+        return True
+
+
+def email_is_ambiguous(email: str) -> bool:
+    """An address that does not say, as typed, where its mail goes: not a valid address."""
+    return email_hides_characters(email) or email_domain_sends_elsewhere(email)
+
+
 def validate_email_characters(email: str) -> None:
-    """The model's check of email_hides_characters, with the message of a malformed address."""
-    if email_hides_characters(email):
+    """The model's check of email_is_ambiguous, with the message of a malformed address."""
+    if email_is_ambiguous(email):
         raise ValidationError(EmailValidator.message, code=EmailValidator.code)
 
 

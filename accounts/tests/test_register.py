@@ -192,6 +192,24 @@ def test_whitespace_controls_and_unassigned_characters_inside_an_email_are_a_bad
 
 
 @pytest.mark.parametrize(
+    "email",
+    [
+        "ada@\uff45xample.com",  # fullwidth e
+        "ada@\ufb01nance.example",  # the fi ligature, for "finance"
+        "ada@ex\u2168.com",  # Roman numeral nine, for "ix"
+        "ada@exa\u0301mple.com",  # a + combining acute, for the composed "á"
+    ],
+)
+def test_a_domain_that_sending_would_write_another_way_is_a_bad_email(api, email):
+    # Mail for it would reach another address's mailbox
+    response = api.post(URL, {**BODY, "email": email}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == INVALID_EMAIL
+    assert not User.objects.exists()
+
+
+@pytest.mark.parametrize(
     ("email", "stored"),
     [
         ("ada@bücher.example", "ada@bücher.example"),
