@@ -80,18 +80,20 @@ ensure_redis() {
   fi
 }
 
-# Create the database named in DATABASE_URL if it does not exist yet.
+# Create the database named in DATABASE_URL if it does not exist yet. The maintenance database
+# `postgres` is reached through the same URL with only its dbname overridden (libpq lets a
+# keyword win over the URL), so socket URLs such as postgres:///auth_service work too.
 ensure_database() {
   "$PY" - <<'PY'
-import os, urllib.parse as u
+import os
 import psycopg2
 from psycopg2 import sql
-url = u.urlsplit(os.environ["DATABASE_URL"])
-name = url.path.lstrip("/")
-admin = url._replace(path="/postgres").geturl()
+from psycopg2.extensions import parse_dsn
+url = os.environ["DATABASE_URL"]
 try:
-    conn = psycopg2.connect(admin)
-except psycopg2.OperationalError as error:
+    name = parse_dsn(url)["dbname"]
+    conn = psycopg2.connect(url, dbname="postgres")
+except psycopg2.Error as error:
     raise SystemExit(
         f"cannot connect to PostgreSQL as DATABASE_URL says: {str(error).strip()}\n"
         "README.md (Quick start) shows how to give the connection a password or a local role."
