@@ -1,10 +1,23 @@
-# Shared set-up for scripts/run and scripts/test: a virtualenv with the pinned packages, and
-# PostgreSQL and Redis answering. Sourced, not run.
+# Shared set-up for scripts/run and scripts/test: the settings in .env, a virtualenv with the
+# pinned packages, and PostgreSQL and Redis answering. Sourced, not run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
+
+# .env is shell: every assignment in it is exported and replaces the environment's value.
+load_env_file() { set -a; source "$ROOT/.env"; set +a; }
+
+# The value of setting $1 from the environment, else from .env (read as load_env_file reads it,
+# nothing else taken from there), else $2.
+env_setting() {
+  local value="${!1:-}"
+  if [ -z "$value" ] && [ -f "$ROOT/.env" ]; then
+    value="$(unset "$1"; load_env_file; printf '%s' "${!1:-}")"
+  fi
+  printf '%s' "${value:-$2}"
+}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.executable).parent.parent
 
 
-def lib_sh(command: str, **env: str) -> subprocess.CompletedProcess:
+def lib_sh(command: str, root: Path = ROOT, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(  # noqa: S603 - fixed argv, the command is this file's own
         ["/bin/bash", "-c", f"source scripts/lib.sh; {command}"],
-        cwd=ROOT,
+        cwd=root,
         env={**os.environ, "VENV": str(VENV), **env},
         capture_output=True,
         text=True,
@@ -86,3 +87,65 @@ def test_ensure_database_explains_a_url_libpq_refuses(server):
     assert result.returncode == 1
     assert "cannot connect to PostgreSQL as DATABASE_URL says" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- settings from .env -------------------------------------------------------------------
+
+
+@pytest.fixture
+def checkout(tmp_path) -> Path:
+    """A checkout of its own, whose .env a test may write."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "lib.sh", tmp_path / "scripts" / "lib.sh")
+    return tmp_path
+
+
+ENV_FILE = """\
+DEBUG=true
+DATABASE_URL=postgres:///from_env_file
+REDIS_URL=redis://127.0.0.1:6379/0
+"""
+UNSET = {"DATABASE_URL": "", "REDIS_URL": "", "DEBUG": ""}
+
+
+def test_env_setting_takes_a_setting_missing_from_the_environment_from_env_file(checkout):
+    (checkout / ".env").write_text(ENV_FILE)
+
+    result = lib_sh(
+        'env_setting DATABASE_URL default; echo " REDIS_URL=$REDIS_URL"', checkout, **UNSET
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "postgres:///from_env_file REDIS_URL=\n"
+
+
+def test_env_setting_prefers_the_exported_value_to_env_file(checkout):
+    (checkout / ".env").write_text(ENV_FILE)
+
+    result = lib_sh(
+        "env_setting DATABASE_URL default",
+        checkout,
+        **{**UNSET, "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/exported"},
+    )
+
+    assert result.stdout == "postgres://postgres@127.0.0.1:5432/exported"
+
+
+def test_env_setting_falls_back_to_the_default_without_env_file(checkout):
+    result = lib_sh("env_setting DATABASE_URL default", checkout, **UNSET)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "default"
+
+
+def test_load_env_file_exports_every_setting_over_the_environment(checkout):
+    (checkout / ".env").write_text(ENV_FILE)
+
+    result = lib_sh(
+        "load_env_file; env | grep -E '^(DATABASE_URL|DEBUG)=' | sort",
+        checkout,
+        **{**UNSET, "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/exported"},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "DATABASE_URL=postgres:///from_env_file\nDEBUG=true\n"
