@@ -1,5 +1,7 @@
 # One image for both processes. The default command serves HTTP with gunicorn; the worker runs
 # the same image with: celery -A auth_service worker --loglevel INFO
+# The HEALTHCHECK below probes HTTP, which a worker container never answers: start the worker
+# with --no-healthcheck, or give it the Celery ping check that docker-compose.yml uses.
 
 # --- build: dependencies in a virtualenv of their own, then the code and its static files ----
 FROM python:3.11-slim AS build

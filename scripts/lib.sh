@@ -1,10 +1,23 @@
-# Shared set-up for scripts/run and scripts/test: a virtualenv with the pinned packages, and
-# PostgreSQL and Redis answering. Sourced, not run.
+# Shared set-up for scripts/run and scripts/test: the settings in .env, a virtualenv with the
+# pinned packages, and PostgreSQL and Redis answering. Sourced, not run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
+
+# .env is shell: every assignment in it is exported and replaces the environment's value.
+load_env_file() { set -a; source "$ROOT/.env"; set +a; }
+
+# The value of setting $1 from the environment, else from .env (read as load_env_file reads it,
+# nothing else taken from there), else $2.
+env_setting() {
+  local value="${!1:-}"
+  if [ -z "$value" ] && [ -f "$ROOT/.env" ]; then
+    value="$(unset "$1"; load_env_file; printf '%s' "${!1:-}")"
+  fi
+  printf '%s' "${value:-$2}"
+}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -80,18 +93,20 @@ ensure_redis() {
   fi
 }
 
-# Create the database named in DATABASE_URL if it does not exist yet.
+# Create the database named in DATABASE_URL if it does not exist yet. The maintenance database
+# `postgres` is reached through the same URL with only its dbname overridden (libpq lets a
+# keyword win over the URL), so socket URLs such as postgres:///auth_service work too.
 ensure_database() {
   "$PY" - <<'PY'
-import os, urllib.parse as u
+import os
 import psycopg2
 from psycopg2 import sql
-url = u.urlsplit(os.environ["DATABASE_URL"])
-name = url.path.lstrip("/")
-admin = url._replace(path="/postgres").geturl()
+from psycopg2.extensions import parse_dsn
+url = os.environ["DATABASE_URL"]
 try:
-    conn = psycopg2.connect(admin)
-except psycopg2.OperationalError as error:
+    name = parse_dsn(url)["dbname"]
+    conn = psycopg2.connect(url, dbname="postgres")
+except psycopg2.Error as error:
     raise SystemExit(
         f"cannot connect to PostgreSQL as DATABASE_URL says: {str(error).strip()}\n"
         "README.md (Quick start) shows how to give the connection a password or a local role."

@@ -51,12 +51,14 @@ ensure_redis
 
 say "a new, empty database: $(url_host "$DATABASE_URL")/${DATABASE_URL##*/}"
 "$PY" - <<'PY'
-import os, urllib.parse as u
+import os
 import psycopg2
 from psycopg2 import sql
-url = u.urlsplit(os.environ["DATABASE_URL"])
-name = url.path.lstrip("/")
-conn = psycopg2.connect(url._replace(path="/postgres").geturl())
+from psycopg2.extensions import parse_dsn
+url = os.environ["DATABASE_URL"]
+name = parse_dsn(url)["dbname"]
+# The maintenance database through the same URL (as ensure_database in lib.sh reaches it).
+conn = psycopg2.connect(url, dbname="postgres")
 conn.autocommit = True
 with conn.cursor() as cur:
     cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

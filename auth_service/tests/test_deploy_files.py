@@ -272,6 +272,14 @@ def test_compose_starts_web_and_worker_after_migrations_and_healthy_dependencies
     assert "pgdata" in compose()["volumes"]
 
 
+def test_compose_calls_the_database_healthy_once_it_answers_over_tcp():
+    # The first start of a new volume runs a temporary server on the Unix socket only.
+    check = shlex.split(compose()["services"]["db"]["healthcheck"]["test"][1])
+
+    assert check[0] == "pg_isready"
+    assert check[check.index("-h") + 1] == "127.0.0.1"
+
+
 def test_compose_sends_email_to_mailpit():
     services = compose()["services"]
 
