@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import threading
 import time
+import unicodedata
 
 from django.conf import settings
 from django.utils.crypto import salted_hmac
@@ -154,7 +155,9 @@ class AdminLoginEmailThrottle(LoginEmailThrottle):
 
     def get_subject(self, request) -> str | None:
         email = request.POST.get("username")
-        return normalize_email(email) if email else None
+        # NFKC first, as the admin's form applies it before authenticate(): otherwise every
+        # full-width spelling of one address ("ａdmin@…") would get a budget of its own.
+        return normalize_email(unicodedata.normalize("NFKC", email)) if email else None
 
 
 class ResetIPThrottle(ClientIPThrottle):

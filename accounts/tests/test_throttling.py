@@ -280,6 +280,26 @@ def test_the_admin_sign_in_shares_the_login_limit_per_email(api, client, make_us
     assert attempt(api, "root@example.com", PASSWORD).status_code == 429
 
 
+def test_full_width_spellings_of_an_address_share_its_admin_sign_in_limit(client, make_user):
+    # The admin's form folds them (NFKC) into the one address it signs in
+    make_user(email="root@example.com", is_staff=True, is_superuser=True)
+    spellings = [
+        "root@example.com",
+        "\uff52oot@example.com",
+        "r\uff4fot@example.com",
+        "ro\uff4ft@example.com",
+        "roo\uff54@example.com",
+        "root@\uff45xample.com",
+    ]
+
+    responses = [
+        client.post("/admin/login/", {"username": spelling, "password": WRONG})
+        for spelling in spellings
+    ]
+
+    assert [response.status_code for response in responses] == [200] * 5 + [429]
+
+
 def test_the_admin_sign_in_still_signs_staff_in(client, make_user):
     make_user(email="root@example.com", is_staff=True, is_superuser=True)
 
