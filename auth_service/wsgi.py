@@ -1,5 +1,5 @@
-"""The WSGI application gunicorn serves: Django, with chunked request bodies given a length and
-HEAD answered without a body."""
+"""The WSGI application gunicorn serves: Django, with request bodies over the limit left unread,
+chunked ones given a length, and HEAD answered without a body."""
 
 import io
 import os
@@ -22,6 +22,13 @@ class _BodyTooLarge(io.RawIOBase):
         raise RequestDataTooBig("Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.")
 
 
+def _declared_length(environ) -> int:
+    try:
+        return int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0  # Django reads a malformed length as no body
+
+
 def read_chunked_bodies(app):
     """Read a chunked request body before Django, which reads a body without a length as empty.
 
@@ -32,16 +39,20 @@ def read_chunked_bodies(app):
     """
 
     def wrapped(environ, start_response):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if (
             "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
             and not environ.get("CONTENT_LENGTH")
             and environ.get("wsgi.input_terminated")
         ):
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             # gunicorn's input returns all that is asked for unless the body ends first.
             body = environ["wsgi.input"].read(limit + 1)
             environ["wsgi.input"] = io.BytesIO(body) if len(body) <= limit else _BodyTooLarge()
             environ["CONTENT_LENGTH"] = str(len(body))
+        elif _declared_length(environ) > limit:
+            # Django counts only a form's fields against the limit, not its file parts, and
+            # streams those to disk: no body over the limit is read at all, of any type.
+            environ["wsgi.input"] = _BodyTooLarge()
         return app(environ, start_response)
 
     return wrapped

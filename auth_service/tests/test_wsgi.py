@@ -134,6 +134,45 @@ def test_no_form_sees_part_of_a_chunked_body_over_the_limit(settings, content_ty
     assert answer.json() == {"detail": "Bad request.", "code": "bad_request"}
 
 
+class CountingBody(io.BytesIO):
+    def __init__(self, body: bytes) -> None:
+        super().__init__(body)
+        self.read_bytes = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = super().read(size)
+        self.read_bytes += len(data)
+        return data
+
+
+@pytest.mark.parametrize("path", ["/reset-password/", "/admin/login/"])
+def test_a_file_in_a_form_over_the_limit_is_refused_unread(settings, tmp_path, path):
+    # Given a multipart form whose file part alone is over the limit (Django counts only the
+    # fields against it, and would stream the file to disk)
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path)
+    body = CountingBody(
+        b'--b\r\nContent-Disposition: form-data; name="token"\r\n\r\nx\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="f"; filename="f.bin"\r\n\r\n'
+        + b"x" * 4_000_000
+        + b"\r\n--b--\r\n"
+    )
+
+    answer = call(
+        "POST",
+        path,
+        CONTENT_TYPE="multipart/form-data; boundary=b",
+        CONTENT_LENGTH=str(len(body.getvalue())),
+        HTTP_COOKIE="csrftoken=" + "a" * 32,
+        **{"wsgi.input": body},
+    )
+
+    assert answer.status == 400
+    assert answer.json() == {"detail": "Bad request.", "code": "bad_request"}
+    assert body.read_bytes == 0
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.fixture
 def finished_requests():
     """How many requests Django saw through to their end (request_finished)."""
