@@ -6,6 +6,7 @@ Request-level errors become ``{"detail": "...", "code": "..."}``; field validati
 """
 
 import logging
+import sys
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, InternalError, OperationalError
@@ -206,4 +207,10 @@ def permission_denied(request, exception=None):
 
 
 def server_error(request):
+    """Django's handler500, called while the exception is being handled: an unreachable
+    dependency outside DRF's views (the admin, a session) is a 503 there too, not a 500."""
+    exc = sys.exc_info()[1]
+    if exc is not None and is_unavailable(exc):
+        log_unavailable(exc)
+        return error_body(ServiceUnavailable.default_detail, ServiceUnavailable.default_code, 503)
     return error_body("Internal server error.", "server_error", 500)

@@ -10,9 +10,11 @@ from django.db import (
     OperationalError,
     ProgrammingError,
 )
+from django.test import Client
 from redis import exceptions as redis_errors
 from redis._parsers.base import BaseParser
 
+from accounts.managers import UserManager
 from auth_service.exceptions import json_exception_handler
 from conftest import PASSWORD
 
@@ -316,3 +318,33 @@ def test_a_redis_reply_that_is_a_bug_is_a_500_not_an_outage(caplog, error):
     # Redis is up and said the request itself was wrong: a 503 would hide the bug.
     assert json_exception_handler(error, {}) is None
     assert "dependency unavailable" not in caplog.text
+
+
+def test_the_admin_sign_in_with_the_database_unreachable_is_503_json(monkeypatch, caplog):
+    def unreachable(*args, **kwargs):
+        raise OperationalError("connection to server failed")
+
+    monkeypatch.setattr(UserManager, "_one", unreachable)
+    client = Client(raise_request_exception=False)
+
+    response = client.post("/admin/login/", {"username": "root@example.com", "password": "x"})
+
+    assert response.status_code == 503
+    assert response.json() == {
+        "detail": "The service is temporarily unavailable. Try again shortly.",
+        "code": "service_unavailable",
+    }
+    assert "dependency unavailable: database (OperationalError)" in caplog.text
+
+
+def test_an_unexpected_error_outside_the_api_is_still_a_500(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(UserManager, "_one", broken)
+    client = Client(raise_request_exception=False)
+
+    response = client.post("/admin/login/", {"username": "root@example.com", "password": "x"})
+
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error.", "code": "server_error"}
