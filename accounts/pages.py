@@ -6,13 +6,12 @@ from django.core.validators import ProhibitNullCharactersValidator
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 from rest_framework.exceptions import APIException, ValidationError
 
 from accounts import services
 from accounts.serializers import PASSWORD_MAX, TOKEN_MAX
 from accounts.throttling import ResetIPThrottle
-from auth_service.exceptions import is_unavailable, log_unavailable
+from auth_service.exceptions import allow_methods, is_unavailable, log_unavailable
 
 # Inline nothing and load nothing from elsewhere: the token in the URL must not leak.
 PAGE_CSP = (
@@ -70,7 +69,7 @@ class ResetForm(forms.Form):
 @csrf_exempt
 @never_cache
 # HEAD for link checkers; it is answered like GET.
-@require_http_methods(["GET", "HEAD", "POST"])
+@allow_methods("GET", "HEAD", "POST")
 def reset_password_page(request):
     """GET and HEAD show the form (never using the token up: mail scanners prefetch links);
     POST resets."""

@@ -1,35 +1,18 @@
 """Liveness and readiness probes: plain Django views, no DRF, no auth, no throttles."""
 
-from functools import wraps
-
 from django.db import DatabaseError, InterfaceError, connection
 from django.http import JsonResponse
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
-from auth_service.exceptions import COMPACT_JSON, error_body
+from auth_service.exceptions import COMPACT_JSON, allow_methods
 
+# Any other method is the contract's JSON 405.
 PROBE_METHODS = ("GET", "HEAD")
 READY_KEY = "auth:readyz"
 
 
-def _read_only(probe):
-    """Probes answer GET and HEAD; any other method is the contract's JSON 405."""
-
-    @wraps(probe)
-    def view(request):
-        if request.method not in PROBE_METHODS:
-            response = error_body(
-                f'Method "{request.method}" not allowed.', "method_not_allowed", 405
-            )
-            response["Allow"] = ", ".join(PROBE_METHODS)
-            return response
-        return probe(request)
-
-    return view
-
-
-@_read_only
+@allow_methods(*PROBE_METHODS)
 def healthz(request):
     """The process is alive. Touches nothing, so it is also the server's cheapest endpoint."""
     return JsonResponse({"status": "ok"}, json_dumps_params=COMPACT_JSON)
@@ -54,7 +37,7 @@ def _redis() -> str:
     return "ok"
 
 
-@_read_only
+@allow_methods(*PROBE_METHODS)
 def readyz(request):
     """Ready to serve: PostgreSQL answers and Redis takes writes."""
     checks = {"database": _database(), "redis": _redis()}

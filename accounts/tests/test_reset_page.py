@@ -49,6 +49,18 @@ def test_a_link_checker_head_request_is_200_and_does_not_use_the_token(client, t
     assert reset_tokens.token_peek(token=token) is not None
 
 
+@pytest.mark.parametrize("method", ["put", "delete", "options", "patch"])
+def test_another_method_is_a_json_405_naming_the_allowed_ones(client, method):
+    response = getattr(client, method)("/reset-password/")
+
+    assert response.status_code == 405
+    assert response.json() == {
+        "detail": f'Method "{method.upper()}" not allowed.',
+        "code": "method_not_allowed",
+    }
+    assert response["Allow"] == "GET, HEAD, POST"
+
+
 def test_page_keeps_the_token_from_leaking(client, token):
     response = client.get(PAGE, {"token": token})
 
