@@ -207,6 +207,12 @@ def permission_denied(request, exception=None):
     return error_body("Permission denied.", "permission_denied", 403)
 
 
+def csrf_failure(request, reason=""):
+    """Django's CSRF_FAILURE_VIEW (the admin's forms): the contract's 403, not Django's HTML
+    page. The reason stays in Django's own warning log, not in the response."""
+    return permission_denied(request)
+
+
 def server_error(request):
     """Django's handler500, called while the exception is being handled: an unreachable
     dependency outside DRF's views (the admin, a session) is a 503 there too, not a 500."""

@@ -23,6 +23,8 @@ RENDER_EXTERNAL_HOSTNAME = env_str("RENDER_EXTERNAL_HOSTNAME", "")
 if RENDER_EXTERNAL_HOSTNAME:
     ALLOWED_HOSTS.append(RENDER_EXTERNAL_HOSTNAME)
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# A refused form post (the admin) gets the contract's JSON 403, as every other error does.
+CSRF_FAILURE_VIEW = "auth_service.exceptions.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

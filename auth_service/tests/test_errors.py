@@ -348,3 +348,12 @@ def test_an_unexpected_error_outside_the_api_is_still_a_500(monkeypatch):
 
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal server error.", "code": "server_error"}
+
+
+def test_a_form_post_failing_the_csrf_check_is_a_json_403():
+    client = Client(enforce_csrf_checks=True)
+
+    response = client.post("/admin/login/", {"username": "root@example.com", "password": "x"})
+
+    assert response.status_code == 403
+    assert response.json() == {"detail": "Permission denied.", "code": "permission_denied"}
