@@ -4,7 +4,7 @@ from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
 from accounts.managers import normalize_email
-from accounts.validators import email_is_ambiguous
+from accounts.validators import email_domain_sends_elsewhere, email_hides_characters
 
 # Long enough for any real passphrase, small enough that hashing cost stays bounded.
 PASSWORD_MAX = 128
@@ -30,7 +30,7 @@ class EmailField(StringOnly, serializers.EmailField):
         email = super().to_internal_value(data)
         # Here rather than as a validator: an address that Django's validator refuses too gets
         # "Enter a valid email address." once, not twice.
-        if email_is_ambiguous(email):
+        if email_hides_characters(email):
             self.fail("invalid")
         return email
 
@@ -79,6 +79,9 @@ class RegisterSerializer(serializers.Serializer):
     password = password_field()
 
     def validate_email(self, email: str) -> str:
+        # New accounts only: login and forgot still find an account made before this check.
+        if email_domain_sends_elsewhere(email):
+            raise serializers.ValidationError(self.fields["email"].error_messages["invalid"])
         # Stored lower-cased, and a few letters grow then ("İ" becomes two characters): the
         # stored form must fit the column too.
         if len(normalize_email(email)) > EMAIL_MAX:

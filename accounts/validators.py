@@ -36,9 +36,11 @@ def email_domain_sends_elsewhere(email: str) -> bool:
     if domain.isascii():
         return False
     try:
-        return idna.uts46_remap(domain, std3_rules=False, transitional=False) != domain
+        mapped = idna.uts46_remap(domain, std3_rules=False, transitional=False)
     except idna.IDNAError:
         return True
+    # Lower-cased again: the mapping writes Cherokee letters upper-case, as lower() does not.
+    return mapped.lower() != domain
 
 
 def email_is_ambiguous(email: str) -> bool:

@@ -89,3 +89,13 @@ def test_login_refuses_an_email_with_an_invisible_character_like_any_malformed_o
     assert lookalike.status_code == unknown.status_code == 400
     assert lookalike.content == unknown.content == attempt("not-an-email").content
     assert lookalike.json() == {"email": ["Enter a valid email address."]}
+
+
+def test_an_account_made_before_look_alike_domains_were_refused_still_signs_in(api, make_user):
+    # Registering "ada@exa\u0301mple.com" (a decomposed accent) is refused now, not signing in
+    make_user(email="ada@exa\u0301mple.com")
+
+    body = {"email": "ada@exa\u0301mple.com", "password": PASSWORD}
+    response = api.post(URL, body, format="json")
+
+    assert response.status_code == 200

@@ -216,6 +216,9 @@ def test_a_domain_that_sending_would_write_another_way_is_a_bad_email(api, email
         ("ada@İzmir.example", "ada@i\u0307zmir.example"),  # lower-cased with a combining dot
         ("ada@例え.テスト", "ada@例え.テスト"),
         ("ada@xn--bcher-kva.example", "ada@xn--bcher-kva.example"),
+        ("ada@straße.example", "ada@straße.example"),
+        # Cherokee, which IDNA writes upper-case and lower() lower-case: the same domain
+        ("ada@ᏣᎳᎩ.example", "ada@ꮳꮃꭹ.example"),
     ],
 )
 def test_international_domains_are_still_accepted(api, email, stored):
