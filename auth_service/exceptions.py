@@ -200,6 +200,9 @@ def not_found(request, exception=None):
 
 
 def bad_request(request, exception=None):
+    # A form body over DATA_UPLOAD_MAX_MEMORY_SIZE (the pages): the API's 413, not a plain 400.
+    if isinstance(exception, RequestDataTooBig):
+        return error_body(PayloadTooLarge.default_detail, PayloadTooLarge.default_code, 413)
     return error_body("Bad request.", "bad_request", 400)
 
 

@@ -130,8 +130,8 @@ def test_no_form_sees_part_of_a_chunked_body_over_the_limit(settings, content_ty
     )
 
     # Then the page refuses it as it refuses any body over the limit, parsing none of it
-    assert answer.status == 400
-    assert answer.json() == {"detail": "Bad request.", "code": "bad_request"}
+    assert answer.status == 413
+    assert answer.json() == TOO_LARGE
 
 
 class CountingBody(io.BytesIO):
@@ -167,8 +167,8 @@ def test_a_file_in_a_form_over_the_limit_is_refused_unread(settings, tmp_path, p
         **{"wsgi.input": body},
     )
 
-    assert answer.status == 400
-    assert answer.json() == {"detail": "Bad request.", "code": "bad_request"}
+    assert answer.status == 413
+    assert answer.json() == TOO_LARGE
     assert body.read_bytes == 0
     assert list(tmp_path.iterdir()) == []
 
