@@ -90,6 +90,14 @@ class UserManager(BaseUserManager):
         sql = template.format(quote(meta.db_table), columns, placeholders, quote(meta.pk.column))
         return fields, sql
 
+    def password_replace(self, user_id: int, *, old: str, new: str) -> bool:
+        """Store hash `new` only if `old` is still the stored one; True if it was stored.
+
+        A check against `old` and a write made after it (a password change, a re-hash at
+        login) must not overwrite a password that another request stored in between.
+        """
+        return bool(self.filter(pk=user_id, password=old).update(password=new))
+
     def _create_user(self, email: str, password: str | None, **extra_fields):
         if not email:
             raise ValueError("An email address is required.")

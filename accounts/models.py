@@ -52,7 +52,7 @@ class User(AbstractUser):
         def upgrade(raw: str) -> None:
             nonlocal superseded
             rehashed = hashers.make_password(raw)
-            if User.objects.filter(pk=self.pk, password=verified).update(password=rehashed):
+            if User.objects.password_replace(self.pk, old=verified, new=rehashed):
                 self.password = rehashed
             else:
                 superseded = True

@@ -87,9 +87,7 @@ def password_set(
             user.set_password(password)
             if proven_hash is None:
                 user.save(update_fields=["password"])
-            elif not User.objects.filter(pk=user.pk, password=proven_hash).update(
-                password=user.password
-            ):
+            elif not User.objects.password_replace(user.pk, old=proven_hash, new=user.password):
                 raise ValidationError({"current_password": [WRONG_PASSWORD]})
             notice = notices.password_changed_notice_record(user=user)
             if reset_token is not None:
