@@ -1,10 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
-from django.http import HttpResponse
 
 from accounts.models import User
 from accounts.throttling import AdminLoginEmailThrottle, LoginIPThrottle, throttles_wait
+from auth_service.exceptions import error_body
 
 ADMIN_THROTTLED = "Too many sign-in attempts. Try again in {seconds} seconds."
 
@@ -15,9 +15,8 @@ def admin_login(request, extra_context=None):
     if request.method == "POST":
         wait = throttles_wait([LoginIPThrottle(), AdminLoginEmailThrottle()], request)
         if wait:
-            response = HttpResponse(
-                ADMIN_THROTTLED.format(seconds=wait), status=429, content_type="text/plain"
-            )
+            # The contract's throttled response, as the API's login gives it.
+            response = error_body(ADMIN_THROTTLED.format(seconds=wait), "throttled", 429)
             response["Retry-After"] = str(wait)
             return response
     return admin.site.login(request, extra_context)
