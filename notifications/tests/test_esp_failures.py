@@ -36,7 +36,7 @@ NETWORK_DOWN = requests.ConnectionError("connection reset by peer")
 @pytest.fixture(autouse=True)
 def postmark(settings):
     settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
-    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": SERVER_TOKEN}
+    settings.ANYMAIL = {**settings.ANYMAIL, "POSTMARK_SERVER_TOKEN": SERVER_TOKEN}
 
 
 @pytest.fixture
@@ -89,6 +89,14 @@ def send_reset_email(user) -> reset_tokens.IssuedToken:
 def assert_no_secrets(text: str, *, user, issued) -> None:
     for secret in (SERVER_TOKEN, issued.token, issued.nonce, user.email):
         assert secret not in text
+
+
+def test_each_call_to_the_provider_gives_up_after_email_timeout(user, esp, settings):
+    esp.replies = [ACCEPTED]
+
+    send_reset_email(user)
+
+    assert esp.requests[0]["timeout"] == settings.EMAIL_TIMEOUT == 10
 
 
 @pytest.mark.parametrize("failure", [UNAVAILABLE, RATE_LIMITED, NETWORK_DOWN])
