@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from testing.postgres import database_name, with_database
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
@@ -41,10 +43,8 @@ def say(message: str) -> None:
 
 def bench_database_url() -> str:
     """The benchmark's own database: DATABASE_URL's name with a `_bench` suffix."""
-    base = urlsplit(
-        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/auth_service")
-    )
-    return base._replace(path=base.path.rstrip("/") + "_bench").geturl()
+    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/auth_service")
+    return with_database(base, database_name(base) + "_bench")
 
 
 def bench_redis_url() -> str:
@@ -85,9 +85,9 @@ def recreate_database(url: str) -> None:
     import psycopg2
     from psycopg2 import sql
 
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    conn = psycopg2.connect(parts._replace(path="/postgres").geturl())
+    name = database_name(url)
+    # The maintenance database through the same URL: libpq lets the keyword win.
+    conn = psycopg2.connect(url, dbname="postgres")
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -99,10 +99,9 @@ def database_backends(url: str) -> list[int]:
     """PIDs of the PostgreSQL backends serving the benchmark's database."""
     import psycopg2
 
-    parts = urlsplit(url)
-    conn = psycopg2.connect(parts._replace(path="/postgres").geturl())
+    conn = psycopg2.connect(url, dbname="postgres")
     with conn.cursor() as cur:
-        cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [parts.path.lstrip("/")])
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [database_name(url)])
         pids = [row[0] for row in cur.fetchall()]
     conn.close()
     return pids

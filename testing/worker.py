@@ -10,14 +10,14 @@ from pathlib import Path
 
 from django.db import connection
 
+from testing.postgres import with_database
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def database_url() -> str:
-    """A URL for the database the tests run on (pytest-django's test_ database)."""
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    """DATABASE_URL, naming the database the tests run on (pytest-django's test_ database)."""
+    return with_database(os.environ["DATABASE_URL"], connection.settings_dict["NAME"])
 
 
 class WorkerProcess:
