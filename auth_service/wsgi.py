@@ -26,7 +26,7 @@ def _declared_length(environ) -> int:
     try:
         return int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        return 0  # Django reads a malformed length as no body
+        return 0  # gunicorn refuses a malformed length before the app; otherwise Django judges it
 
 
 def read_chunked_bodies(app):

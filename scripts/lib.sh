@@ -104,7 +104,12 @@ from psycopg2 import sql
 from psycopg2.extensions import parse_dsn
 url = os.environ["DATABASE_URL"]
 try:
-    name = parse_dsn(url)["dbname"]
+    name = parse_dsn(url).get("dbname")
+    if not name:
+        raise SystemExit(
+            "DATABASE_URL names no database: end it with one, e.g. "
+            "postgres://postgres@127.0.0.1:5432/auth_service"
+        )
     conn = psycopg2.connect(url, dbname="postgres")
 except psycopg2.Error as error:
     raise SystemExit(

@@ -89,6 +89,14 @@ def test_ensure_database_explains_a_url_libpq_refuses(server):
     assert "Traceback" not in result.stderr
 
 
+def test_ensure_database_asks_for_a_database_name_when_the_url_has_none(server):
+    result = lib_sh("ensure_database", DATABASE_URL="postgres://postgres@127.0.0.1:5432", **server)
+
+    assert result.returncode == 1
+    assert "DATABASE_URL names no database" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # --- settings from .env -------------------------------------------------------------------
 
 
