@@ -55,3 +55,22 @@ class JsonFormatter(logging.Formatter):
             "duration_ms": atoms["M"],
             "remote_addr": atoms["h"],
         }
+
+
+class DropUnavailableTraceback(logging.Filter):
+    """Keep Django's "Service Unavailable: <path>" line, but without the traceback of an
+    unreachable dependency: log_unavailable() has already named it, and the driver's message
+    is not for the log (as the API's 503s, which reach no traceback either)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Imported here: logging is configured before the apps that module needs are loaded.
+        from auth_service.exceptions import is_unavailable
+
+        if (
+            record.exc_info
+            and record.exc_info[1] is not None
+            and is_unavailable(record.exc_info[1])
+        ):
+            record.exc_info = None
+            record.exc_text = None
+        return True

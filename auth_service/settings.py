@@ -298,6 +298,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "auth_service.logging.JsonFormatter"}},
+    "filters": {
+        "drop_unavailable_traceback": {"()": "auth_service.logging.DropUnavailableTraceback"}
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
@@ -310,6 +313,8 @@ LOGGING = {
         # At DEBUG, Celery's pool logs every task's arguments ("TaskPool: Apply ... args"); the
         # reset task's nonce is one of them. Keep that logger at INFO whatever LOG_LEVEL says.
         "celery.pool": {"level": "INFO"},
+        # A 503 outside the API's views (auth_service.exceptions.server_error).
+        "django.request": {"filters": ["drop_unavailable_traceback"]},
     },
 }
 
