@@ -12,6 +12,7 @@ that signs anyone in.
 
 import re
 import uuid
+from datetime import timedelta
 
 from django.db import connection
 from django.utils import timezone
@@ -119,7 +120,14 @@ def _spend(token: RefreshToken) -> None:
             raise TokenInvalid()
 
 
+# A spent token's record outlives its expiry by this much: a web instance whose clock runs
+# behind the one deleting (or a leeway set later) still accepts the token for a moment, and
+# without its record it could be spent again.
+SPENT_RECORD_MARGIN = timedelta(hours=1)
+
+
 def expired_spent_tokens_delete() -> int:
     """Forget spent tokens that have expired anyway (they fail the expiry check); how many."""
-    deleted, _ = SpentRefreshToken.objects.filter(expires_at__lt=timezone.now()).delete()
+    cutoff = timezone.now() - SPENT_RECORD_MARGIN
+    deleted, _ = SpentRefreshToken.objects.filter(expires_at__lt=cutoff).delete()
     return deleted
