@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery, Task
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auth_service.settings")
 
@@ -25,9 +25,22 @@ class SecretArgsTask(Task):
         return super().apply_async(args, kwargs, **options)
 
 
+_sweeps = []
+
+
 @worker_ready.connect
 def _notice_sweep_start(**_) -> None:
     # Imported here: the models load only once Django is set up in the worker.
     from notifications import sweep
 
-    sweep.start()
+    _sweeps.append(sweep.start())
+
+
+@worker_shutdown.connect
+def _notice_sweep_stop(**_) -> None:
+    # A notice being sent finishes first: one send waits at most EMAIL_TIMEOUT to connect and
+    # as long again to read, well inside the platform's shutdown delay.
+    from django.conf import settings
+
+    while _sweeps:
+        _sweeps.pop().stop(timeout=2 * settings.EMAIL_TIMEOUT + 5)

@@ -57,8 +57,24 @@ def _sweep_forever(stop: threading.Event) -> None:
             connection.close()
 
 
-def start() -> threading.Event:
-    """Run the sweep in a daemon thread of this process; set the returned event to stop it."""
-    stop = threading.Event()
-    threading.Thread(target=_sweep_forever, args=(stop,), name="notice-sweep", daemon=True).start()
-    return stop
+class Sweep:
+    """The sweep's thread in this process."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=_sweep_forever, args=(self._stop,), name="notice-sweep", daemon=True
+        )
+
+    def stop(self, timeout: float) -> None:
+        """Sweep no more, and wait up to `timeout` for a notice being sent to be done: a deploy
+        that stopped the process mid-send would roll its row back and send it again later."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+
+def start() -> Sweep:
+    """Run the sweep in a daemon thread of this process."""
+    sweep = Sweep()
+    sweep._thread.start()
+    return sweep

@@ -1,6 +1,8 @@
 """The worker's sweep sends the "password changed" notices whose queued message never came."""
 
 import smtplib
+import threading
+import time
 from datetime import timedelta
 from unittest import mock
 
@@ -13,7 +15,7 @@ from django.utils import timezone
 
 from notifications import services
 from notifications.models import PasswordChangedNotice
-from notifications.sweep import notices_sweep
+from notifications.sweep import notices_sweep, start
 
 AFTER = timedelta(minutes=2)
 
@@ -94,3 +96,26 @@ def test_sweep_gives_up_a_notice_the_provider_refuses(user, caplog):
     assert not PasswordChangedNotice.objects.exists()
     assert "giving up notice" in caplog.text
     assert user.email not in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stopping_the_sweep_waits_for_the_notice_being_sent(user, settings):
+    # Given the sweep is sending a notice when the worker shuts down
+    settings.NOTICE_SWEEP_INTERVAL = 0.01
+    owed(user, minutes_ago=5)
+    sending, sent = threading.Event(), threading.Event()
+
+    def slow_send(*, notice_id):
+        sending.set()
+        time.sleep(0.3)
+        sent.set()
+        return 1
+
+    with mock.patch.object(services, "password_changed_deliver", slow_send):
+        sweep = start()
+        assert sending.wait(5)
+        sweep.stop(timeout=5)
+
+    # Then the send was finished, not cut off, and the sweep is over
+    assert sent.is_set()
+    assert not sweep._thread.is_alive()
