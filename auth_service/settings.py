@@ -134,7 +134,8 @@ if _statement_timeout > 0:
     DATABASES["default"]["OPTIONS"]["options"] = (
         f"{_options} -c statement_timeout={_statement_timeout}".strip()
     )
-# Django's backend, with a health check of reused connections that needs no round trip.
+# Django's backend, with a health check of reused connections that needs no round trip unless
+# the connection sat idle (auth_service/postgresql/base.py).
 DATABASES["default"]["ENGINE"] = "auth_service.postgresql"
 
 # --- Redis: cache (throttle counters, reset tokens) and Celery broker -------------------------

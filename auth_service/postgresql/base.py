@@ -3,16 +3,31 @@
 With persistent connections and CONN_HEALTH_CHECKS, Django checks a reused connection before
 each request's first query with a ``SELECT 1``: one extra round trip on every request, a
 seventh of the CPU of a `me` request. An idle connection whose server is alive has nothing to
-read, while a server that restarted, crashed or ended the session has sent its goodbye (an
-error message, or end of file). So the check looks for that instead of asking.
+read, while a server that restarted or ended the session has sent its goodbye (an error
+message, or end of file). So the check looks for that instead of asking.
+
+A server that vanished without a goodbye (its host crashed, the network path was lost) leaves
+nothing to read either, and TCP keepalives notice only after some 45 s. So a connection idle
+for longer than IDLE_CHECK_AFTER is asked after all: its request then reconnects instead of
+failing on the dead connection. Busy connections, reused within milliseconds, keep the free
+check; a quiet server pays the round trip, when it has the time.
 """
 
 import select
+import time
 
 from django.db.backends.postgresql import base
 
+IDLE_CHECK_AFTER = 5.0  # seconds
+
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    _checked_at = 0.0
+
+    def connect(self) -> None:
+        super().connect()
+        self._checked_at = time.monotonic()
+
     def is_usable(self) -> bool:
         if self.connection is None or self.connection.closed:
             return False
@@ -24,4 +39,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         except (OSError, ValueError):
             return False
         # The service never LISTENs, so anything waiting on an idle connection means it is gone.
-        return not events
+        if events:
+            return False
+        now, checked_at = time.monotonic(), self._checked_at
+        self._checked_at = now
+        return now - checked_at <= IDLE_CHECK_AFTER or super().is_usable()
