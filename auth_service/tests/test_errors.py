@@ -320,14 +320,21 @@ def test_a_redis_reply_that_is_a_bug_is_a_500_not_an_outage(caplog, error):
     assert "dependency unavailable" not in caplog.text
 
 
-def test_the_admin_sign_in_with_the_database_unreachable_is_503_json(monkeypatch, caplog):
-    def unreachable(*args, **kwargs):
-        raise OperationalError("connection to server failed")
+def admin_sign_in_failing_with(monkeypatch, error: Exception):
+    """The admin's sign-in, whose user lookup (outside DRF) raises this error."""
 
-    monkeypatch.setattr(UserManager, "_one", unreachable)
+    def lookup(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(UserManager, "_one", lookup)
     client = Client(raise_request_exception=False)
+    return client.post("/admin/login/", {"username": "root@example.com", "password": "x"})
 
-    response = client.post("/admin/login/", {"username": "root@example.com", "password": "x"})
+
+def test_the_admin_sign_in_with_the_database_unreachable_is_503_json(monkeypatch, caplog):
+    error = OperationalError("connection to server failed")
+
+    response = admin_sign_in_failing_with(monkeypatch, error)
 
     assert response.status_code == 503
     assert response.json() == {
@@ -341,13 +348,7 @@ def test_the_admin_sign_in_with_the_database_unreachable_is_503_json(monkeypatch
 
 
 def test_an_unexpected_error_outside_the_api_is_still_a_500(monkeypatch):
-    def broken(*args, **kwargs):
-        raise RuntimeError("a bug")
-
-    monkeypatch.setattr(UserManager, "_one", broken)
-    client = Client(raise_request_exception=False)
-
-    response = client.post("/admin/login/", {"username": "root@example.com", "password": "x"})
+    response = admin_sign_in_failing_with(monkeypatch, RuntimeError("a bug"))
 
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal server error.", "code": "server_error"}
