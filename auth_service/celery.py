@@ -38,8 +38,9 @@ def _notice_sweep_start(**_) -> None:
 
 @worker_shutdown.connect
 def _notice_sweep_stop(**_) -> None:
-    # A notice being sent finishes first: one send waits at most EMAIL_TIMEOUT to connect and
-    # as long again to read, well inside the platform's shutdown delay.
+    # A notice being sent finishes first (the sweep sends no further one): a send waits at most
+    # EMAIL_TIMEOUT to connect and as long again to read, inside Render's shutdown delay (90 s)
+    # and docker-compose.yml's stop_grace_period for the worker.
     from django.conf import settings
 
     while _sweeps:

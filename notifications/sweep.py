@@ -4,7 +4,8 @@ The web records each notice in PostgreSQL before it queues the message
 (accounts.services.password_set). When Redis is out at that moment the message is never
 queued, and when sending fails for good the task stops retrying. Every NOTICE_SWEEP_INTERVAL
 seconds the Celery worker's main process sends each notice older than NOTICE_SWEEP_AFTER
-itself, through PostgreSQL and SMTP alone, so the email goes out even while Redis is still down.
+itself, through PostgreSQL and the email backend alone (SMTP or the provider's API), so the
+email goes out even while Redis is still down.
 """
 
 import logging
@@ -24,12 +25,15 @@ logger = logging.getLogger(__name__)
 BATCH = 100
 
 
-def notices_sweep(*, older_than: timedelta) -> int:
-    """Send the notices recorded longer ago than this, oldest first; how many went out."""
+def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None) -> int:
+    """Send the notices recorded longer ago than this, oldest first, until `stop` is set; how
+    many went out."""
     cutoff = timezone.now() - older_than
     owed = PasswordChangedNotice.objects.filter(created_at__lt=cutoff).order_by("created_at")
     sent = 0
     for notice_id in list(owed.values_list("pk", flat=True)[:BATCH]):
+        if stop is not None and stop.is_set():
+            break
         try:
             sent += services.password_changed_deliver(notice_id=notice_id)
         except Exception as error:
@@ -48,7 +52,7 @@ def _sweep_forever(stop: threading.Event) -> None:
     older_than = timedelta(seconds=settings.NOTICE_SWEEP_AFTER)
     while not stop.wait(settings.NOTICE_SWEEP_INTERVAL):
         try:
-            notices_sweep(older_than=older_than)
+            notices_sweep(older_than=older_than, stop=stop)
         except Exception as error:
             # Logged by type only: database and provider messages can quote addresses.
             logger.warning("notice sweep failed: %s", type(error).__name__)
@@ -67,8 +71,9 @@ class Sweep:
         )
 
     def stop(self, timeout: float) -> None:
-        """Sweep no more, and wait up to `timeout` for a notice being sent to be done: a deploy
-        that stopped the process mid-send would roll its row back and send it again later."""
+        """Sweep no more (a sweep under way stops after the notice it is sending), and wait up
+        to `timeout` for that send: a process stopped mid-send would roll the notice's row back
+        and send it again later."""
         self._stop.set()
         self._thread.join(timeout)
 

@@ -99,16 +99,17 @@ def test_sweep_gives_up_a_notice_the_provider_refuses(user, caplog):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_stopping_the_sweep_waits_for_the_notice_being_sent(user, settings):
-    # Given the sweep is sending a notice when the worker shuts down
+def test_stopping_the_sweep_waits_for_the_notice_being_sent_and_sends_no_more(make_user, settings):
+    # Given the sweep is sending the first of three notices when the worker shuts down
     settings.NOTICE_SWEEP_INTERVAL = 0.01
-    owed(user, minutes_ago=5)
-    sending, sent = threading.Event(), threading.Event()
+    for number in range(3):
+        owed(make_user(email=f"user{number}@example.com"), minutes_ago=5 - number)
+    sending, sent = threading.Event(), []
 
     def slow_send(*, notice_id):
         sending.set()
         time.sleep(0.3)
-        sent.set()
+        sent.append(notice_id)
         return 1
 
     with mock.patch.object(services, "password_changed_deliver", slow_send):
@@ -116,6 +117,6 @@ def test_stopping_the_sweep_waits_for_the_notice_being_sent(user, settings):
         assert sending.wait(5)
         sweep.stop(timeout=5)
 
-    # Then the send was finished, not cut off, and the sweep is over
-    assert sent.is_set()
+    # Then that send was finished, not cut off, and the rest wait for the next worker
+    assert len(sent) == 1
     assert not sweep._thread.is_alive()
