@@ -73,7 +73,8 @@ class User(AbstractUser):
 
 
 class SpentRefreshToken(models.Model):
-    """A refresh token that rotation or logout has used up, kept until it would expire anyway.
+    """A refresh token that rotation or logout has used up, kept until an hour after it would
+    expire anyway (accounts.tokens.SPENT_RECORD_MARGIN).
 
     Only the token's id is kept, never the token: a copy of this table holds nothing that signs
     anyone in. Tokens that are still usable have no row at all, so logging in writes nothing.

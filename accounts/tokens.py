@@ -127,7 +127,8 @@ SPENT_RECORD_MARGIN = timedelta(hours=1)
 
 
 def expired_spent_tokens_delete() -> int:
-    """Forget spent tokens that have expired anyway (they fail the expiry check); how many."""
+    """Forget spent tokens that expired over SPENT_RECORD_MARGIN ago (they fail the expiry check,
+    even on a clock that runs behind); how many."""
     cutoff = timezone.now() - SPENT_RECORD_MARGIN
     deleted, _ = SpentRefreshToken.objects.filter(expires_at__lt=cutoff).delete()
     return deleted

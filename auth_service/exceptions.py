@@ -114,7 +114,9 @@ ERROR_CODES = {
     "headers_too_large": "A header is longer than the server reads (8190 bytes), or there are "
     "more than 100.",
     "not_implemented": "The request's Transfer-Encoding is one the server does not know.",
-    "permission_denied": "The request is refused whatever its credentials.",
+    "permission_denied": (
+        "The request is refused whatever its credentials, or a form post failed the CSRF check."
+    ),
     "service_unavailable": "A dependency (database, Redis, broker) is unreachable; retry later.",
     "server_error": "An unexpected error; it has been logged.",
 }

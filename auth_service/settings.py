@@ -349,8 +349,9 @@ ANYMAIL = {
     for name, value in os.environ.items()
     if name.startswith("ANYMAIL_") and value
 }
-# Each call to the provider's API waits at most this long to connect, and as long again to read
-# (anymail's default is 30 s each): a slow provider must not stretch the retries past a link's life.
+# Each call to an HTTP-API provider (anymail's requests backends; not Amazon SES, which goes
+# through boto3) waits at most this long to connect, and as long again to read (anymail's
+# default is 30 s each): a slow provider must not stretch the retries past a link's life.
 ANYMAIL["REQUESTS_TIMEOUT"] = EMAIL_TIMEOUT
 
 # --- Celery (worker) --------------------------------------------------------------------------

@@ -30,7 +30,8 @@ def _declared_length(environ) -> int:
 
 
 def read_chunked_bodies(app):
-    """Read a chunked request body before Django, which reads a body without a length as empty.
+    """Read a chunked request body before Django, which reads a body without a length as empty;
+    leave any body declared over the limit unread (reading it raises RequestDataTooBig).
 
     gunicorn de-chunks the body but can give no CONTENT_LENGTH. Its `wsgi.input_terminated`
     input ends where the body does, so the body is read here, one byte past the limit at most,

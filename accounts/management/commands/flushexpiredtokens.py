@@ -1,4 +1,4 @@
-"""Daily upkeep: forget spent refresh tokens once they have expired anyway."""
+"""Daily upkeep: forget spent refresh tokens an hour after they have expired anyway."""
 
 from django.core.management.base import BaseCommand
 
@@ -6,7 +6,10 @@ from accounts.tokens import expired_spent_tokens_delete
 
 
 class Command(BaseCommand):
-    help = "Delete the records of spent refresh tokens that have expired; safe at any time."
+    help = (
+        "Delete the records of spent refresh tokens that expired over an hour ago; "
+        "safe at any time."
+    )
 
     def handle(self, *args, **options):
         deleted = expired_spent_tokens_delete()
