@@ -1,9 +1,10 @@
 """How many CPUs this process can really use: its affinity, capped by a container's CPU quota.
 
 os.cpu_count() reports the host's cores; a container on a 0.5-CPU plan may see 8 or 64 of
-them while its cgroup lets it run only half of one. The quota is read where a container sees
-its own cgroup: /sys/fs/cgroup/cpu.max (cgroup v2, "max 100000" or "50000 100000") or
-cpu.cfs_quota_us / cpu.cfs_period_us under /sys/fs/cgroup/cpu (cgroup v1, quota -1 for none).
+them while its cgroup lets it run only half of one. The quota is in cpu.max (cgroup v2, "max
+100000" or "50000 100000") or cpu.cfs_quota_us / cpu.cfs_period_us (cgroup v1, quota -1 for
+none): at the top of /sys/fs/cgroup where a container sees its own cgroup, and otherwise in the
+process's cgroup (named in /proc/self/cgroup) or one of its parents. The tightest one counts.
 """
 
 import math
@@ -11,15 +12,16 @@ import os
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
 
 
-def available_cpus(cgroup_root: Path = CGROUP_ROOT) -> int:
+def available_cpus(cgroup_root: Path = CGROUP_ROOT, own: Path = PROC_CGROUP) -> int:
     """Whole CPUs this process may run on at once, at least 1 (a 0.5-CPU quota counts as 1)."""
     if hasattr(os, "sched_getaffinity"):
         count = len(os.sched_getaffinity(0))
     else:  # pragma: no cover - macOS, for local development only
         count = os.cpu_count() or 1
-    quota = cpu_quota(cgroup_root)
+    quota = cpu_quota(cgroup_root, own)
     if quota is not None:
         count = min(count, cpus_for_quota(quota))
     return max(1, count)
@@ -30,14 +32,43 @@ def cpus_for_quota(quota: float) -> int:
     return max(1, math.ceil(quota))
 
 
-def cpu_quota(cgroup_root: Path = CGROUP_ROOT) -> float | None:
-    """The cgroup's CPU quota in CPUs (0.5 for half of one), or None when it has none."""
-    v2 = _read(cgroup_root / "cpu.max")
+def cpu_quota(cgroup_root: Path = CGROUP_ROOT, own: Path = PROC_CGROUP) -> float | None:
+    """The tightest CPU quota on this process's cgroup and its parents, in CPUs (0.5 for half
+    of one), or None when none has one."""
+    quotas = [_quota(directory) for directory in _cgroups(cgroup_root, own)]
+    return min((quota for quota in quotas if quota is not None), default=None)
+
+
+def _cgroups(cgroup_root: Path, own: Path) -> list[Path]:
+    """The directories that may hold this process's CPU limits: its own cgroup and each parent
+    up to the top, for cgroup v2 and for v1's cpu controller (the top alone when /proc/self/
+    cgroup names no other, as inside a container with its own cgroup namespace)."""
+    directories = [cgroup_root, cgroup_root / "cpu"]
+    for line in (_read(own) or "").splitlines():
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if not controllers:  # cgroup v2: "0::/path"
+            top = cgroup_root
+        elif "cpu" in controllers.split(","):  # cgroup v1: "4:cpu,cpuacct:/path"
+            top = cgroup_root / "cpu"
+        else:
+            continue
+        parts = [part for part in path.split("/") if part]
+        if ".." in parts:  # a cgroup outside this view of the tree
+            continue
+        directory = top.joinpath(*parts)
+        while directory != top:
+            directories.append(directory)
+            directory = directory.parent
+    return directories
+
+
+def _quota(directory: Path) -> float | None:
+    v2 = _read(directory / "cpu.max")
     if v2 is not None:
         quota, _, period = v2.partition(" ")
         return _ratio(quota, period)
-    quota = _read(cgroup_root / "cpu" / "cpu.cfs_quota_us")
-    period = _read(cgroup_root / "cpu" / "cpu.cfs_period_us")
+    quota = _read(directory / "cpu.cfs_quota_us")
+    period = _read(directory / "cpu.cfs_period_us")
     if quota is None or period is None:
         return None
     return _ratio(quota, period)

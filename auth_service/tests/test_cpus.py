@@ -11,6 +11,7 @@ CORES = len(os.sched_getaffinity(0))
 
 
 def cgroup_v2(root, cpu_max: str):
+    root.mkdir(parents=True, exist_ok=True)
     (root / "cpu.max").write_text(cpu_max + "\n")
     return root
 
@@ -61,6 +62,39 @@ def test_unreadable_or_odd_files_mean_no_quota(tmp_path, cpu_max):
 
     assert cpu_quota(root) is None
     assert available_cpus(root) == CORES
+
+
+def own_cgroup(tmp_path, content: str):
+    (tmp_path / "proc-self-cgroup").write_text(content)
+    return tmp_path / "proc-self-cgroup"
+
+
+def test_without_a_cgroup_namespace_the_processs_own_cgroup_is_read(tmp_path):
+    # The host's tree: no quota at its top, half a CPU on the container's own cgroup
+    root = cgroup_v2(tmp_path / "sys", "max 100000")
+    cgroup_v2(root / "kubepods" / "pod1", "50000 100000")
+    own = own_cgroup(tmp_path, "0::/kubepods/pod1\n")
+
+    assert cpu_quota(root, own) == 0.5
+    assert available_cpus(root, own) == 1
+
+
+def test_the_tightest_quota_up_the_tree_counts(tmp_path):
+    root = tmp_path / "sys"
+    (root / "cpu" / "docker" / "abc").mkdir(parents=True)
+    for path, quota in (("cpu/docker", "150000"), ("cpu/docker/abc", "-1")):
+        (root / path / "cpu.cfs_quota_us").write_text(quota)
+        (root / path / "cpu.cfs_period_us").write_text("100000")
+    own = own_cgroup(tmp_path, "5:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n")
+
+    assert cpu_quota(root, own) == 1.5
+
+
+def test_a_cgroup_path_outside_the_visible_tree_is_not_followed(tmp_path):
+    root = cgroup_v2(tmp_path / "sys", "50000 100000")
+    own = own_cgroup(tmp_path, "0::/../../elsewhere\n")
+
+    assert cpu_quota(root, own) == 0.5
 
 
 def test_no_cgroup_files_means_the_affinity_decides(tmp_path):
