@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery, Task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auth_service.settings")
 
@@ -26,6 +26,7 @@ class SecretArgsTask(Task):
 
 
 _sweeps = []
+SWEEP_STOP_MAX = 45  # seconds
 
 
 @worker_ready.connect
@@ -36,12 +37,20 @@ def _notice_sweep_start(**_) -> None:
     _sweeps.append(sweep.start())
 
 
+@worker_shutting_down.connect
+def _notice_sweep_stop_asking(**_) -> None:
+    # The moment shutdown starts, before Celery waits for the tasks in flight: the sweep sends
+    # no further notice meanwhile. (Sent from the signal handler: it only sets an event.)
+    for sweep in _sweeps:
+        sweep.stop()
+
+
 @worker_shutdown.connect
 def _notice_sweep_stop(**_) -> None:
-    # A notice being sent finishes first (the sweep sends no further one): a send waits at most
-    # EMAIL_TIMEOUT to connect and as long again to read, inside Render's shutdown delay (90 s)
-    # and docker-compose.yml's stop_grace_period for the worker.
+    # The notice the sweep was sending finishes first. A send's socket operations each wait at
+    # most EMAIL_TIMEOUT; the wait is capped well inside Render's 90 s shutdown delay, and a
+    # send still going then is logged.
     from django.conf import settings
 
     while _sweeps:
-        _sweeps.pop().stop(timeout=2 * settings.EMAIL_TIMEOUT + 5)
+        _sweeps.pop().stop(timeout=min(2 * settings.EMAIL_TIMEOUT + 5, SWEEP_STOP_MAX))

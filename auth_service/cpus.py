@@ -77,7 +77,7 @@ def _quota(directory: Path) -> float | None:
 def _read(path: Path) -> str | None:
     try:
         return path.read_text().strip()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a name that is not UTF-8
         return None
 
 

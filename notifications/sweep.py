@@ -70,12 +70,16 @@ class Sweep:
             target=_sweep_forever, args=(self._stop,), name="notice-sweep", daemon=True
         )
 
-    def stop(self, timeout: float) -> None:
-        """Sweep no more (a sweep under way stops after the notice it is sending), and wait up
-        to `timeout` for that send: a process stopped mid-send would roll the notice's row back
-        and send it again later."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Sweep no more (a sweep under way stops after the notice it is sending); with a
+        timeout, also wait up to that long for that send: a process stopped mid-send would roll
+        the notice's row back and send it again later."""
         self._stop.set()
+        if timeout is None:
+            return
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.warning("notice sweep: a send outlasted the shutdown; it may go out twice")
 
 
 def start() -> Sweep:

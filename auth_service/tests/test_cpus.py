@@ -79,20 +79,26 @@ def test_without_a_cgroup_namespace_the_processs_own_cgroup_is_read(tmp_path):
     assert available_cpus(root, own) == 1
 
 
-def test_the_tightest_quota_up_the_tree_counts(tmp_path):
+@pytest.mark.parametrize(
+    ("parent", "child", "quota"),
+    [("150000", "-1", 1.5), ("150000", "50000", 0.5), ("50000", "150000", 0.5)],
+)
+def test_the_tightest_quota_up_the_tree_counts(tmp_path, parent, child, quota):
     root = tmp_path / "sys"
     (root / "cpu" / "docker" / "abc").mkdir(parents=True)
-    for path, quota in (("cpu/docker", "150000"), ("cpu/docker/abc", "-1")):
-        (root / path / "cpu.cfs_quota_us").write_text(quota)
+    for path, quota_us in (("cpu/docker", parent), ("cpu/docker/abc", child)):
+        (root / path / "cpu.cfs_quota_us").write_text(quota_us)
         (root / path / "cpu.cfs_period_us").write_text("100000")
     own = own_cgroup(tmp_path, "5:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n")
 
-    assert cpu_quota(root, own) == 1.5
+    assert cpu_quota(root, own) == quota
 
 
 def test_a_cgroup_path_outside_the_visible_tree_is_not_followed(tmp_path):
+    # "..": the process's cgroup lies outside this mount; what the path reaches is another's
     root = cgroup_v2(tmp_path / "sys", "50000 100000")
-    own = own_cgroup(tmp_path, "0::/../../elsewhere\n")
+    cgroup_v2(tmp_path / "elsewhere", "10000 100000")
+    own = own_cgroup(tmp_path, "0::/../elsewhere\n")
 
     assert cpu_quota(root, own) == 0.5
 
