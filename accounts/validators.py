@@ -5,6 +5,7 @@ import unicodedata
 from itertools import pairwise
 
 import idna
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 
@@ -14,6 +15,7 @@ from django.core.validators import EmailValidator
 # an email is sent drops most zero-width characters (stringprep's table B.1, which also lists
 # invisible marks such as variation selectors), so that account's mail would reach the first.
 _UNSEEN_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 
 
 def email_hides_characters(email: str) -> bool:
@@ -40,7 +42,16 @@ def email_domain_sends_elsewhere(email: str) -> bool:
     except idna.IDNAError:
         return True
     # Lower-cased again: the mapping writes Cherokee letters upper-case, as lower() does not.
-    return mapped.lower() != domain
+    if mapped.lower() != domain:
+        return True
+    if settings.EMAIL_BACKEND == SMTP_BACKEND:
+        # Django's own SMTP backend encodes the domain with IDNA 2003, which maps more ("ß" to
+        # "ss"): through it, such a domain's mail would go to another domain.
+        try:
+            return domain.encode("idna") != idna.encode(domain, uts46=True)
+        except (UnicodeError, idna.IDNAError):
+            return True
+    return False
 
 
 def email_is_ambiguous(email: str) -> bool:

@@ -210,6 +210,21 @@ def test_a_domain_that_sending_would_write_another_way_is_a_bad_email(api, email
 
 
 @pytest.mark.parametrize(
+    ("email", "status"),
+    [("ada@straße.example", 400), ("ada@bücher.example", 201), ("ada@ᏣᎳᎩ.example", 400)],
+)
+def test_through_djangos_smtp_backend_a_domain_it_would_write_another_way_is_refused(
+    api, settings, email, status
+):
+    # It encodes domains with IDNA 2003: "straße" becomes "strasse", another domain
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+    response = api.post(URL, {**BODY, "email": email}, format="json")
+
+    assert response.status_code == status
+
+
+@pytest.mark.parametrize(
     ("email", "stored"),
     [
         ("ada@bücher.example", "ada@bücher.example"),
