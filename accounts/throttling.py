@@ -91,8 +91,8 @@ class RateThrottle(BaseThrottle):
 
 
 def throttles_wait(throttles: list[RateThrottle], request: Request) -> int:
-    """Count the request against every throttle, all in one Redis round trip; the longest
-    wait among those that refuse it, 0 if all allow it."""
+    """Count the request against every throttle if all allow it, in one Redis round trip; the
+    longest wait among those that refuse it, 0 if all allow it."""
     hits = {throttle: throttle.hit(request) for throttle in throttles}
     hits = {throttle: hit for throttle, hit in hits.items() if hit}
     if not hits or outage.ongoing():
@@ -111,7 +111,8 @@ class OneRoundTripThrottles:
     """View mixin: the view's throttles (all RateThrottles) are checked in one Redis call.
 
     DRF's own check asks each throttle in turn, a round trip each; the outcome is the same:
-    every limit counts the request it allows, and a refused request waits for the longest.
+    a refused request waits for the longest. Unlike DRF's, a request one limit refuses is
+    counted under none of the others.
     """
 
     def check_throttles(self, request: Request) -> None:

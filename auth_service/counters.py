@@ -17,26 +17,34 @@ from auth_service import redis_scripts
 KEY_PREFIX = "auth:counter:"
 
 # Run atomically by Redis on its own clock (instances' clocks may differ), for each key: drop
-# the hits older than its period, and record this one if fewer than its limit remain. Only
-# allowed hits are recorded, so a limit holds in every rolling period and a client that keeps
-# knocking is let in again as its oldest hit ages out. A key expires a period after its newest
-# hit and holds at most `limit` entries. Every key of a request goes in one call: a login
-# counts against two limits, and a round trip each was a tenth of its Python time.
+# the hits older than its period, and see whether fewer than its limit remain. Only a request
+# every limit allows is recorded, against each of them: a limit holds in every rolling period,
+# a client that keeps knocking is let in again as its oldest hit ages out, and a request one
+# limit refuses costs nothing under the others (an attacker whose own address is blocked
+# cannot spend the login budget of the emails it names). A key expires a period after its
+# newest hit and holds at most `limit` entries. Every key of a request goes in one call: a
+# login counts against two limits, and a round trip each was a tenth of its Python time.
 _HITS = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local waits = {}
+local refused = false
 for i, key in ipairs(KEYS) do
     local limit = tonumber(ARGV[2 * i])
     local period = tonumber(ARGV[2 * i + 1])
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now - period)
     if redis.call('ZCARD', key) < limit then
-        redis.call('ZADD', key, now, ARGV[1])
-        redis.call('PEXPIRE', key, period)
         waits[i] = 0
     else
         local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
         waits[i] = tonumber(oldest[2]) + period - now
+        refused = true
+    end
+end
+if not refused then
+    for i, key in ipairs(KEYS) do
+        redis.call('ZADD', key, now, ARGV[1])
+        redis.call('PEXPIRE', key, tonumber(ARGV[2 * i + 1]))
     end
 end
 return waits
@@ -52,7 +60,8 @@ class Hit(NamedTuple):
 
 
 def rolling_hits(hits: list[Hit]) -> list[int]:
-    """Record a hit for each key unless it already had its limit in its last period.
+    """Record a hit for every key, unless any of them already had its limit in its last
+    period: then for none.
 
     Returns, per hit, 0 if it was allowed, else the whole seconds until that key's oldest hit
     ages out and one more would be (at least 1).

@@ -82,11 +82,42 @@ def test_when_both_login_limits_refuse_retry_after_is_the_longer_wait(api, rates
     rates["login_ip"] = "3/min"
     rates["login_email"] = "2/hour"
 
-    statuses = [attempt(api, "eve@example.com").status_code for _ in range(4)]
+    statuses = [
+        attempt(api, email).status_code
+        for email in ["eve@example.com"] * 2 + ["mallory@example.com"]
+    ]
 
-    assert statuses == [401, 401, 429, 429]
+    assert statuses == [401, 401, 401]
     response = attempt(api, "eve@example.com")
+    assert response.status_code == 429
     assert 60 < int(response["Retry-After"]) <= 3600
+
+
+def test_a_blocked_address_cannot_spend_a_victims_login_budget(api, rates, user):
+    """Logins refused by the per-IP limit are not counted against the emails they name, so an
+    attacker cannot lock someone out while its own address is blocked."""
+    rates["login_ip"] = "3/min"
+    for n in range(3):
+        attempt(api, f"guess{n}@example.com")
+
+    statuses = [attempt(api, user.email).status_code for _ in range(6)]
+
+    assert statuses == [429] * 6
+    assert attempt(api, user.email, PASSWORD, REMOTE_ADDR="203.0.113.9").status_code == 200
+
+
+def test_a_forgot_refused_for_its_email_leaves_the_address_budget_alone(
+    api, rates, user, eager_tasks
+):
+    rates["reset_ip"] = "7/hour"
+    for _ in range(5):
+        api.post(FORGOT, {"email": user.email}, format="json")
+
+    refused = [api.post(FORGOT, {"email": user.email}, format="json") for _ in range(2)]
+
+    assert [response.status_code for response in refused] == [429, 429]
+    others = [api.post(FORGOT, {"email": f"n{n}@example.com"}, format="json") for n in range(3)]
+    assert [response.status_code for response in others] == [202, 202, 429]
 
 
 def test_forged_x_forwarded_for_does_not_escape_the_ip_limit(api, rates, settings):
@@ -187,6 +218,19 @@ def test_refused_hits_do_not_prolong_the_wait():
 
     time.sleep(0.8)  # 2.3 s after the allowed hits, the only ones recorded
     assert counters.rolling_hit(key="test:knock", limit=2, period=2) == 0
+
+
+def test_a_hit_one_limit_refuses_is_recorded_under_none():
+    full = counters.Hit("test:full", 1, 60)
+    other = counters.Hit("test:other", 5, 60)
+    assert counters.rolling_hits([full]) == [0]
+
+    waits = counters.rolling_hits([other, full])
+
+    assert waits[0] == 0
+    assert 1 <= waits[1] <= 60
+    assert get_redis_connection("default").zcard(f"{counters.KEY_PREFIX}test:other") == 0
+    assert counters.rolling_hits([other]) == [0]
 
 
 def test_login_fails_open_when_redis_is_unreachable_and_logs_once(
