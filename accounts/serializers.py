@@ -4,7 +4,11 @@ from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
 from accounts.managers import normalize_email
-from accounts.validators import email_domain_sends_elsewhere, email_hides_characters
+from accounts.validators import (
+    email_domain_sends_elsewhere,
+    email_hides_characters,
+    email_local_part_unsendable,
+)
 
 # Long enough for any real passphrase, small enough that hashing cost stays bounded.
 PASSWORD_MAX = 128
@@ -80,7 +84,7 @@ class RegisterSerializer(serializers.Serializer):
 
     def validate_email(self, email: str) -> str:
         # New accounts only: login and forgot still find an account made before this check.
-        if email_domain_sends_elsewhere(email):
+        if email_local_part_unsendable(email) or email_domain_sends_elsewhere(email):
             raise serializers.ValidationError(self.fields["email"].error_messages["invalid"])
         # Stored lower-cased, and a few letters grow then ("İ" becomes two characters): the
         # stored form must fit the column too.

@@ -54,9 +54,28 @@ def email_domain_sends_elsewhere(email: str) -> bool:
     return False
 
 
+# RFC 5321's limit on the part before the "@".
+LOCAL_PART_MAX = 64
+
+
+def email_local_part_unsendable(email: str) -> bool:
+    """True if the part before the "@" is not ASCII, or longer than mail allows.
+
+    Django's EmailValidator means ASCII letters there, but matches them ignoring case, which in
+    Python also lets "ı", "ſ", "İ" and the Kelvin sign through: "ıvan@" would be an account
+    apart from "ivan@", and sending encodes such a name into an address no mailbox has.
+    """
+    local = email.rpartition("@")[0]
+    return not local.isascii() or len(local) > LOCAL_PART_MAX
+
+
 def email_is_ambiguous(email: str) -> bool:
     """An address that does not say, as typed, where its mail goes: not a valid address."""
-    return email_hides_characters(email) or email_domain_sends_elsewhere(email)
+    return (
+        email_hides_characters(email)
+        or email_local_part_unsendable(email)
+        or email_domain_sends_elsewhere(email)
+    )
 
 
 def validate_email_characters(email: str) -> None:

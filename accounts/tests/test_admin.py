@@ -100,11 +100,14 @@ def test_admin_deletes_a_user_who_has_spent_refresh_tokens(admin_client, user, p
     assert not User.objects.filter(pk=user.pk).exists()
 
 
-def test_admin_refuses_an_email_with_an_invisible_character(admin_client, user):
+@pytest.mark.parametrize("email", ["ada@example.com\u200b", "\u0131van@example.com"])
+def test_admin_refuses_an_email_with_an_invisible_or_look_alike_character(
+    admin_client, user, email
+):
     response = admin_client.post(
         "/admin/accounts/user/add/",
         {
-            "email": "ada@example.com\u200b",
+            "email": email,
             "full_name": "Imposter",
             "password1": "a-strong-passphrase",
             "password2": "a-strong-passphrase",

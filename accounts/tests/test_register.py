@@ -210,6 +210,30 @@ def test_a_domain_that_sending_would_write_another_way_is_a_bad_email(api, email
 
 
 @pytest.mark.parametrize(
+    "email",
+    [
+        "\u0131van@example.com",  # dotless i, which would be an account apart from ivan@
+        "\u017fam@example.com",  # long s
+        "\u0130van@example.com",  # capital I with a dot
+        "\u212aate@example.com",  # the Kelvin sign, for K
+        "a" * 65 + "@example.com",  # longer than mail allows before the "@"
+    ],
+)
+def test_a_name_before_the_at_that_mail_cannot_carry_is_a_bad_email(api, email):
+    response = api.post(URL, {**BODY, "email": email}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == INVALID_EMAIL
+    assert not User.objects.exists()
+
+
+def test_the_longest_name_mail_allows_before_the_at_is_accepted(api):
+    email = "a" * 64 + "@example.com"
+
+    assert api.post(URL, {**BODY, "email": email}, format="json").status_code == 201
+
+
+@pytest.mark.parametrize(
     ("email", "status"),
     [("ada@straße.example", 400), ("ada@bücher.example", 201), ("ada@ᏣᎳᎩ.example", 400)],
 )
