@@ -116,6 +116,11 @@ class OneRoundTripThrottles:
     """
 
     def check_throttles(self, request: Request) -> None:
+        # DRF checks throttles before the method: a GET to login would spend the login budget
+        # and turn its 405 into a 429. Only requests the view does work for count.
+        handled = request.method != "OPTIONS" and hasattr(self, request.method.lower())
+        if not handled:
+            return
         wait = throttles_wait(self.get_throttles(), request)
         if wait:
             self.throttled(request, wait)

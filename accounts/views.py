@@ -236,7 +236,7 @@ class PasswordForgotView(OneRoundTripThrottles, APIView):
         return Response({"detail": FORGOT_DETAIL}, status=status.HTTP_202_ACCEPTED)
 
 
-class PasswordResetView(APIView):
+class PasswordResetView(OneRoundTripThrottles, APIView):
     authentication_classes = []
     throttle_classes = [ResetIPThrottle]
 

@@ -305,6 +305,21 @@ def test_reset_page_form_counts_in_the_same_per_ip_budget(api, client, rates):
     assert 1 <= int(response["Retry-After"]) <= 3600
 
 
+@pytest.mark.parametrize(
+    ("path", "scope"), [(LOGIN, "login_ip"), (RESET, "reset_ip"), (FORGOT, "reset_ip")]
+)
+@pytest.mark.parametrize("method", ["get", "head", "options", "put"])
+def test_requests_with_a_method_the_endpoint_does_not_serve_spend_no_budget(
+    api, rates, path, scope, method
+):
+    rates[scope] = "2/hour"
+
+    statuses = {getattr(api, method)(path).status_code for _ in range(4)}
+
+    assert statuses == ({200} if method == "options" else {405})
+    assert get_redis_connection("default").keys(f"{counters.KEY_PREFIX}*") == []
+
+
 def test_the_admin_sign_in_shares_the_login_limit_per_email(api, client, make_user):
     make_user(email="root@example.com", is_staff=True, is_superuser=True)
     for _ in range(4):
