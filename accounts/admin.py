@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
-from django.contrib.auth.forms import UserChangeForm, UserCreationForm
+from django.contrib.auth.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
+from accounts import services
 from accounts.models import User
 from accounts.throttling import AdminLoginEmailThrottle, LoginIPThrottle, throttles_wait
 from auth_service.exceptions import error_body
@@ -34,10 +35,26 @@ class UserEditForm(UserChangeForm):
         fields = ("email", "full_name")
 
 
+class UserPasswordForm(AdminPasswordChangeForm):
+    """The admin's password form, saved as the API saves a new password: every session and
+    emailed reset link ends, and the user is told by email."""
+
+    def save(self, commit: bool = True) -> User:
+        if not commit:
+            return super().save(commit=False)
+        usable = self.cleaned_data["set_usable_password"]
+        # None: "password-based authentication disabled", an unusable password.
+        services.password_set(
+            user=self.user, password=self.cleaned_data["password1"] if usable else None
+        )
+        return self.user
+
+
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     form = UserEditForm
     add_form = UserCreateForm
+    change_password_form = UserPasswordForm
     ordering = ("email",)
     list_display = ("email", "full_name", "is_active", "is_staff", "date_joined")
     search_fields = ("email", "full_name")

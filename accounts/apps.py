@@ -6,4 +6,7 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self):
-        from accounts import checks  # noqa: F401 - registers the deployment checks
+        from accounts import (
+            checks,  # noqa: F401 - registers the deployment checks
+            signals,  # noqa: F401 - connects the receivers
+        )

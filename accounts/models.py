@@ -41,6 +41,18 @@ class User(AbstractUser):
             )
             raise ValidationError({"email": message})
 
+    # Set when the password is replaced in memory; a save then ends every emailed reset link
+    # (accounts.signals), whoever saves it: the admin, `manage.py changepassword`, a shell.
+    password_replaced = False
+
+    def set_password(self, raw_password: str | None) -> None:
+        super().set_password(raw_password)
+        self.password_replaced = True
+
+    def set_unusable_password(self) -> None:
+        super().set_unusable_password()
+        self.password_replaced = True
+
     def check_password(self, raw_password: str) -> bool:
         """Django's check, but a re-hash with the current parameters is saved only over the hash
         it verified: a reset or change committed while the verify ran must not be overwritten

@@ -84,7 +84,8 @@ def password_set(
     consumed = None
     try:
         with transaction.atomic():
-            user.set_password(password)
+            # The hash set directly: this function ends the reset links itself, after the commit.
+            user.password = hashers.make_password(password)
             if proven_hash is None:
                 user.save(update_fields=["password"])
             elif not User.objects.password_replace(user.pk, old=proven_hash, new=user.password):
@@ -100,11 +101,7 @@ def password_set(
         raise
     # The change is committed: nothing after this may fail the request, which would tell the
     # client its new password was not saved.
-    try:
-        # Every other reset link ends too: one emailed before the change must not undo it.
-        reset_tokens.token_revoke(user_id=user.pk)
-    except RedisError as error:
-        logger.warning("reset links of user %s left to expire: %s", user.pk, type(error).__name__)
+    reset_links_end(user_id=user.pk)
     try:
         tasks.send_password_changed_notice.delay(notice.pk)
     except Exception as error:
@@ -114,6 +111,16 @@ def password_set(
             user.pk,
             type(error).__name__,
         )
+
+
+def reset_links_end(*, user_id: int) -> None:
+    """End every emailed reset link of a user whose password was just replaced: one emailed
+    before the change must not undo it. Called after the commit; a Redis failure is logged and
+    the links are left to expire, as the change itself is saved."""
+    try:
+        reset_tokens.token_revoke(user_id=user_id)
+    except RedisError as error:
+        logger.warning("reset links of user %s left to expire: %s", user_id, type(error).__name__)
 
 
 def password_change(*, user: User, current_password: str, new_password: str) -> None:

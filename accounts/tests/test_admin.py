@@ -1,9 +1,15 @@
 """Operators manage users in the Django admin by email."""
 
 import pytest
+from django.core import mail
 from django.core.management import CommandError, call_command
 
+from accounts import reset_tokens
 from accounts.models import User
+from conftest import PASSWORD
+
+RESET = "/api/v1/auth/password/reset/"
+REFRESH = "/api/v1/auth/token/refresh/"
 
 pytestmark = pytest.mark.django_db
 
@@ -132,3 +138,83 @@ def test_createsuperuser_refuses_an_email_with_an_invisible_character(monkeypatc
         )
 
     assert not User.objects.filter(full_name="Imposter").exists()
+
+
+def reset_works(api, token: str) -> bool:
+    body = {"token": token, "password": "the-holders-new-passphrase"}
+    return api.post(RESET, body, format="json").status_code == 200
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_a_password_set_in_the_admin_ends_sessions_and_reset_links_and_tells_the_user(
+    admin_client, api, user, pair
+):
+    # Staff lock out someone who holds a live reset link of the account
+    link = reset_tokens.token_issue(user_id=user.pk)
+
+    response = admin_client.post(
+        f"/admin/accounts/user/{user.pk}/password/",
+        {"password1": "staff-chosen-passphrase", "password2": "staff-chosen-passphrase"},
+    )
+
+    assert response.status_code == 302
+    assert not reset_works(api, link.token)
+    assert api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").status_code == 401
+    user.refresh_from_db()
+    assert user.check_password("staff-chosen-passphrase")
+    assert [message.subject for message in mail.outbox] == ["Your password was changed"]
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_password_sign_in_disabled_in_the_admin_ends_reset_links(admin_client, api, user):
+    link = reset_tokens.token_issue(user_id=user.pk)
+
+    response = admin_client.post(
+        f"/admin/accounts/user/{user.pk}/password/",
+        {"usable_password": "false", "unset-password": "Disable password-based authentication"},
+    )
+
+    assert response.status_code == 302
+    assert not reset_works(api, link.token)
+    user.refresh_from_db()
+    assert not user.has_usable_password()
+
+
+def test_changepassword_command_ends_reset_links(
+    api, user, monkeypatch, django_capture_on_commit_callbacks
+):
+    link = reset_tokens.token_issue(user_id=user.pk)
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": "an-operators-passphrase")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("changepassword", user.email, stdout=None)
+
+    assert not reset_works(api, link.token)
+    user.refresh_from_db()
+    assert user.check_password("an-operators-passphrase")
+
+
+def test_a_link_does_not_outlive_a_deactivation(
+    admin_client, api, user, django_capture_on_commit_callbacks
+):
+    link = reset_tokens.token_issue(user_id=user.pk)
+    user.is_active = False
+    with django_capture_on_commit_callbacks(execute=True):
+        user.save()
+
+    user.is_active = True
+    user.save()
+
+    assert not reset_works(api, link.token)
+    assert user.check_password(PASSWORD)
+
+
+def test_saving_a_user_otherwise_leaves_their_reset_link_working(
+    api, user, django_capture_on_commit_callbacks
+):
+    link = reset_tokens.token_issue(user_id=user.pk)
+    user.full_name = "Ada King"
+    with django_capture_on_commit_callbacks(execute=True):
+        user.save()
+
+    assert reset_works(api, link.token)

@@ -1,0 +1,25 @@
+"""Consequences of a password replaced outside the API's own paths (the admin's password form
+sets it through the services; `manage.py changepassword` and a shell save it directly)."""
+
+import functools
+
+from django.db import transaction
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from accounts import services
+from accounts.models import User
+
+
+@receiver(post_save, sender=User, dispatch_uid="accounts.reset_links_end_on_save")
+def reset_links_end_on_save(sender, instance: User, created: bool, update_fields, **kwargs):
+    """A saved new password, or a deactivation, ends the user's emailed reset links once the
+    save commits: staff locking out someone who holds a link must not be undone by that link
+    (and a reactivated account must not bring old links back)."""
+    replaced = instance.password_replaced and (update_fields is None or "password" in update_fields)
+    instance.password_replaced = False
+    if created or not (replaced or not instance.is_active):
+        return
+    transaction.on_commit(
+        functools.partial(services.reset_links_end, user_id=instance.pk), using=kwargs["using"]
+    )
