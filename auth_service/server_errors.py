@@ -8,6 +8,7 @@ gunicorn's own message quotes the request back, which tells the client nothing i
 """
 
 import json
+from http import HTTPStatus
 
 from gunicorn import util
 
@@ -22,6 +23,7 @@ ERRORS = {
     501: ("The request's transfer coding is not supported.", "not_implemented"),
 }
 SERVER_ERROR = ("Internal server error.", "server_error")
+REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
 def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
@@ -29,6 +31,8 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
     fallback = SERVER_ERROR if status_int >= 500 else ERRORS[400]
     detail, code = ERRORS.get(status_int, fallback)
     body = json.dumps({"detail": detail, "code": code}, separators=(",", ":")).encode()
+    # The standard reason phrase: gunicorn passes "Bad Request" with its 501.
+    reason = REASONS.get(status_int, reason)
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\n"
         "Connection: close\r\n"

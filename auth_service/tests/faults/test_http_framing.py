@@ -123,7 +123,7 @@ def test_head_on_an_endpoint_without_it_is_a_405_without_a_body(web, api):
     assert answer.content == b""
 
 
-def raw_exchange(web, request: bytes) -> tuple[int, dict, bytes]:
+def raw_exchange(web, request: bytes) -> tuple[str, dict, bytes]:
     """Send bytes as they are (no client library would send these) and read the whole answer."""
     with socket.create_connection(("127.0.0.1", web.port), timeout=15) as conn:
         conn.sendall(request)
@@ -133,36 +133,36 @@ def raw_exchange(web, request: bytes) -> tuple[int, dict, bytes]:
     head, _, body = answer.partition(b"\r\n\r\n")
     status_line, *lines = head.decode("latin-1").split("\r\n")
     headers = {name.lower(): value.strip() for name, _, value in (h.partition(":") for h in lines)}
-    return int(status_line.split()[1]), headers, body
+    return status_line.split(" ", 1)[1], headers, body
 
 
 SECRET_LOOKING = "Secret-token-value"
 REFUSED_BY_THE_SERVER = {
     "malformed request line": (
         f"GET /api/v1/auth/me/?{SECRET_LOOKING} HTTP/1.1 extra\r\nHost: x\r\n\r\n",
-        400,
+        "400 Bad Request",
         "bad_request",
     ),
     "request line too long": (
         f"GET /api/v1/auth/me/?q={SECRET_LOOKING}{'a' * 5000} HTTP/1.1\r\nHost: x\r\n\r\n",
-        414,
+        "414 Request-URI Too Long",
         "uri_too_long",
     ),
     "header too long": (
         f"GET /api/v1/auth/me/ HTTP/1.1\r\nHost: x\r\nX-Big: {SECRET_LOOKING}{'a' * 9000}\r\n\r\n",
-        431,
+        "431 Request Header Fields Too Large",
         "headers_too_large",
     ),
     "unknown transfer coding": (
         "POST /api/v1/auth/login/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: br, chunked\r\n"
         "\r\n1\r\n{\r\n0\r\n\r\n",
-        501,
+        "501 Not Implemented",
         "not_implemented",
     ),
     "malformed chunk": (
         "POST /api/v1/auth/login/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
         f"\r\n{SECRET_LOOKING}\r\n{{}}\r\n0\r\n\r\n",
-        400,
+        "400 Bad Request",
         "bad_request",
     ),
 }
