@@ -24,6 +24,7 @@ NO_ACCOUNT = 0
 
 DUPLICATE_EMAIL = "An account with this email already exists."
 WRONG_PASSWORD = "The current password is incorrect."  # noqa: S105 - a message
+SAME_PASSWORD = "The new password must differ from the current one."  # noqa: S105 - a message
 
 
 def password_check_strength(*, password: str, user: User, field: str) -> None:
@@ -130,6 +131,9 @@ def password_change(*, user: User, current_password: str, new_password: str) -> 
     proven_hash = user.password
     if not hashers.check_password(current_password, proven_hash):
         raise ValidationError({"current_password": [WRONG_PASSWORD]})
+    # A "change" to the same password would end every session and change nothing.
+    if new_password == current_password:
+        raise ValidationError({"new_password": [SAME_PASSWORD]})
     password_check_strength(password=new_password, user=user, field="new_password")
     password_set(user=user, password=new_password, proven_hash=proven_hash)
 

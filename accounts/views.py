@@ -183,7 +183,7 @@ class PasswordChangeView(OneRoundTripThrottles, APIView):
         responses={
             204: None,
             400: schema.field_errors(
-                "Wrong current password or weak new password.",
+                "Wrong current password, or a new password that is weak or the current one.",
                 {"current_password": ["The current password is incorrect."]},
             ),
             401: schema.UNAUTHENTICATED,

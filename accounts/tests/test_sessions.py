@@ -217,6 +217,18 @@ def test_password_change_rejects_weak_new_password_and_keeps_the_old(auth_api, l
     login()
 
 
+def test_password_change_to_the_current_password_is_refused_and_ends_nothing(auth_api, login):
+    response = auth_api.post(
+        CHANGE, {"current_password": PASSWORD, "new_password": PASSWORD}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "new_password": ["The new password must differ from the current one."]
+    }
+    assert auth_api.get(ME).status_code == 200
+
+
 def test_of_two_changes_that_proved_the_same_password_only_the_first_is_saved(
     user, login, eager_tasks
 ):
