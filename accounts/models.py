@@ -99,3 +99,18 @@ class SpentRefreshToken(models.Model):
 
     def __str__(self) -> str:
         return str(self.jti)
+
+
+class RevokedTokenFamily(models.Model):
+    """The refresh tokens descended from one login, ended because a spent one among them came
+    back: the client and someone else both hold the chain, and its live token may be the
+    other's (accounts.tokens). Kept until every token of the family has expired.
+    """
+
+    family = models.UUIDField("token family id", primary_key=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    revoked_at = models.DateTimeField("revoked at")
+    expires_at = models.DateTimeField("its tokens expired by")
+
+    def __str__(self) -> str:
+        return str(self.family)

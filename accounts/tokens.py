@@ -3,17 +3,26 @@
 simplejwt's token classes do the signing and claim checks. A refresh token works while its
 signature, expiry and claims check out, its user is active with the password the token was
 issued under (it carries a digest of the password hash, so a password change or reset ends
-every session at once), and its id is not among the spent ones. Spending is one INSERT whose
-primary key decides the winner when two requests race with the same token.
+every session at once), its id is not among the spent ones, and its family is not revoked.
+Spending is one INSERT whose primary key decides the winner when two requests race with the
+same token.
+
+Every refresh token descended from one login shares a family id. A spent token that comes back
+(after REUSE_GRACE, which covers a client retrying a refresh whose answer it lost) means two
+parties hold the chain, and the live token may be a thief's: the whole family is revoked, so
+the thief's successor dies too and the owner signs in again (OAuth's refresh token rotation
+with reuse detection).
 
 No token is ever stored: logging in writes nothing, and a copy of the database holds nothing
 that signs anyone in.
 """
 
+import logging
 import re
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
@@ -21,34 +30,45 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch, get_md5_hash_password
 
-from accounts.models import SpentRefreshToken, User
+from accounts.models import RevokedTokenFamily, SpentRefreshToken, User
 from accounts.serializers import TOKEN_MAX
 from auth_service.exceptions import TokenInvalid
 
+logger = logging.getLogger(__name__)
+
+FAMILY_CLAIM = "fam"
+
 
 def token_pair_for(*, user: User) -> dict[str, str]:
-    """A new access + refresh pair for the user's current password."""
-    refresh = _refresh_token(user_id=user.pk, digest=get_md5_hash_password(user.password))
+    """A new access + refresh pair for the user's current password, the first of a family."""
+    refresh = _refresh_token(
+        user_id=user.pk, digest=get_md5_hash_password(user.password), family=uuid.uuid4().hex
+    )
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
 
 
-def _refresh_token(*, user_id: int, digest: str | None) -> RefreshToken:
-    """The claims RefreshToken.for_user sets: the user's id and their password's digest."""
+def _refresh_token(*, user_id: int, digest: str | None, family: str | None) -> RefreshToken:
+    """The claims RefreshToken.for_user sets (the user's id and their password's digest), and
+    the family id."""
     token = RefreshToken()
     token[api_settings.USER_ID_CLAIM] = str(user_id)
     token[api_settings.REVOKE_TOKEN_CLAIM] = digest
+    if family is not None:
+        token[FAMILY_CLAIM] = family
     return token
 
 
 # Spend the presented token, only while its user is active with the password it was issued
 # under (the digest claim is the hex md5 of the password hash, which PostgreSQL's md5()
-# computes). A row back means this request spent it; under concurrency the primary key makes
-# every other request wait for the winner's commit and then insert nothing.
+# computes) and its family is not revoked. A row back means this request spent it; under
+# concurrency the primary key makes every other request wait for the winner's commit and then
+# insert nothing.
 _MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")
 _SPEND = """
 WITH holder AS (
     SELECT id FROM accounts_user
     WHERE id = %(user_id)s AND is_active AND md5(password) = lower(%(digest)s)
+      AND NOT EXISTS (SELECT FROM accounts_revokedtokenfamily WHERE family = %(family)s)
 )
 INSERT INTO accounts_spentrefreshtoken (jti, user_id, expires_at, spent_at)
 SELECT %(jti)s, holder.id, %(expires_at)s, %(now)s FROM holder
@@ -63,7 +83,9 @@ def refresh_token_rotate(*, raw: str) -> dict[str, str]:
     token = _presented(raw)
     _spend(token)
     successor = _refresh_token(
-        user_id=_user_id(token), digest=token.get(api_settings.REVOKE_TOKEN_CLAIM)
+        user_id=_user_id(token),
+        digest=token.get(api_settings.REVOKE_TOKEN_CLAIM),
+        family=_family(token),
     )
     return {"access": str(successor.access_token), "refresh": str(successor)}
 
@@ -97,6 +119,17 @@ def _user_id(token: RefreshToken) -> int:
     return user_id
 
 
+def _family(token: RefreshToken) -> str | None:
+    """The token's family id; None for a token issued before families existed."""
+    family = token.get(FAMILY_CLAIM)
+    if family is None:
+        return None
+    try:
+        return uuid.UUID(hex=family).hex
+    except (AttributeError, TypeError, ValueError):
+        raise TokenInvalid() from None
+
+
 def _spend(token: RefreshToken) -> None:
     digest = token.get(api_settings.REVOKE_TOKEN_CLAIM)
     try:
@@ -105,19 +138,49 @@ def _spend(token: RefreshToken) -> None:
         raise TokenInvalid() from None
     if not isinstance(digest, str) or not _MD5_HEX.fullmatch(digest):
         raise TokenInvalid()
+    user_id, family = _user_id(token), _family(token)
     with connection.cursor() as cursor:
         cursor.execute(
             _SPEND,
             {
-                "user_id": _user_id(token),
+                "user_id": user_id,
                 "digest": digest,
+                "family": family,
                 "jti": str(jti),
                 "expires_at": datetime_from_epoch(token["exp"]),
                 "now": timezone.now(),
             },
         )
-        if cursor.fetchone() is None:
-            raise TokenInvalid()
+        spent = cursor.fetchone() is not None
+    if not spent:
+        if family is not None:
+            _family_revoke_if_reused(jti=jti, user_id=user_id, family=family)
+        raise TokenInvalid()
+
+
+def _family_revoke_if_reused(*, jti: uuid.UUID, user_id: int, family: str) -> None:
+    """Revoke the family if this token was spent before REUSE_GRACE ago.
+
+    Within the grace, a second use is a client that sent the same refresh twice (it lost the
+    first answer, or two of its tabs raced): refused, but the chain the first use continued
+    stays. The token is genuine (signed by us), so only a party that held it can get here.
+    """
+    record = SpentRefreshToken.objects.filter(jti=jti, user_id=user_id).first()
+    if record is None or timezone.now() - record.spent_at < settings.REFRESH_REUSE_GRACE:
+        return
+    now = timezone.now()
+    _revoked, created = RevokedTokenFamily.objects.get_or_create(
+        family=family,
+        defaults={
+            "user_id": user_id,
+            "revoked_at": now,
+            "expires_at": now + api_settings.REFRESH_TOKEN_LIFETIME,
+        },
+    )
+    if created:
+        logger.warning(
+            "spent refresh token of user %s used again: its login's sessions are ended", user_id
+        )
 
 
 # A spent token's record outlives its expiry by this much: a web instance whose clock runs
@@ -127,8 +190,10 @@ SPENT_RECORD_MARGIN = timedelta(hours=1)
 
 
 def expired_spent_tokens_delete() -> int:
-    """Forget spent tokens that expired over SPENT_RECORD_MARGIN ago (they fail the expiry check,
-    even on a clock that runs behind); how many."""
+    """Forget spent tokens and revoked families whose tokens all expired over
+    SPENT_RECORD_MARGIN ago (they fail the expiry check, even on a clock that runs behind);
+    how many records."""
     cutoff = timezone.now() - SPENT_RECORD_MARGIN
-    deleted, _ = SpentRefreshToken.objects.filter(expires_at__lt=cutoff).delete()
-    return deleted
+    spent, _ = SpentRefreshToken.objects.filter(expires_at__lt=cutoff).delete()
+    families, _ = RevokedTokenFamily.objects.filter(expires_at__lt=cutoff).delete()
+    return spent + families

@@ -215,6 +215,11 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
+# A spent refresh token used again after this many seconds revokes its login's whole chain of
+# refresh tokens (accounts/tokens.py); sooner, it is a client retrying a refresh whose answer
+# it lost, and is only refused.
+REFRESH_REUSE_GRACE = timedelta(seconds=env_int("JWT_REFRESH_REUSE_GRACE", 30))
+
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env_int("JWT_ACCESS_LIFETIME", 300, minimum=1)),
     # Rotated on every refresh, and refused once spent: accounts/tokens.py, not simplejwt's views.

@@ -1,13 +1,17 @@
 """Refresh rotation, logout, me and password change: what a signed-in client sees."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.hashers import make_password
 from django.core import mail
+from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from rest_framework.test import APIClient
 
-from accounts import services
-from accounts.models import User
+from accounts import services, tokens
+from accounts.models import RevokedTokenFamily, SpentRefreshToken, User
+from accounts.tests.test_tokens import claims, sign
 from conftest import PASSWORD
 
 REFRESH = "/api/v1/auth/token/refresh/"
@@ -37,6 +41,82 @@ def test_refresh_rotates_and_the_old_refresh_token_stops_working(api, pair):
     assert reuse.json() == TOKEN_INVALID
     assert api.post(REFRESH, {"refresh": new["refresh"]}, format="json").status_code == 200
     assert bearer(new["access"]).get(ME).status_code == 200
+
+
+def refresh(api, token: str):
+    return api.post(REFRESH, {"refresh": token}, format="json")
+
+
+def spent_seconds_ago(token: str, seconds: float) -> None:
+    SpentRefreshToken.objects.filter(jti=claims(token)["jti"]).update(
+        spent_at=timezone.now() - timedelta(seconds=seconds)
+    )
+
+
+def test_a_spent_refresh_token_used_again_ends_the_chain_it_belongs_to(api, pair, login, caplog):
+    # A thief rotated a stolen refresh token; later its owner's copy comes back (or the reverse)
+    thiefs = refresh(api, pair["refresh"]).json()
+    spent_seconds_ago(pair["refresh"], 31)
+    other_device = login()
+
+    reuse = refresh(api, pair["refresh"])
+
+    assert reuse.status_code == 401
+    assert reuse.json() == TOKEN_INVALID
+    # The chain the stolen token continued is dead: its live token no longer refreshes
+    assert refresh(api, thiefs["refresh"]).status_code == 401
+    # Sessions of other logins go on
+    assert refresh(api, other_device["refresh"]).status_code == 200
+    assert "used again: its login's sessions are ended" in caplog.text
+    assert pair["refresh"] not in caplog.text
+
+
+def test_a_refresh_sent_twice_within_the_grace_is_refused_but_keeps_the_chain(api, pair):
+    # A client that lost the answer to its refresh and sent it again
+    first = refresh(api, pair["refresh"]).json()
+    spent_seconds_ago(pair["refresh"], 29)
+
+    assert refresh(api, pair["refresh"]).status_code == 401
+    assert refresh(api, first["refresh"]).status_code == 200
+    assert not RevokedTokenFamily.objects.exists()
+
+
+def test_rotation_keeps_the_family_and_each_login_starts_its_own(api, pair, login):
+    rotated = refresh(api, pair["refresh"]).json()
+
+    assert claims(rotated["refresh"])["fam"] == claims(pair["refresh"])["fam"]
+    assert claims(login()["refresh"])["fam"] != claims(pair["refresh"])["fam"]
+
+
+def test_a_refresh_token_from_before_families_still_rotates(api, pair, user):
+    legacy = claims(pair["refresh"])
+    del legacy["fam"]
+    legacy_token = sign(legacy)
+
+    rotated = refresh(api, legacy_token)
+    spent_seconds_ago(legacy_token, 60)
+
+    assert rotated.status_code == 200
+    assert refresh(api, legacy_token).status_code == 401
+    assert refresh(api, rotated.json()["refresh"]).status_code == 200
+
+
+@pytest.mark.parametrize("family", [42, "not-a-uuid", ["x"], {"a": 1}])
+def test_a_signed_refresh_token_with_a_malformed_family_is_refused(api, pair, family):
+    token = sign({**claims(pair["refresh"]), "fam": family})
+
+    assert refresh(api, token).status_code == 401
+
+
+def test_flushexpiredtokens_forgets_revoked_families_after_their_tokens_expired(api, pair, user):
+    now = timezone.now()
+    RevokedTokenFamily.objects.create(
+        family="0" * 32, user=user, revoked_at=now, expires_at=now - timedelta(hours=2)
+    )
+    RevokedTokenFamily.objects.create(family="1" * 32, user=user, revoked_at=now, expires_at=now)
+
+    assert tokens.expired_spent_tokens_delete() == 1
+    assert [row.family.hex for row in RevokedTokenFamily.objects.all()] == ["1" * 32]
 
 
 GARBAGE = ["", " ", "abc", "a.b.c", "abc\u0000def", "x" * 2048, "x" * 5000]
