@@ -33,27 +33,39 @@ RETRY_MAX_DELAY = 120
 class Failure(enum.Enum):
     """What a failed send says about the next one."""
 
-    # This recipient or this message, for good (an unknown or inactive address): give it up.
+    # This recipient or this message, for good (an unknown or inactive address, SMTP 5xx to
+    # RCPT or DATA): give it up.
     REFUSED = "refused"
     # Every send, for now: network, provider 5xx/429 or SMTP 4xx, PostgreSQL, Redis.
     OUTAGE = "outage"
     # Every send, until someone acts: the provider refuses our credentials or sender (Postmark
-    # 401/403/422 other than a recipient), a setting is missing, or a provider error we cannot
-    # place. Never a reason to drop an email.
+    # 401/403/422 other than a recipient, SMTP 5xx to AUTH or MAIL FROM), a setting is missing,
+    # or a provider error we cannot place. Never a reason to drop an email.
     ACCOUNT = "account"
     # Not a sending error at all: our code or data. The task gives up (a bug fails every
     # retry alike); the sweep keeps the notice, as a bug is no reason to drop one either.
     UNEXPECTED = "unexpected"
 
 
-_PERMANENT_SMTP = (
-    smtplib.SMTPRecipientsRefused,
-    smtplib.SMTPSenderRefused,
-    smtplib.SMTPAuthenticationError,
-    smtplib.SMTPNotSupportedError,
-)
+# Trouble reaching or talking to a mail server or provider, before any reply.
+_NETWORK = (smtplib.SMTPServerDisconnected, socket.timeout, ConnectionError, TimeoutError)
 
-_TRANSIENT = (smtplib.SMTPException, socket.timeout, ConnectionError, TimeoutError)
+
+def _smtp_failure(error: smtplib.SMTPException) -> Failure:
+    """By reply code, 4xx "not now" and 5xx "no"; whose "no" it is depends on the step."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        # Greylisting or a full mailbox answers RCPT with 450/451/452: not now.
+        codes = [code for code, _ in error.recipients.values()]
+        return Failure.OUTAGE if any(400 <= code < 500 for code in codes) else Failure.REFUSED
+    if not isinstance(error, smtplib.SMTPResponseException):
+        # The connection dropped, or the server lacks STARTTLS or AUTH (our settings).
+        return Failure.OUTAGE if isinstance(error, _NETWORK) else Failure.ACCOUNT
+    if 400 <= error.smtp_code < 500:
+        return Failure.OUTAGE
+    if isinstance(error, smtplib.SMTPDataError):
+        return Failure.REFUSED  # the server took sender and recipient, and refused this email
+    # A 5xx to the connection, HELO, AUTH (535) or MAIL FROM: our server, login or sender.
+    return Failure.ACCOUNT
 
 
 def failure_kind(error: Exception) -> Failure:
@@ -62,7 +74,7 @@ def failure_kind(error: Exception) -> Failure:
     Only an answer about this recipient or message gives an email up; anything else that
     comes from the provider or its settings is kept and retried.
     """
-    if isinstance(error, (AnymailRecipientsRefused, AnymailInvalidAddress, *_PERMANENT_SMTP)):
+    if isinstance(error, (AnymailRecipientsRefused, AnymailInvalidAddress)):
         return Failure.REFUSED
     if isinstance(error, AnymailRequestsAPIError):
         status = error.status_code
@@ -71,14 +83,14 @@ def failure_kind(error: Exception) -> Failure:
         # Postmark's errors about the recipient arrive as AnymailRecipientsRefused; any other
         # 4xx is about our token, sender, account or request, the same for every email.
         return Failure.ACCOUNT
-    if isinstance(error, smtplib.SMTPResponseException):
-        return Failure.OUTAGE if 400 <= error.smtp_code < 500 else Failure.REFUSED
+    if isinstance(error, smtplib.SMTPException):
+        return _smtp_failure(error)
     if isinstance(error, (AnymailError, ImproperlyConfigured)):
         # AnymailConfigurationError (a missing setting, an uninstalled extra) is one of these.
         return Failure.ACCOUNT
     # PostgreSQL or Redis unreachable or refusing for now (what the web answers with a 503):
     # the worker looks the user up and checks the token before it sends.
-    if isinstance(error, _TRANSIENT) or is_unavailable(error):
+    if isinstance(error, _NETWORK) or is_unavailable(error):
         return Failure.OUTAGE
     return Failure.UNEXPECTED
 
