@@ -27,7 +27,11 @@ BATCH = 100
 
 def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None) -> int:
     """Send the notices recorded longer ago than this, oldest first, until `stop` is set; how
-    many went out."""
+    many went out.
+
+    A notice whose recipient is refused is given up, one whose recipient is deferred waits;
+    any other failure stops the sweep, keeping every notice for the next one.
+    """
     cutoff = timezone.now() - older_than
     owed = PasswordChangedNotice.objects.filter(created_at__lt=cutoff).order_by("created_at")
     sent = 0
@@ -43,6 +47,14 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
                     "notice sweep: giving up notice %s: %s", notice_id, type(error).__name__
                 )
                 PasswordChangedNotice.objects.filter(pk=notice_id).delete()
+                continue
+            if kind is Failure.DEFERRED:
+                # This recipient's server says "later" (greylisting): the others may pass.
+                logger.warning(
+                    "notice sweep: notice %s deferred: %s, next sweep",
+                    notice_id,
+                    type(error).__name__,
+                )
                 continue
             # Not about this recipient: the rest would fail alike, so every notice is kept.
             # Logged by type only: provider messages can quote addresses.

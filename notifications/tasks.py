@@ -36,7 +36,11 @@ class Failure(enum.Enum):
     # This recipient or this message, for good (an unknown or inactive address, SMTP 5xx to
     # RCPT or DATA): give it up.
     REFUSED = "refused"
-    # Every send, for now: network, provider 5xx/429 or SMTP 4xx, PostgreSQL, Redis.
+    # This recipient, for now (greylisting or a full mailbox: a 4xx to RCPT TO): others may
+    # pass meanwhile.
+    DEFERRED = "deferred"
+    # Every send, for now: network, provider 5xx/429, SMTP 4xx to any other step, PostgreSQL,
+    # Redis.
     OUTAGE = "outage"
     # Every send, until someone acts: the provider refuses our credentials or sender (Postmark
     # 401/403/422 other than a recipient, SMTP 5xx to AUTH or MAIL FROM), a setting is missing,
@@ -54,9 +58,9 @@ _NETWORK = (smtplib.SMTPServerDisconnected, socket.timeout, ConnectionError, Tim
 def _smtp_failure(error: smtplib.SMTPException) -> Failure:
     """By reply code, 4xx "not now" and 5xx "no"; whose "no" it is depends on the step."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
-        # Greylisting or a full mailbox answers RCPT with 450/451/452: not now.
+        # Greylisting or a full mailbox answers RCPT with 450/451/452: not now, for this one.
         codes = [code for code, _ in error.recipients.values()]
-        return Failure.OUTAGE if any(400 <= code < 500 for code in codes) else Failure.REFUSED
+        return Failure.DEFERRED if any(400 <= code < 500 for code in codes) else Failure.REFUSED
     if not isinstance(error, smtplib.SMTPResponseException):
         # The connection dropped, or the server lacks STARTTLS or AUTH (our settings).
         return Failure.OUTAGE if isinstance(error, _NETWORK) else Failure.ACCOUNT
@@ -111,8 +115,9 @@ def _deliver(task, deliver, **kwargs) -> None:
     except Exception as error:
         kind = failure_kind(error)
         attempt = task.request.retries + 1
-        if kind in (Failure.OUTAGE, Failure.ACCOUNT) and attempt <= MAX_RETRIES:
-            if kind is Failure.OUTAGE:
+        retried = (Failure.DEFERRED, Failure.OUTAGE, Failure.ACCOUNT)
+        if kind in retried and attempt <= MAX_RETRIES:
+            if kind is not Failure.ACCOUNT:
                 logger.warning(
                     "%s: transient %s, retry %d of %d",
                     task.name,

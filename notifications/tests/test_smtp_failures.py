@@ -139,3 +139,20 @@ def test_sweep_keeps_every_notice_when_the_server_refuses_the_sender_or_defers(
 
     assert PasswordChangedNotice.objects.count() == 2
     assert notices_sweep(older_than=AFTER) == 2
+
+
+def test_sweep_goes_on_past_a_recipient_the_server_defers(make_user, smtp, caplog):
+    # Given two notices, the older one to a recipient the mail server greylists
+    deferred, other = owed(make_user, 2)
+    smtp.replies["RCPT"] = ["450 4.2.0 <user0@example.com>: Recipient address rejected: Greylisted"]
+
+    # When the worker sweeps
+    assert notices_sweep(older_than=AFTER) == 1
+
+    # Then the other notice goes out, and the deferred one waits for the next sweep
+    assert [message["To"] for message in smtp.messages] == ["user1@example.com"]
+    assert list(PasswordChangedNotice.objects.all()) == [deferred]
+    assert f"notice {deferred.pk} deferred: SMTPRecipientsRefused" in service_log(caplog)
+    assert "user0@example.com" not in service_log(caplog)
+    assert notices_sweep(older_than=AFTER) == 1
+    assert not PasswordChangedNotice.objects.exists()

@@ -122,8 +122,9 @@ def test_deactivated_user_gets_nothing(make_user):
     assert mail.outbox == []
 
 
-REFUSED, OUTAGE, ACCOUNT, UNEXPECTED = (
+REFUSED, DEFERRED, OUTAGE, ACCOUNT, UNEXPECTED = (
     tasks.Failure.REFUSED,
+    tasks.Failure.DEFERRED,
     tasks.Failure.OUTAGE,
     tasks.Failure.ACCOUNT,
     tasks.Failure.UNEXPECTED,
@@ -135,8 +136,8 @@ REFUSED, OUTAGE, ACCOUNT, UNEXPECTED = (
     [
         (smtplib.SMTPServerDisconnected("gone"), OUTAGE),
         (smtplib.SMTPResponseException(421, b"try later"), OUTAGE),
-        (smtplib.SMTPRecipientsRefused({"a@example.com": (450, b"greylisted")}), OUTAGE),
-        (smtplib.SMTPRecipientsRefused({"a@example.com": (452, b"mailbox full")}), OUTAGE),
+        (smtplib.SMTPRecipientsRefused({"a@example.com": (450, b"greylisted")}), DEFERRED),
+        (smtplib.SMTPRecipientsRefused({"a@example.com": (452, b"mailbox full")}), DEFERRED),
         (smtplib.SMTPRecipientsRefused({"a@example.com": (550, b"no such user")}), REFUSED),
         (smtplib.SMTPRecipientsRefused({}), REFUSED),
         (smtplib.SMTPDataError(451, b"try later"), OUTAGE),
