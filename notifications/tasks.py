@@ -99,6 +99,12 @@ def failure_kind(error: Exception) -> Failure:
     return Failure.UNEXPECTED
 
 
+class SendRetried(Exception):
+    """Stands in for a send error in Celery's retry: Celery logs the exception it is given
+    ("retry: Retry in 12s: ..."), and a mail server's or provider's message can quote the
+    address ("451 <ada@example.com> greylisted"). This one holds the error's type alone."""
+
+
 def retry_delay(attempt: int) -> float:
     """Exponential backoff, capped, plus up to half again at random (retries spread out).
 
@@ -136,7 +142,10 @@ def _deliver(task, deliver, **kwargs) -> None:
                     MAX_RETRIES,
                 )
             try:
-                raise task.retry(countdown=retry_delay(task.request.retries), exc=error) from None
+                raise task.retry(
+                    countdown=retry_delay(task.request.retries),
+                    exc=SendRetried(type(error).__name__),
+                ) from None
             except Reject as rejected:
                 # Queuing the retry failed (Redis unreachable for a moment). Celery would drop
                 # the task (requeue=False); put it back instead. If Redis is still gone, the
