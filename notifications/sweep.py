@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from notifications import services
 from notifications.models import PasswordChangedNotice
-from notifications.tasks import is_transient
+from notifications.tasks import Failure, failure_kind
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,11 @@ BATCH = 100
 
 def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None) -> int:
     """Send the notices recorded longer ago than this, oldest first, until `stop` is set; how
-    many went out."""
+    many went out.
+
+    A notice whose recipient is refused is given up, one whose recipient is deferred waits;
+    any other failure stops the sweep, keeping every notice for the next one.
+    """
     cutoff = timezone.now() - older_than
     owed = PasswordChangedNotice.objects.filter(created_at__lt=cutoff).order_by("created_at")
     sent = 0
@@ -37,12 +41,37 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
         try:
             sent += services.password_changed_deliver(notice_id=notice_id)
         except Exception as error:
-            if is_transient(error):
-                # The email provider or the database is out: the rest would fail alike.
+            kind = failure_kind(error)
+            if kind is Failure.REFUSED:
+                logger.error(
+                    "notice sweep: giving up notice %s: %s", notice_id, type(error).__name__
+                )
+                PasswordChangedNotice.objects.filter(pk=notice_id).delete()
+                continue
+            if kind is Failure.DEFERRED:
+                # This recipient's server says "later" (greylisting): the others may pass.
+                logger.warning(
+                    "notice sweep: notice %s deferred: %s, next sweep",
+                    notice_id,
+                    type(error).__name__,
+                )
+                continue
+            # Not about this recipient: the rest would fail alike, so every notice is kept.
+            # Logged by type only: provider messages can quote addresses.
+            if kind is Failure.OUTAGE:
                 logger.warning("notice sweep: transient %s, next sweep", type(error).__name__)
-                break
-            logger.error("notice sweep: giving up notice %s: %s", notice_id, type(error).__name__)
-            PasswordChangedNotice.objects.filter(pk=notice_id).delete()
+            elif kind is Failure.ACCOUNT:
+                logger.error(
+                    "notice sweep: %s, the email provider refuses the account or settings; "
+                    "notices kept for the next sweep",
+                    type(error).__name__,
+                )
+            else:
+                logger.error(
+                    "notice sweep: unexpected %s; notices kept for the next sweep",
+                    type(error).__name__,
+                )
+            break
     if sent:
         logger.info("notice sweep: sent %d notice(s) left behind", sent)
     return sent

@@ -1,13 +1,20 @@
 """Celery tasks: take ids and strings, call a service, own their retry policy."""
 
+import enum
 import logging
 import random
 import smtplib
 import socket
 
-from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused, AnymailRequestsAPIError
+from anymail.exceptions import (
+    AnymailError,
+    AnymailInvalidAddress,
+    AnymailRecipientsRefused,
+    AnymailRequestsAPIError,
+)
 from celery import shared_task
 from celery.exceptions import Reject
+from django.core.exceptions import ImproperlyConfigured
 
 from auth_service.celery import SecretArgsTask
 from auth_service.exceptions import is_unavailable
@@ -22,30 +29,80 @@ MAX_RETRIES = 5
 RETRY_BASE_DELAY = 10
 RETRY_MAX_DELAY = 120
 
-_PERMANENT_SMTP = (
-    smtplib.SMTPRecipientsRefused,
-    smtplib.SMTPSenderRefused,
-    smtplib.SMTPAuthenticationError,
-    smtplib.SMTPNotSupportedError,
-)
 
-_TRANSIENT = (smtplib.SMTPException, socket.timeout, ConnectionError, TimeoutError)
+class Failure(enum.Enum):
+    """What a failed send says about the next one."""
+
+    # This recipient or this message, for good (an unknown or inactive address, SMTP 5xx to
+    # RCPT or DATA): give it up.
+    REFUSED = "refused"
+    # This recipient, for now (greylisting or a full mailbox: a 4xx to RCPT TO): others may
+    # pass meanwhile.
+    DEFERRED = "deferred"
+    # Every send, for now: network, provider 5xx/429, SMTP 4xx to any other step, PostgreSQL,
+    # Redis.
+    OUTAGE = "outage"
+    # Every send, until someone acts: the provider refuses our credentials or sender (Postmark
+    # 401/403/422 other than a recipient, SMTP 5xx to AUTH or MAIL FROM), a setting is missing,
+    # or a provider error we cannot place. Never a reason to drop an email.
+    ACCOUNT = "account"
+    # Not a sending error at all: our code or data. The task gives up (a bug fails every
+    # retry alike); the sweep keeps the notice, as a bug is no reason to drop one either.
+    UNEXPECTED = "unexpected"
 
 
-def is_transient(error: Exception) -> bool:
-    """Worth retrying: network, database or Redis trouble, the provider's 5xx/429, SMTP 4xx."""
-    if isinstance(error, (AnymailRecipientsRefused, *_PERMANENT_SMTP)):
-        return False
+# Trouble reaching or talking to a mail server or provider, before any reply.
+_NETWORK = (smtplib.SMTPServerDisconnected, socket.timeout, ConnectionError, TimeoutError)
+
+
+def _smtp_failure(error: smtplib.SMTPException) -> Failure:
+    """By reply code, 4xx "not now" and 5xx "no"; whose "no" it is depends on the step."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        # Greylisting or a full mailbox answers RCPT with 450/451/452: not now, for this one.
+        codes = [code for code, _ in error.recipients.values()]
+        return Failure.DEFERRED if any(400 <= code < 500 for code in codes) else Failure.REFUSED
+    if not isinstance(error, smtplib.SMTPResponseException):
+        # The connection dropped, or the server lacks STARTTLS or AUTH (our settings).
+        return Failure.OUTAGE if isinstance(error, _NETWORK) else Failure.ACCOUNT
+    if 400 <= error.smtp_code < 500:
+        return Failure.OUTAGE
+    if isinstance(error, smtplib.SMTPDataError):
+        return Failure.REFUSED  # the server took sender and recipient, and refused this email
+    # A 5xx to the connection, HELO, AUTH (535) or MAIL FROM: our server, login or sender.
+    return Failure.ACCOUNT
+
+
+def failure_kind(error: Exception) -> Failure:
+    """Sort a send's error: is it this recipient's, or would every send fail alike?
+
+    Only an answer about this recipient or message gives an email up; anything else that
+    comes from the provider or its settings is kept and retried.
+    """
+    if isinstance(error, (AnymailRecipientsRefused, AnymailInvalidAddress)):
+        return Failure.REFUSED
     if isinstance(error, AnymailRequestsAPIError):
         status = error.status_code
-        return status is None or status == 429 or status >= 500
-    if isinstance(error, AnymailAPIError):
-        return False
-    if isinstance(error, smtplib.SMTPResponseException):
-        return 400 <= error.smtp_code < 500
+        if status is None or status == 429 or status >= 500:
+            return Failure.OUTAGE
+        # Postmark's errors about the recipient arrive as AnymailRecipientsRefused; any other
+        # 4xx is about our token, sender, account or request, the same for every email.
+        return Failure.ACCOUNT
+    if isinstance(error, smtplib.SMTPException):
+        return _smtp_failure(error)
+    if isinstance(error, (AnymailError, ImproperlyConfigured)):
+        # AnymailConfigurationError (a missing setting, an uninstalled extra) is one of these.
+        return Failure.ACCOUNT
     # PostgreSQL or Redis unreachable or refusing for now (what the web answers with a 503):
     # the worker looks the user up and checks the token before it sends.
-    return isinstance(error, _TRANSIENT) or is_unavailable(error)
+    if isinstance(error, _NETWORK) or is_unavailable(error):
+        return Failure.OUTAGE
+    return Failure.UNEXPECTED
+
+
+class SendRetried(Exception):
+    """Stands in for a send error in Celery's retry: Celery logs the exception it is given
+    ("retry: Retry in 12s: ..."), and a mail server's or provider's message can quote the
+    address ("451 <ada@example.com> greylisted"). This one holds the error's type alone."""
 
 
 def retry_delay(attempt: int) -> float:
@@ -62,16 +119,33 @@ def _deliver(task, deliver, **kwargs) -> None:
     try:
         deliver(**kwargs)
     except Exception as error:
-        if is_transient(error) and task.request.retries < MAX_RETRIES:
-            logger.warning(
-                "%s: transient %s, retry %d of %d",
-                task.name,
-                type(error).__name__,
-                task.request.retries + 1,
-                MAX_RETRIES,
-            )
+        kind = failure_kind(error)
+        attempt = task.request.retries + 1
+        retried = (Failure.DEFERRED, Failure.OUTAGE, Failure.ACCOUNT)
+        if kind in retried and attempt <= MAX_RETRIES:
+            if kind is not Failure.ACCOUNT:
+                logger.warning(
+                    "%s: transient %s, retry %d of %d",
+                    task.name,
+                    type(error).__name__,
+                    attempt,
+                    MAX_RETRIES,
+                )
+            else:
+                # Retried too: a token rotated or a setting fixed within the retries' minutes
+                # still delivers the email. An error each time: someone must act.
+                logger.error(
+                    "%s: %s, the email provider refuses the account or settings, retry %d of %d",
+                    task.name,
+                    type(error).__name__,
+                    attempt,
+                    MAX_RETRIES,
+                )
             try:
-                raise task.retry(countdown=retry_delay(task.request.retries), exc=error) from None
+                raise task.retry(
+                    countdown=retry_delay(task.request.retries),
+                    exc=SendRetried(type(error).__name__),
+                ) from None
             except Reject as rejected:
                 # Queuing the retry failed (Redis unreachable for a moment). Celery would drop
                 # the task (requeue=False); put it back instead. If Redis is still gone, the
@@ -82,7 +156,7 @@ def _deliver(task, deliver, **kwargs) -> None:
         logger.error(
             "%s: giving up after %d attempt(s): %s",
             task.name,
-            task.request.retries + 1,
+            attempt,
             type(error).__name__,
         )
 

@@ -55,3 +55,38 @@ def text_part(message: Message) -> str:
         if part.get_content_type() == "text/plain":
             return part.get_payload(decode=True).decode()
     raise AssertionError("no text/plain part")
+
+
+class RefusingSmtpSink(SmtpSink):
+    """The sink, answering MAIL FROM, RCPT TO or DATA with the replies queued in `.replies`
+    first, as a mail server that greylists, or refuses a sender or recipient, would."""
+
+    def __init__(self, port: int | None = None):
+        super().__init__(port)
+        self.replies: dict[str, list[str]] = {"MAIL": [], "RCPT": [], "DATA": []}
+        self._controller = Controller(_Refusing(self), hostname="127.0.0.1", port=self.port)
+
+
+class _Refusing(_Collector):
+    def _scripted(self, step: str) -> str | None:
+        replies = self.sink.replies[step]
+        return replies.pop(0) if replies else None
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
+        if reply := self._scripted("MAIL"):
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if reply := self._scripted("RCPT"):
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook name
+        if reply := self._scripted("DATA"):
+            return reply
+        return await super().handle_DATA(server, session, envelope)

@@ -1,9 +1,10 @@
-"""No password, JWT, reset token or Authorization header ever reaches the logs."""
+"""No password, JWT, reset token, Authorization header or email address ever reaches the logs."""
 
 import json
 import logging
 import re
 from contextlib import contextmanager
+from unittest import mock
 
 import pytest
 from celery.concurrency.solo import TaskPool
@@ -11,6 +12,9 @@ from django.core import mail
 from rest_framework.test import APIClient
 
 from accounts import reset_tokens, services
+from notifications import tasks
+from testing.smtp import RefusingSmtpSink
+from testing.worker import WorkerProcess
 
 pytestmark = pytest.mark.django_db
 
@@ -125,3 +129,54 @@ def test_worker_log_never_shows_the_reset_nonce_or_token(
     assert " received" in printed
     assert issued_tokens[0].nonce not in printed
     assert issued_tokens[0].token not in printed
+
+
+# A mail server's "not now" that quotes the recipient, as many do.
+GREYLISTED = "451 4.7.1 <{}>: Recipient address rejected: Greylisted, try again later"
+
+
+@pytest.fixture
+def greylisting_smtp():
+    """A real SMTP server that answers the next message with GREYLISTED (DATA step)."""
+    sink = RefusingSmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+def service_log(caplog) -> str:
+    """What the service logged (the test SMTP server's own "mail.log" shows every address)."""
+    return "\n".join(record.getMessage() for record in caplog.records if record.name != "mail.log")
+
+
+def test_a_retried_email_logs_no_address(user, caplog, settings, eager_tasks, greylisting_smtp):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", greylisting_smtp.port
+    greylisting_smtp.replies["DATA"] = [GREYLISTED.format(user.email)]
+    caplog.set_level(logging.DEBUG)
+
+    with mock.patch.object(tasks, "retry_delay", return_value=0):
+        services.password_reset_request(email=user.email)
+
+    # Celery logged its retry, naming the error by type only, and the retry sent the email
+    assert " retry: Retry in 0s: SendRetried('SMTPDataError')" in service_log(caplog)
+    assert len(greylisting_smtp.messages) == 1
+    assert user.email not in service_log(caplog)
+
+
+@pytest.mark.timeout(90)
+def test_worker_log_never_shows_the_address_of_a_retried_email(
+    api, transactional_db, user, greylisting_smtp
+):
+    greylisting_smtp.replies["DATA"] = [GREYLISTED.format(user.email)]
+    worker = WorkerProcess(smtp_port=greylisting_smtp.port)
+    worker.start()
+    try:
+        api.post("/api/v1/auth/password/forgot/", {"email": user.email}, format="json")
+        worker.wait_for_log(" retry: Retry in ")
+        printed = worker.log()
+    finally:
+        worker.stop()
+
+    assert "SMTPDataError" in printed
+    assert user.email not in printed

@@ -1,17 +1,22 @@
-"""The email provider fails: the reset email is retried in time, or dropped for good, quietly.
+"""The email provider fails: an email is retried in time, or dropped for good, quietly, and
+only when the provider refuses its recipient.
 
 Production sends through Postmark's HTTP API with django-anymail; the one thing mocked here is
 that API (``requests``), so anymail's real error handling decides what the task sees.
 """
 
 import json
+from datetime import timedelta
 from unittest import mock
 
 import pytest
 import requests
+from django.utils import timezone
 
 from accounts import reset_tokens
-from notifications import tasks
+from notifications import services, tasks
+from notifications.models import PasswordChangedNotice
+from notifications.sweep import notices_sweep
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_tasks")]
 
@@ -20,6 +25,14 @@ ACCEPTED = (200, {"ErrorCode": 0, "Message": "OK", "MessageID": "b7bc2f4a", "To"
 UNAVAILABLE = (503, {"ErrorCode": 100, "Message": "Maintenance"})
 RATE_LIMITED = (429, {"ErrorCode": 429, "Message": "Rate limit exceeded"})
 BAD_TOKEN = (401, {"ErrorCode": 10, "Message": "Request does not contain a valid Server token."})
+SUSPENDED = (422, {"ErrorCode": 412, "Message": "Your account is pending approval."})
+BAD_SENDER = (
+    422,
+    {
+        "ErrorCode": 400,
+        "Message": "The 'From' address you supplied is not a Sender Signature on your account.",
+    },
+)
 INVALID_TO = (422, {"ErrorCode": 300, "Message": "Invalid 'To' address: 'TO'."})
 INACTIVE_TO = (
     422,
@@ -31,6 +44,7 @@ INACTIVE_TO = (
     },
 )
 NETWORK_DOWN = requests.ConnectionError("connection reset by peer")
+SWEEP_AFTER = timedelta(minutes=2)
 
 
 @pytest.fixture(autouse=True)
@@ -40,8 +54,8 @@ def postmark(settings):
 
 
 @pytest.fixture
-def esp(user):
-    """Postmark's API, answering each POST with the next scripted reply."""
+def esp():
+    """Postmark's API, answering each POST with the next scripted reply (TO: its recipient)."""
 
     class Script:
         def __init__(self):
@@ -58,7 +72,8 @@ def esp(user):
             response.status_code = status
             response.url = url
             response.headers["Content-Type"] = "application/json"
-            response._content = json.dumps(body).replace("TO", user.email).encode()
+            recipient = json.loads(kwargs["data"])["To"]
+            response._content = json.dumps(body).replace("TO", recipient).encode()
             return response
 
     script = Script()
@@ -137,15 +152,14 @@ def test_a_provider_that_stays_down_is_given_up_on_inside_the_links_life(
 @pytest.mark.parametrize(
     ("failure", "error"),
     [
-        (BAD_TOKEN, "AnymailRequestsAPIError"),
         (INVALID_TO, "AnymailRecipientsRefused"),
         (INACTIVE_TO, "AnymailRecipientsRefused"),
     ],
 )
-def test_permanent_provider_failures_are_not_retried_and_logged_without_secrets(
+def test_a_refused_recipient_is_not_retried_and_logged_without_secrets(
     user, esp, delays, caplog, failure, error
 ):
-    # Given Postmark refuses the credentials or the recipient
+    # Given Postmark refuses the recipient
     esp.replies = [failure]
     caplog.set_level("INFO")
 
@@ -157,3 +171,107 @@ def test_permanent_provider_failures_are_not_retried_and_logged_without_secrets(
     assert delays == []
     assert f"giving up after 1 attempt(s): {error}" in caplog.text
     assert_no_secrets(caplog.text, user=user, issued=issued)
+
+
+@pytest.mark.parametrize("failure", [BAD_TOKEN, SUSPENDED, BAD_SENDER])
+def test_a_refused_account_is_retried_as_an_error_until_someone_fixes_it(
+    user, esp, delays, caplog, settings, failure
+):
+    # Given Postmark refuses the server token or the account, and the token is then replaced
+    esp.replies = [failure, failure, ACCEPTED]
+    caplog.set_level("INFO")
+
+    # When the worker sends a reset email
+    issued = send_reset_email(user)
+
+    # Then each refusal is logged as an error for someone to act on, and the link still goes
+    # out in time once the account is fixed
+    assert len(esp.requests) == 3
+    assert sum(delays) < settings.PASSWORD_RESET_TIMEOUT
+    refusals = [record for record in caplog.records if "refuses the account" in record.message]
+    assert [record.levelname for record in refusals] == ["ERROR", "ERROR"]
+    assert "password reset: email sent" in caplog.text
+    assert_no_secrets(caplog.text, user=user, issued=issued)
+
+
+def test_a_missing_provider_setting_is_retried_as_an_error(user, esp, delays, settings, caplog):
+    settings.ANYMAIL = {}
+    caplog.set_level("INFO")
+
+    issued = send_reset_email(user)
+
+    assert esp.requests == []
+    assert len(delays) == tasks.MAX_RETRIES
+    assert "AnymailConfigurationError, the email provider refuses the account" in caplog.text
+    assert f"giving up after {tasks.MAX_RETRIES + 1} attempt(s)" in caplog.text
+    assert_no_secrets(caplog.text, user=user, issued=issued)
+
+
+def notices_owed(make_user, count: int) -> list[PasswordChangedNotice]:
+    notices = []
+    for number in range(count):
+        notice = services.password_changed_notice_record(
+            user=make_user(email=f"user{number}@example.com")
+        )
+        notice.created_at = timezone.now() - timedelta(hours=1, minutes=-number)
+        notice.save(update_fields=["created_at"])
+        notices.append(notice)
+    return notices
+
+
+@pytest.mark.parametrize("failure", [BAD_TOKEN, SUSPENDED, BAD_SENDER, UNAVAILABLE])
+def test_sweep_keeps_every_notice_while_the_provider_refuses_the_account(
+    make_user, esp, caplog, failure
+):
+    # Given two notices an hour old, and Postmark refusing the account (or down)
+    notices_owed(make_user, 2)
+    esp.replies = [failure]
+
+    # When the worker sweeps
+    assert notices_sweep(older_than=SWEEP_AFTER) == 0
+
+    # Then it stops at the first refusal and keeps both for the next sweep
+    assert len(esp.requests) == 1
+    assert PasswordChangedNotice.objects.count() == 2
+    assert "example.com" not in caplog.text
+    assert SERVER_TOKEN not in caplog.text
+
+    # And once the account is fixed, the next sweep sends both
+    esp.replies = [ACCEPTED, ACCEPTED]
+    assert notices_sweep(older_than=SWEEP_AFTER) == 2
+    assert not PasswordChangedNotice.objects.exists()
+
+
+def test_sweep_says_so_as_an_error_when_the_account_is_refused(make_user, esp, caplog):
+    notices_owed(make_user, 2)
+    esp.replies = [BAD_TOKEN]
+
+    notices_sweep(older_than=SWEEP_AFTER)
+
+    (record,) = [record for record in caplog.records if record.name == "notifications.sweep"]
+    assert record.levelname == "ERROR"
+    assert "refuses the account or settings; notices kept" in record.message
+
+
+def test_sweep_keeps_every_notice_while_a_provider_setting_is_missing(make_user, esp, settings):
+    notices_owed(make_user, 2)
+    settings.ANYMAIL = {}
+
+    assert notices_sweep(older_than=SWEEP_AFTER) == 0
+
+    assert esp.requests == []
+    assert PasswordChangedNotice.objects.count() == 2
+
+
+def test_sweep_gives_up_only_the_notice_whose_recipient_is_refused(make_user, esp, caplog):
+    # Given two notices, the older one to an address Postmark marked inactive
+    inactive, other = notices_owed(make_user, 2)
+    esp.replies = [INACTIVE_TO, ACCEPTED]
+
+    # When the worker sweeps
+    assert notices_sweep(older_than=SWEEP_AFTER) == 1
+
+    # Then that one is given up and the other still sent
+    assert len(esp.requests) == 2
+    assert not PasswordChangedNotice.objects.exists()
+    assert f"giving up notice {inactive.pk}: AnymailRecipientsRefused" in caplog.text

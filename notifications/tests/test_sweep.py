@@ -85,6 +85,18 @@ def test_sweep_keeps_every_notice_while_the_mail_server_is_down(make_user):
 
 
 @pytest.mark.django_db
+def test_sweep_keeps_every_notice_when_sending_fails_unexpectedly(make_user, caplog):
+    for index in range(2):
+        owed(make_user(email=f"user{index}@example.com"), minutes_ago=5)
+
+    with mock.patch("notifications.emails.email_send", side_effect=ValueError("a bug")):
+        assert notices_sweep(older_than=AFTER) == 0
+
+    assert PasswordChangedNotice.objects.count() == 2
+    assert "notice sweep: unexpected ValueError; notices kept for the next sweep" in caplog.text
+
+
+@pytest.mark.django_db
 def test_sweep_gives_up_a_notice_the_provider_refuses(user, caplog):
     owed(user, minutes_ago=5)
 

@@ -6,7 +6,14 @@ import time
 from unittest import mock
 
 import pytest
-from anymail.exceptions import AnymailRecipientsRefused, AnymailRequestsAPIError
+from anymail.exceptions import (
+    AnymailAPIError,
+    AnymailConfigurationError,
+    AnymailImproperlyInstalled,
+    AnymailInvalidAddress,
+    AnymailRecipientsRefused,
+    AnymailRequestsAPIError,
+)
 from django.core import mail
 from django.db import IntegrityError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
@@ -115,33 +122,58 @@ def test_deactivated_user_gets_nothing(make_user):
     assert mail.outbox == []
 
 
+REFUSED, DEFERRED, OUTAGE, ACCOUNT, UNEXPECTED = (
+    tasks.Failure.REFUSED,
+    tasks.Failure.DEFERRED,
+    tasks.Failure.OUTAGE,
+    tasks.Failure.ACCOUNT,
+    tasks.Failure.UNEXPECTED,
+)
+
+
 @pytest.mark.parametrize(
-    ("error", "transient"),
+    ("error", "kind"),
     [
-        (smtplib.SMTPServerDisconnected("gone"), True),
-        (smtplib.SMTPResponseException(421, b"try later"), True),
-        (smtplib.SMTPResponseException(554, b"rejected"), False),
-        (smtplib.SMTPRecipientsRefused({}), False),
-        (smtplib.SMTPAuthenticationError(535, b"bad credentials"), False),
-        (ConnectionRefusedError(), True),
-        (OperationalError("connection to server failed"), True),
-        (IntegrityError("duplicate key"), False),
-        (TimeoutError(), True),
-        (AnymailRequestsAPIError(status_code=503), True),
-        (AnymailRequestsAPIError(status_code=429), True),
-        (AnymailRequestsAPIError(status_code=401), False),
-        (AnymailRecipientsRefused(), False),
-        (ValueError("bug"), False),
-        (redis_errors.ConnectionError("refused"), True),
-        (redis_errors.ReadOnlyError("You can't write against a read only replica."), True),
-        (redis_errors.ResponseError("BUSY Redis is busy running a script."), True),
-        (redis_errors.ResponseError("MISCONF Redis is configured to save RDB snapshots"), True),
-        (redis_errors.ResponseError("WRONGTYPE Operation against a key"), False),
-        (BrokerError("broker refused"), True),
+        (smtplib.SMTPServerDisconnected("gone"), OUTAGE),
+        (smtplib.SMTPResponseException(421, b"try later"), OUTAGE),
+        (smtplib.SMTPRecipientsRefused({"a@example.com": (450, b"greylisted")}), DEFERRED),
+        (smtplib.SMTPRecipientsRefused({"a@example.com": (452, b"mailbox full")}), DEFERRED),
+        (smtplib.SMTPRecipientsRefused({"a@example.com": (550, b"no such user")}), REFUSED),
+        (smtplib.SMTPRecipientsRefused({}), REFUSED),
+        (smtplib.SMTPDataError(451, b"try later"), OUTAGE),
+        (smtplib.SMTPDataError(554, b"message refused"), REFUSED),
+        (smtplib.SMTPSenderRefused(451, b"try later", "no-reply@example.com"), OUTAGE),
+        (smtplib.SMTPSenderRefused(553, b"not yours", "no-reply@example.com"), ACCOUNT),
+        (smtplib.SMTPAuthenticationError(454, b"temporary authentication failure"), OUTAGE),
+        (smtplib.SMTPAuthenticationError(535, b"bad credentials"), ACCOUNT),
+        (smtplib.SMTPConnectError(554, b"no service for you"), ACCOUNT),
+        (smtplib.SMTPResponseException(554, b"rejected"), ACCOUNT),
+        (smtplib.SMTPNotSupportedError("STARTTLS extension not supported by server."), ACCOUNT),
+        (ConnectionRefusedError(), OUTAGE),
+        (OperationalError("connection to server failed"), OUTAGE),
+        (IntegrityError("duplicate key"), UNEXPECTED),
+        (TimeoutError(), OUTAGE),
+        (AnymailRequestsAPIError(status_code=503), OUTAGE),
+        (AnymailRequestsAPIError(status_code=429), OUTAGE),
+        (AnymailRequestsAPIError(status_code=401), ACCOUNT),
+        (AnymailRequestsAPIError(status_code=403), ACCOUNT),
+        (AnymailRequestsAPIError(status_code=422), ACCOUNT),
+        (AnymailAPIError("an error this provider's backend raises"), ACCOUNT),
+        (AnymailConfigurationError("missing POSTMARK_SERVER_TOKEN"), ACCOUNT),
+        (AnymailImproperlyInstalled(missing_package="boto3"), ACCOUNT),
+        (AnymailRecipientsRefused(), REFUSED),
+        (AnymailInvalidAddress("not an address"), REFUSED),
+        (ValueError("bug"), UNEXPECTED),
+        (redis_errors.ConnectionError("refused"), OUTAGE),
+        (redis_errors.ReadOnlyError("You can't write against a read only replica."), OUTAGE),
+        (redis_errors.ResponseError("BUSY Redis is busy running a script."), OUTAGE),
+        (redis_errors.ResponseError("MISCONF Redis is configured to save RDB snapshots"), OUTAGE),
+        (redis_errors.ResponseError("WRONGTYPE Operation against a key"), UNEXPECTED),
+        (BrokerError("broker refused"), OUTAGE),
     ],
 )
-def test_errors_are_classified_for_retry(error, transient):
-    assert tasks.is_transient(error) is transient
+def test_errors_are_sorted_by_whose_they_are(error, kind):
+    assert tasks.failure_kind(error) is kind
 
 
 def test_backoff_outlasts_a_short_outage_and_stays_inside_the_token_lifetime(settings):
