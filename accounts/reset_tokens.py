@@ -288,11 +288,16 @@ def token_revoke(*, user_id: int) -> None:
     )
 
 
-def token_is_live(*, user_id: int, token: str) -> bool:
-    """Whether the token still works for this user (not expired, ended by a newer link or a
-    password change, or used): what the worker checks before it emails the link."""
-    owner = _redis().get(_token_key(digest(token)))
-    return owner is not None and owner.decode() == str(user_id)
+def token_time_left(*, user_id: int, token: str) -> float | None:
+    """Seconds the token still works for this user; None if it no longer does (expired, ended
+    by a newer link or a password change, or used): what the worker checks before it emails the
+    link, and what the email says is left."""
+    key = _token_key(digest(token))
+    # One round trip, one moment: owner and time left come from the same instant (MULTI/EXEC).
+    owner, left_ms = _redis().pipeline().get(key).pttl(key).execute()
+    if owner is None or owner.decode() != str(user_id) or left_ms <= 0:
+        return None
+    return left_ms / 1000
 
 
 def token_is_current(*, user_id: int, token: str) -> bool:

@@ -1,11 +1,14 @@
 """Celery app for the worker process; configuration comes from Django settings (CELERY_*)."""
 
+import logging
 import os
 
-from celery import Celery, Task
-from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
+from celery import Celery, Task, bootsteps
+from celery.signals import worker_shutdown, worker_shutting_down
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auth_service.settings")
+
+logger = logging.getLogger(__name__)
 
 app = Celery("auth_service")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -29,12 +32,29 @@ _sweeps = []
 SWEEP_STOP_MAX = 45  # seconds
 
 
-@worker_ready.connect
-def _notice_sweep_start(**_) -> None:
-    # Imported here: the models load only once Django is set up in the worker.
-    from notifications import sweep
+class NoticeSweep(bootsteps.StartStopStep):
+    """Starts the notice sweep in the worker's main process (stopped by the signals below).
 
-    _sweeps.append(sweep.start())
+    A worker step, not worker_ready: Celery sends that only once the broker answers, and the
+    sweep must run while Redis is down. Before the consumer step, which waits for the broker;
+    after the pool step, so the prefork children are forked before the sweep's thread exists (a
+    fork copies no thread: no child ever sweeps). Only `celery worker` runs worker steps: not
+    the web, beat or `celery inspect`.
+    """
+
+    requires = ("celery.worker.components:Pool",)
+
+    def start(self, parent) -> None:
+        # Imported here: the models load only once Django is set up in the worker.
+        from django.conf import settings
+
+        from notifications import sweep
+
+        _sweeps.append(sweep.start())
+        logger.info("notice sweep: started, every %d s", settings.NOTICE_SWEEP_INTERVAL)
+
+
+app.steps["worker"].add(NoticeSweep)
 
 
 @worker_shutting_down.connect

@@ -1,5 +1,7 @@
 """Render and send the service's emails: a text and an HTML part from templates."""
 
+from datetime import UTC, datetime, timedelta
+
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template import Context, Engine
@@ -32,12 +34,21 @@ def email_send(*, to: str, template: str, context: dict) -> None:
     message.send()
 
 
-def password_reset_email_send(*, to: str, full_name: str, link: str) -> None:
-    minutes = max(1, settings.PASSWORD_RESET_TIMEOUT // 60)
+def password_reset_email_send(*, to: str, full_name: str, link: str, time_left: float) -> None:
+    """Email a reset link that works for `time_left` more seconds."""
+    # What is left as the email goes out, not PASSWORD_RESET_TIMEOUT: it can go out minutes
+    # after the request (retries, a backlog, a stopped worker). Both the minutes and the clock
+    # time are rounded down, so the email never promises more time than the link has.
+    expires_at = datetime.now(UTC) + timedelta(seconds=time_left)
     email_send(
         to=to,
         template="password_reset",
-        context={"full_name": full_name, "link": link, "minutes": minutes},
+        context={
+            "full_name": full_name,
+            "link": link,
+            "minutes": int(time_left // 60),
+            "expires_at": f"{expires_at:%H:%M} UTC",
+        },
     )
 
 

@@ -41,7 +41,8 @@ def password_reset_deliver(*, user_id: int, nonce: str) -> bool:
         logger.info("password reset: no active account for user %s; nothing sent", user_id)
         return False
     token = reset_tokens.token_from_nonce(nonce)
-    if not reset_tokens.token_is_live(user_id=user_id, token=token):
+    time_left = reset_tokens.token_time_left(user_id=user_id, token=token)
+    if time_left is None:
         logger.info(
             "password reset: token for user %s expired, used or replaced; nothing sent", user_id
         )
@@ -52,7 +53,10 @@ def password_reset_deliver(*, user_id: int, nonce: str) -> bool:
         logger.info("password reset: email for user %s already sent; skipping", user_id)
         return False
     emails.password_reset_email_send(
-        to=user.email, full_name=user.full_name, link=password_reset_link(token=token)
+        to=user.email,
+        full_name=user.full_name,
+        link=password_reset_link(token=token),
+        time_left=time_left,
     )
     try:
         redis.set(sent_key, 1, ex=settings.PASSWORD_RESET_TIMEOUT)

@@ -21,7 +21,8 @@ def database_url() -> str:
 
 
 class WorkerProcess:
-    def __init__(self, smtp_port: int, extra_env: dict | None = None):
+    def __init__(self, smtp_port: int, extra_env: dict | None = None, pool: str = "solo"):
+        self.pool = pool
         self.env = {
             **os.environ,
             "DATABASE_URL": database_url(),
@@ -46,7 +47,7 @@ class WorkerProcess:
                 "auth_service",
                 "worker",
                 "--pool",
-                "solo",
+                self.pool,
                 "--loglevel",
                 "INFO",
                 "--without-gossip",

@@ -91,6 +91,16 @@ def test_token_is_consumed_once():
     assert not reset_tokens.token_is_current(user_id=7, token=issued.token)
 
 
+def test_time_left_is_what_redis_has_left_and_only_for_the_owner(redis_client):
+    issued = reset_tokens.token_issue(user_id=7)
+    redis_client.pexpire(reset_tokens._token_key(reset_tokens.digest(issued.token)), 45_000)
+
+    assert 44 < reset_tokens.token_time_left(user_id=7, token=issued.token) <= 45
+    assert reset_tokens.token_time_left(user_id=8, token=issued.token) is None
+    reset_tokens.token_consume(token=issued.token)
+    assert reset_tokens.token_time_left(user_id=7, token=issued.token) is None
+
+
 @pytest.mark.parametrize("garbage", ["", "x", "0" * 64, "é" * 10, "a" * 5000])
 def test_unknown_tokens_are_not_found(garbage):
     assert reset_tokens.token_peek(token=garbage) is None

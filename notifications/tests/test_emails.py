@@ -1,5 +1,8 @@
 """What the emails say: plain text as typed, HTML escaped, subjects on one line."""
 
+import re
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from django.core import mail
 
@@ -49,7 +52,9 @@ def test_password_changed_notice_keeps_the_name_as_typed_in_text_and_escapes_it_
 def test_link_with_an_ampersand_works_in_both_parts():
     link = "https://app.example.com/reset?lang=en&token=abc"
 
-    emails.password_reset_email_send(to="ada@example.com", full_name="Ada", link=link)
+    emails.password_reset_email_send(
+        to="ada@example.com", full_name="Ada", link=link, time_left=600
+    )
 
     (message,) = mail.outbox
     assert f"\n{link}\n" in message.body
@@ -70,3 +75,35 @@ def test_subject_is_one_line_of_unescaped_text(settings, tmp_path):
 
     (message,) = mail.outbox
     assert message.subject == "Hello Ada O'Brien & Co"
+
+
+@pytest.mark.parametrize(
+    ("left_ms", "stated"),
+    [
+        (599_999, "9 minutes"),
+        (450_000, "7 minutes"),
+        (119_999, "1 minute"),
+        (45_000, "less than a minute"),
+    ],
+)
+def test_reset_email_states_the_time_the_link_has_left_when_it_goes_out(
+    user, redis_client, left_ms, stated
+):
+    # Given a link whose email goes out late (retries, a backlog, a stopped worker): its token
+    # has only this much of its life left
+    before = datetime.now(UTC)
+    issued = reset_tokens.token_issue(user_id=user.pk)
+    redis_client.pexpire(reset_tokens._token_key(reset_tokens.digest(issued.token)), left_ms)
+
+    # When the worker sends it
+    services.password_reset_deliver(user_id=user.pk, nonce=issued.nonce)
+    after = datetime.now(UTC)
+
+    # Then both parts say what is left, rounded down, never the full PASSWORD_RESET_TIMEOUT
+    (message,) = mail.outbox
+    expiry = {f"{moment + timedelta(milliseconds=left_ms):%H:%M} UTC" for moment in (before, after)}
+    for part in (message.body, html_of(message)):
+        found = re.search(r"The link works once and expires at (\d\d:\d\d UTC), (.+?) after", part)
+        assert found, part
+        assert found.group(1) in expiry
+        assert found.group(2) == stated

@@ -1,10 +1,14 @@
 """End to end through the real worker process, the real Redis broker and a real SMTP server."""
 
 import re
+import signal
 
 import pytest
 
-from testing.smtp import text_part
+from notifications import services
+from notifications.models import PasswordChangedNotice
+from testing.smtp import free_port, text_part
+from testing.worker import WorkerProcess
 
 NEW_PASSWORD = "a-brand-new-passphrase"
 
@@ -29,7 +33,7 @@ def test_reset_round_trip_through_the_worker_and_smtp(api, worker_process, smtp_
     assert message["To"] == "ada@example.com"
     assert message.get_content_type() == "multipart/alternative"
     body = text_part(message)
-    assert "valid for 10 minutes" in body
+    assert "9 minutes after this email was sent" in body
     token = re.search(r"/reset-password/\?token=([0-9a-f]{64})", body).group(1)
 
     reset = api.post(
@@ -58,4 +62,45 @@ def test_forgot_for_an_unknown_email_sends_nothing(api, worker_process, smtp_sin
     (message,) = smtp_sink.wait_for(1)
     assert message["To"] == user.email
     worker_process.wait_for_log("no active account for user 0")
+    assert len(smtp_sink.messages) == 1
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_a_worker_started_while_redis_is_down_still_sends_owed_notices(
+    transactional_db, smtp_sink, user, pool
+):
+    # Given a "password changed" notice whose queued message never came...
+    services.password_changed_notice_record(user=user)
+    # ...and Redis, the broker, unreachable as the worker starts (nothing listens on the port)
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    worker = WorkerProcess(
+        smtp_port=smtp_sink.port,
+        extra_env={
+            "REDIS_URL": dead,
+            "CELERY_BROKER_URL": dead,
+            "NOTICE_SWEEP_INTERVAL": "1",
+            "NOTICE_SWEEP_AFTER": "0",
+        },
+        pool=pool,
+    )
+    worker.start()
+    try:
+        # When the worker has tried its broker and failed
+        worker.wait_for_log("Cannot connect to")
+
+        # Then its sweep sends the notice all the same, once
+        (message,) = smtp_sink.wait_for(1)
+        assert message["To"] == user.email
+        assert message["Subject"] == "Your password was changed"
+        worker.wait_for_log("notice sweep: sent 1 notice(s) left behind")  # committed
+        assert not PasswordChangedNotice.objects.exists()
+        # And only the worker's main process sweeps: prefork children start none of their own
+        assert worker.log().count("notice sweep: started") == 1
+
+        # And a warm shutdown still works while the broker is out
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.process.wait(30) == 0
+    finally:
+        worker.stop()
     assert len(smtp_sink.messages) == 1
