@@ -5,6 +5,8 @@ them while its cgroup lets it run only half of one. The quota is in cpu.max (cgr
 100000" or "50000 100000") or cpu.cfs_quota_us / cpu.cfs_period_us (cgroup v1, quota -1 for
 none): at the top of /sys/fs/cgroup where a container sees its own cgroup, and otherwise in the
 process's cgroup (named in /proc/self/cgroup) or one of its parents. The tightest one counts.
+Render also declares the plan's CPUs in RENDER_CPU_COUNT ("0.5" on Starter): it caps the count
+too, should the platform enforce the plan some way a cgroup file does not show.
 """
 
 import math
@@ -15,16 +17,27 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_CGROUP = Path("/proc/self/cgroup")
 
 
-def available_cpus(cgroup_root: Path = CGROUP_ROOT, own: Path = PROC_CGROUP) -> int:
+def available_cpus(
+    cgroup_root: Path = CGROUP_ROOT, own: Path = PROC_CGROUP, environ=os.environ
+) -> int:
     """Whole CPUs this process may run on at once, at least 1 (a 0.5-CPU quota counts as 1)."""
     if hasattr(os, "sched_getaffinity"):
         count = len(os.sched_getaffinity(0))
     else:  # pragma: no cover - macOS, for local development only
         count = os.cpu_count() or 1
-    quota = cpu_quota(cgroup_root, own)
-    if quota is not None:
-        count = min(count, cpus_for_quota(quota))
+    for quota in (cpu_quota(cgroup_root, own), _declared(environ.get("RENDER_CPU_COUNT"))):
+        if quota is not None:
+            count = min(count, cpus_for_quota(quota))
     return max(1, count)
+
+
+def _declared(value: str | None) -> float | None:
+    """A platform's stated CPU count ("0.5", "2"); None if unset or not a positive number."""
+    try:
+        cpus = float(value)
+    except (TypeError, ValueError):
+        return None
+    return cpus if 0 < cpus < math.inf else None
 
 
 def cpus_for_quota(quota: float) -> int:

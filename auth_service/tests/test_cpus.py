@@ -103,6 +103,14 @@ def test_a_cgroup_path_outside_the_visible_tree_is_not_followed(tmp_path):
     assert cpu_quota(root, own) == 0.5
 
 
+@pytest.mark.parametrize(
+    ("declared", "cpus"),
+    [("0.5", 1), ("1", 1), ("2", min(CORES, 2)), ("", CORES), ("nan", CORES), ("-1", CORES)],
+)
+def test_the_cpus_render_declares_for_the_plan_cap_the_count(tmp_path, declared, cpus):
+    assert available_cpus(tmp_path, environ={"RENDER_CPU_COUNT": declared}) == cpus
+
+
 def test_no_cgroup_files_means_the_affinity_decides(tmp_path):
     assert cpu_quota(tmp_path) is None
     assert available_cpus(tmp_path) == CORES
