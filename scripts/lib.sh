@@ -6,8 +6,31 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 
-# .env is shell: every assignment in it is exported and replaces the environment's value.
-load_env_file() { set -a; source "$ROOT/.env"; set +a; }
+# .env as docker compose reads it, not as bash code: KEY=value lines, # comments, a value in
+# quotes taken as it stands. A value such as `auth_service <no-reply@example.com>` or a secret
+# holding `$`, `&` or `(` is taken literally, never run. Every setting in it is exported and
+# replaces the environment's value.
+load_env_file() {
+  local line key value
+  while IFS= read -r line || [ -n "$line" ]; do
+    line="${line%$'\r'}"
+    line="${line#"${line%%[![:space:]]*}"}"
+    case "$line" in '' | '#'*) continue ;; esac
+    line="${line#export }"
+    key="${line%%=*}"
+    value="${line#*=}"
+    if [ "$key" = "$line" ] || ! [[ "$key" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then continue; fi
+    value="${value%"${value##*[![:space:]]}"}"
+    case "$value" in
+      \'*\' | \"*\") value="${value:1:${#value}-2}" ;;
+      *)
+        value="${value%%[[:space:]]#*}"
+        value="${value%"${value##*[![:space:]]}"}"
+        ;;
+    esac
+    export "$key=$value"
+  done <"$ROOT/.env"
+}
 
 # The value of setting $1 from the environment, else from .env (read as load_env_file reads it,
 # nothing else taken from there), else $2.

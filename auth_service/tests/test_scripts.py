@@ -127,6 +127,30 @@ def test_env_setting_takes_a_setting_missing_from_the_environment_from_env_file(
     assert result.stdout == "postgres:///from_env_file REDIS_URL=\n"
 
 
+def test_env_file_values_are_taken_literally_as_compose_reads_them(checkout):
+    (checkout / ".env").write_text(
+        "# a comment\n"
+        "DEFAULT_FROM_EMAIL=auth_service <no-reply@example.com>\n"
+        "SECRET_KEY=abc$HOME&x(y)`id`\n"
+        "export PUBLIC_URL='http://localhost:8000'  \n"
+        'LOG_LEVEL="debug"\r\n'
+        "ALLOWED_HOSTS=localhost # inline comment\n"
+        "not a setting\n"
+    )
+
+    result = lib_sh(
+        'load_env_file; printf \'%s|\' "$DEFAULT_FROM_EMAIL" "$SECRET_KEY" "$PUBLIC_URL" '
+        '"$LOG_LEVEL" "$ALLOWED_HOSTS"',
+        checkout,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "auth_service <no-reply@example.com>|abc$HOME&x(y)`id`|http://localhost:8000|debug|"
+        "localhost|"
+    )
+
+
 def test_env_setting_prefers_the_exported_value_to_env_file(checkout):
     (checkout / ".env").write_text(ENV_FILE)
 
