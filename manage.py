@@ -10,6 +10,8 @@ def main():
     # Operators' commands (migrate, flushexpiredtokens) may rightly run long statements; the
     # web and worker processes keep the settings' bound.
     os.environ.setdefault("DB_STATEMENT_TIMEOUT", "0")
+    # But a table lock they cannot get soon must not hold up the service's queries behind it.
+    os.environ.setdefault("DB_LOCK_TIMEOUT", "3000")
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

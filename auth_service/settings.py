@@ -129,11 +129,15 @@ DATABASES["default"]["OPTIONS"].update(
 # up. Each statement gets DB_STATEMENT_TIMEOUT ms, then the contract's 503. manage.py commands
 # (migrations, the token sweep) default to none: they may rightly run longer.
 _statement_timeout = env_int("DB_STATEMENT_TIMEOUT", 5000)
-if _statement_timeout > 0:
-    _options = DATABASES["default"]["OPTIONS"].get("options", "")
-    DATABASES["default"]["OPTIONS"]["options"] = (
-        f"{_options} -c statement_timeout={_statement_timeout}".strip()
-    )
+# A migration's ALTER that waits for a table lock (behind an open transaction) queues every
+# request's query on that table behind it: manage.py gives its commands DB_LOCK_TIMEOUT ms to
+# get a lock, then the command fails (and the deploy with it, to be retried) instead of
+# turning the service's requests into 503s. The web and worker need none.
+_lock_timeout = env_int("DB_LOCK_TIMEOUT", 0)
+for _name, _value in (("statement_timeout", _statement_timeout), ("lock_timeout", _lock_timeout)):
+    if _value > 0:
+        _options = DATABASES["default"]["OPTIONS"].get("options", "")
+        DATABASES["default"]["OPTIONS"]["options"] = f"{_options} -c {_name}={_value}".strip()
 # Django's backend, with a health check of reused connections that needs no round trip unless
 # the connection sat idle (auth_service/postgresql/base.py).
 DATABASES["default"]["ENGINE"] = "auth_service.postgresql"

@@ -85,10 +85,13 @@ def test_the_services_statements_are_bounded_by_default():
     with connection.cursor() as cursor:
         cursor.execute("SHOW statement_timeout")
         assert cursor.fetchone()[0] == "5s"
+        cursor.execute("SHOW lock_timeout")
+        assert cursor.fetchone()[0] == "0"
 
 
-def test_manage_py_commands_may_run_long_statements():
-    # Migrations and the token sweep on a big table may rightly take longer than a request.
+def test_manage_py_commands_may_run_long_statements_but_not_wait_long_for_a_lock():
+    # Migrations and the token sweep on a big table may rightly take longer than a request; a
+    # migration's ALTER waiting for a table lock must not hold up requests queued behind it.
     result = subprocess.run(  # noqa: S603 - fixed argv
         [
             sys.executable,
@@ -97,7 +100,8 @@ def test_manage_py_commands_may_run_long_statements():
             "--no-imports",
             "-c",
             "from django.db import connection; c = connection.cursor(); "
-            "c.execute('SHOW statement_timeout'); print(c.fetchone()[0])",
+            "c.execute('SHOW statement_timeout'); print(c.fetchone()[0]); "
+            "c.execute('SHOW lock_timeout'); print(c.fetchone()[0])",
         ],
         env={**BASE_ENV, "DATABASE_URL": os.environ["DATABASE_URL"]},
         capture_output=True,
@@ -107,7 +111,7 @@ def test_manage_py_commands_may_run_long_statements():
     )
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "0"
+    assert result.stdout.split() == ["0", "3s"]
 
 
 @pytest.mark.parametrize(
