@@ -23,18 +23,22 @@ from notifications.tasks import Failure, failure_kind
 logger = logging.getLogger(__name__)
 
 BATCH = 100
+# A notice that fails with an error of our own (its data, say) is kept and passed over; this
+# many in one sweep means every notice fails alike (our code), and the sweep stops.
+UNEXPECTED_MAX = 3
 
 
 def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None) -> int:
     """Send the notices recorded longer ago than this, oldest first, until `stop` is set; how
     many went out.
 
-    A notice whose recipient is refused is given up, one whose recipient is deferred waits;
-    any other failure stops the sweep, keeping every notice for the next one.
+    A notice whose recipient is refused is given up; one whose recipient is deferred, or that
+    fails unexpectedly, waits while the sweep goes on (up to UNEXPECTED_MAX such failures); any
+    other failure stops the sweep, keeping every notice for the next one.
     """
     cutoff = timezone.now() - older_than
     owed = PasswordChangedNotice.objects.filter(created_at__lt=cutoff).order_by("created_at")
-    sent = 0
+    sent = unexpected = 0
     for notice_id in list(owed.values_list("pk", flat=True)[:BATCH]):
         if stop is not None and stop.is_set():
             break
@@ -48,6 +52,17 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
                 )
                 PasswordChangedNotice.objects.filter(pk=notice_id).delete()
                 continue
+            if kind is Failure.UNEXPECTED:
+                # Perhaps this notice's data alone: kept, and the ones behind it still go out.
+                unexpected += 1
+                logger.error(
+                    "notice sweep: unexpected %s sending notice %s; kept",
+                    type(error).__name__,
+                    notice_id,
+                )
+                if unexpected < UNEXPECTED_MAX:
+                    continue
+                break
             if kind is Failure.DEFERRED:
                 # This recipient's server says "later" (greylisting): the others may pass.
                 logger.warning(
@@ -60,15 +75,10 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
             # Logged by type only: provider messages can quote addresses.
             if kind is Failure.OUTAGE:
                 logger.warning("notice sweep: transient %s, next sweep", type(error).__name__)
-            elif kind is Failure.ACCOUNT:
+            else:
                 logger.error(
                     "notice sweep: %s, the email provider refuses the account or settings; "
                     "notices kept for the next sweep",
-                    type(error).__name__,
-                )
-            else:
-                logger.error(
-                    "notice sweep: unexpected %s; notices kept for the next sweep",
                     type(error).__name__,
                 )
             break
