@@ -71,7 +71,7 @@ WITH holder AS (
       AND NOT EXISTS (SELECT FROM accounts_revokedtokenfamily WHERE family = %(family)s)
 )
 INSERT INTO accounts_spentrefreshtoken (jti, user_id, expires_at, spent_at)
-SELECT %(jti)s, holder.id, %(expires_at)s, %(now)s FROM holder
+SELECT %(jti)s, holder.id, %(expires_at)s, statement_timestamp() FROM holder
 ON CONFLICT (jti) DO NOTHING
 RETURNING jti
 """
@@ -85,7 +85,8 @@ def refresh_token_rotate(*, raw: str) -> dict[str, str]:
     successor = _refresh_token(
         user_id=_user_id(token),
         digest=token.get(api_settings.REVOKE_TOKEN_CLAIM),
-        family=_family(token),
+        # A token from before families existed starts one: its chain is covered from here on.
+        family=_family(token) or uuid.uuid4().hex,
     )
     return {"access": str(successor.access_token), "refresh": str(successor)}
 
@@ -148,7 +149,6 @@ def _spend(token: RefreshToken) -> None:
                 "family": family,
                 "jti": str(jti),
                 "expires_at": datetime_from_epoch(token["exp"]),
-                "now": timezone.now(),
             },
         )
         spent = cursor.fetchone() is not None
@@ -164,23 +164,35 @@ def _family_revoke_if_reused(*, jti: uuid.UUID, user_id: int, family: str) -> No
     Within the grace, a second use is a client that sent the same refresh twice (it lost the
     first answer, or two of its tabs raced): refused, but the chain the first use continued
     stays. The token is genuine (signed by us), so only a party that held it can get here.
+    Both times are PostgreSQL's, so web instances whose clocks differ judge alike.
     """
-    record = SpentRefreshToken.objects.filter(jti=jti, user_id=user_id).first()
-    if record is None or timezone.now() - record.spent_at < settings.REFRESH_REUSE_GRACE:
-        return
-    now = timezone.now()
-    _revoked, created = RevokedTokenFamily.objects.get_or_create(
-        family=family,
-        defaults={
-            "user_id": user_id,
-            "revoked_at": now,
-            "expires_at": now + api_settings.REFRESH_TOKEN_LIFETIME,
-        },
-    )
-    if created:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _REVOKE_IF_REUSED,
+            {
+                "family": family,
+                "jti": str(jti),
+                "user_id": user_id,
+                "grace": settings.REFRESH_REUSE_GRACE,
+                "lifetime": api_settings.REFRESH_TOKEN_LIFETIME,
+            },
+        )
+        revoked = cursor.fetchone() is not None
+    if revoked:
         logger.warning(
             "spent refresh token of user %s used again: its login's sessions are ended", user_id
         )
+
+
+# The family ends, recorded until every token it could hold has expired.
+_REVOKE_IF_REUSED = """
+INSERT INTO accounts_revokedtokenfamily (family, user_id, revoked_at, expires_at)
+SELECT %(family)s, user_id, statement_timestamp(), statement_timestamp() + %(lifetime)s
+FROM accounts_spentrefreshtoken
+WHERE jti = %(jti)s AND user_id = %(user_id)s AND spent_at < statement_timestamp() - %(grace)s
+ON CONFLICT (family) DO NOTHING
+RETURNING family
+"""
 
 
 # A spent token's record outlives its expiry by this much: a web instance whose clock runs
