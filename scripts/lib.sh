@@ -11,23 +11,25 @@ PY="$VENV/bin/python"
 # holding `$`, `&` or `(` is taken literally, never run. Every setting in it is exported and
 # replaces the environment's value.
 load_env_file() {
-  local line key value
+  local line key value quote
   while IFS= read -r line || [ -n "$line" ]; do
     line="${line%$'\r'}"
     line="${line#"${line%%[![:space:]]*}"}"
     case "$line" in '' | '#'*) continue ;; esac
     line="${line#export }"
     key="${line%%=*}"
+    key="${key%"${key##*[![:space:]]}"}"
     value="${line#*=}"
+    value="${value#"${value%%[![:space:]]*}"}"
     if [ "$key" = "$line" ] || ! [[ "$key" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then continue; fi
-    value="${value%"${value##*[![:space:]]}"}"
-    case "$value" in
-      \'*\' | \"*\") value="${value:1:${#value}-2}" ;;
-      *)
-        value="${value%%[[:space:]]#*}"
-        value="${value%"${value##*[![:space:]]}"}"
-        ;;
-    esac
+    quote="${value:0:1}"
+    if { [ "$quote" = "'" ] || [ "$quote" = '"' ]; } && [[ "${value:1}" == *"$quote"* ]]; then
+      value="${value:1}"
+      value="${value%%"$quote"*}"  # up to the closing quote; a comment may follow it
+    else
+      value="${value%%[[:space:]]#*}"
+      value="${value%"${value##*[![:space:]]}"}"
+    fi
     export "$key=$value"
   done <"$ROOT/.env"
 }

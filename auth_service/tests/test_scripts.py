@@ -135,20 +135,34 @@ def test_env_file_values_are_taken_literally_as_compose_reads_them(checkout):
         "export PUBLIC_URL='http://localhost:8000'  \n"
         'LOG_LEVEL="debug"\r\n'
         "ALLOWED_HOSTS=localhost # inline comment\n"
+        'EMAIL_HOST="smtp.example.com" # a comment after quotes\n'
+        "EMAIL_HOST_PASSWORD='a #b=c' # c\n"
+        "EMAIL_PORT = 1025\n"
+        "EMAIL_TIMEOUT=  7\n"
+        "WEB_PORT=\n"
         "not a setting\n"
+        "MAILPIT_PORT=8025"  # a last line without its newline
     )
+    expected = {
+        "DEFAULT_FROM_EMAIL": "auth_service <no-reply@example.com>",
+        "SECRET_KEY": "abc$HOME&x(y)`id`",
+        "PUBLIC_URL": "http://localhost:8000",
+        "LOG_LEVEL": "debug",
+        "ALLOWED_HOSTS": "localhost",
+        "EMAIL_HOST": "smtp.example.com",
+        "EMAIL_HOST_PASSWORD": "a #b=c",
+        "EMAIL_PORT": "1025",
+        "EMAIL_TIMEOUT": "7",
+        "WEB_PORT": "",
+        "MAILPIT_PORT": "8025",
+    }
 
     result = lib_sh(
-        'load_env_file; printf \'%s|\' "$DEFAULT_FROM_EMAIL" "$SECRET_KEY" "$PUBLIC_URL" '
-        '"$LOG_LEVEL" "$ALLOWED_HOSTS"',
-        checkout,
+        "load_env_file; printf '%s|' " + " ".join(f'"${name}"' for name in expected), checkout
     )
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout == (
-        "auth_service <no-reply@example.com>|abc$HOME&x(y)`id`|http://localhost:8000|debug|"
-        "localhost|"
-    )
+    assert result.stdout.split("|")[:-1] == list(expected.values())
 
 
 def test_env_setting_prefers_the_exported_value_to_env_file(checkout):
