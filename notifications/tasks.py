@@ -55,19 +55,30 @@ class Failure(enum.Enum):
 _NETWORK = (smtplib.SMTPServerDisconnected, socket.timeout, ConnectionError, TimeoutError)
 
 
+def _is_policy(message) -> bool:
+    """An enhanced status code of class x.7 (RFC 3463: security or policy, such as SPF, DMARC
+    or a blocked sending address, or relaying denied): about our sending, not the recipient."""
+    text = message.decode("ascii", "replace") if isinstance(message, bytes) else str(message)
+    return text.lstrip()[1:4] == ".7."
+
+
 def _smtp_failure(error: smtplib.SMTPException) -> Failure:
     """By reply code, 4xx "not now" and 5xx "no"; whose "no" it is depends on the step."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         # Greylisting or a full mailbox answers RCPT with 450/451/452: not now, for this one.
-        codes = [code for code, _ in error.recipients.values()]
-        return Failure.DEFERRED if any(400 <= code < 500 for code in codes) else Failure.REFUSED
+        replies = list(error.recipients.values())
+        if any(400 <= code < 500 for code, _ in replies):
+            return Failure.DEFERRED
+        return Failure.ACCOUNT if any(_is_policy(text) for _, text in replies) else Failure.REFUSED
     if not isinstance(error, smtplib.SMTPResponseException):
         # The connection dropped, or the server lacks STARTTLS or AUTH (our settings).
         return Failure.OUTAGE if isinstance(error, _NETWORK) else Failure.ACCOUNT
     if 400 <= error.smtp_code < 500:
         return Failure.OUTAGE
     if isinstance(error, smtplib.SMTPDataError):
-        return Failure.REFUSED  # the server took sender and recipient, and refused this email
+        # The server took sender and recipient, then refused this email: for its content or
+        # recipient, unless it says policy (every email of ours would be refused alike).
+        return Failure.ACCOUNT if _is_policy(error.smtp_error) else Failure.REFUSED
     # A 5xx to the connection, HELO, AUTH (535) or MAIL FROM: our server, login or sender.
     return Failure.ACCOUNT
 

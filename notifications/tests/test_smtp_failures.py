@@ -98,7 +98,7 @@ def test_a_not_now_from_the_mail_server_is_retried_until_sent(
             "550 5.1.1 <ada@example.com>: Recipient address rejected: User unknown",
             "SMTPRecipientsRefused",
         ),
-        ("DATA", "554 5.7.1 <ada@example.com>: Message refused", "SMTPDataError"),
+        ("DATA", "550 5.1.1 <ada@example.com>: Mailbox unavailable", "SMTPDataError"),
     ],
 )
 def test_a_refused_recipient_is_given_up_at_once(user, smtp, caplog, step, reply, error):

@@ -142,6 +142,10 @@ REFUSED, DEFERRED, OUTAGE, ACCOUNT, UNEXPECTED = (
         (smtplib.SMTPRecipientsRefused({}), REFUSED),
         (smtplib.SMTPDataError(451, b"try later"), OUTAGE),
         (smtplib.SMTPDataError(554, b"message refused"), REFUSED),
+        (smtplib.SMTPDataError(550, b"5.1.1 no such mailbox"), REFUSED),
+        # Policy (RFC 3463 class 7: SPF, DMARC, a blocked sending address): every email alike
+        (smtplib.SMTPDataError(550, b"5.7.1 rejected by DMARC policy"), ACCOUNT),
+        (smtplib.SMTPRecipientsRefused({"a@example.com": (554, b"5.7.1 Relay denied")}), ACCOUNT),
         (smtplib.SMTPSenderRefused(451, b"try later", "no-reply@example.com"), OUTAGE),
         (smtplib.SMTPSenderRefused(553, b"not yours", "no-reply@example.com"), ACCOUNT),
         (smtplib.SMTPAuthenticationError(454, b"temporary authentication failure"), OUTAGE),
