@@ -11,12 +11,12 @@ from unittest import mock
 
 import pytest
 import requests
-from django.utils import timezone
 
 from accounts import reset_tokens
-from notifications import services, tasks
+from notifications import tasks
 from notifications.models import PasswordChangedNotice
 from notifications.sweep import notices_sweep
+from notifications.tests.owed import notices_owed
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_tasks")]
 
@@ -205,18 +205,6 @@ def test_a_missing_provider_setting_is_retried_as_an_error(user, esp, delays, se
     assert "AnymailConfigurationError, the email provider refuses the account" in caplog.text
     assert f"giving up after {tasks.MAX_RETRIES + 1} attempt(s)" in caplog.text
     assert_no_secrets(caplog.text, user=user, issued=issued)
-
-
-def notices_owed(make_user, count: int) -> list[PasswordChangedNotice]:
-    notices = []
-    for number in range(count):
-        notice = services.password_changed_notice_record(
-            user=make_user(email=f"user{number}@example.com")
-        )
-        notice.created_at = timezone.now() - timedelta(hours=1, minutes=-number)
-        notice.save(update_fields=["created_at"])
-        notices.append(notice)
-    return notices
 
 
 @pytest.mark.parametrize("failure", [BAD_TOKEN, SUSPENDED, BAD_SENDER, UNAVAILABLE])

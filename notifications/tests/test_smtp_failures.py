@@ -8,12 +8,12 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
-from django.utils import timezone
 
 from accounts import reset_tokens
-from notifications import services, tasks
+from notifications import tasks
 from notifications.models import PasswordChangedNotice
 from notifications.sweep import notices_sweep
+from notifications.tests.owed import notices_owed
 from testing.smtp import RefusingSmtpSink
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_tasks")]
@@ -47,18 +47,6 @@ def service_log(caplog) -> str:
 def send_reset_email(user) -> None:
     issued = reset_tokens.token_issue(user_id=user.pk)
     tasks.send_password_reset_email.delay(user.pk, issued.nonce)
-
-
-def owed(make_user, count: int) -> list[PasswordChangedNotice]:
-    notices = []
-    for number in range(count):
-        notice = services.password_changed_notice_record(
-            user=make_user(email=f"user{number}@example.com")
-        )
-        notice.created_at = timezone.now() - timedelta(hours=1, minutes=-number)
-        notice.save(update_fields=["created_at"])
-        notices.append(notice)
-    return notices
 
 
 @pytest.mark.parametrize(
@@ -132,7 +120,7 @@ def test_a_refused_sender_is_an_account_error_retried_until_fixed(user, smtp, ca
 def test_sweep_keeps_every_notice_when_the_server_refuses_the_sender_or_defers(
     make_user, smtp, step, reply
 ):
-    owed(make_user, 2)
+    notices_owed(make_user, 2)
     smtp.replies[step] = [reply]
 
     assert notices_sweep(older_than=AFTER) == 0
@@ -143,7 +131,7 @@ def test_sweep_keeps_every_notice_when_the_server_refuses_the_sender_or_defers(
 
 def test_sweep_goes_on_past_a_recipient_the_server_defers(make_user, smtp, caplog):
     # Given two notices, the older one to a recipient the mail server greylists
-    deferred, other = owed(make_user, 2)
+    deferred, other = notices_owed(make_user, 2)
     smtp.replies["RCPT"] = ["450 4.2.0 <user0@example.com>: Recipient address rejected: Greylisted"]
 
     # When the worker sweeps
