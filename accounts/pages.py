@@ -11,7 +11,12 @@ from rest_framework.exceptions import APIException, ValidationError
 from accounts import services
 from accounts.serializers import PASSWORD_MAX, TOKEN_MAX
 from accounts.throttling import ResetIPThrottle
-from auth_service.exceptions import allow_methods, is_unavailable, log_unavailable
+from auth_service.exceptions import (
+    ResetTokenInvalid,
+    allow_methods,
+    is_unavailable,
+    log_unavailable,
+)
 
 # Inline nothing and load nothing from elsewhere: the token in the URL must not leak.
 PAGE_CSP = (
@@ -23,6 +28,12 @@ PAGE_CSP = (
 PAGE_REFERRER_POLICY = "no-referrer"
 
 THROTTLED = "Too many attempts from your network. Try again in {seconds} seconds."
+CROSS_SITE = "This form can only be sent from its own page. Open the link from the email again."
+# A second submit of a form whose first one worked (a double click) lands here too.
+LINK_INVALID = (
+    "This link is invalid, expired or already used. If you just sent this form, your new "
+    "password may already be set: try signing in with it. Otherwise ask for a new link."
+)
 UNAVAILABLE = "The service is briefly unavailable; nothing was changed. Try again in a minute."
 
 
@@ -61,11 +72,23 @@ class ResetForm(forms.Form):
         return data
 
 
+def _cross_site(request) -> bool:
+    """Whether another site's page made the browser send this post. Browsers say so in
+    Sec-Fetch-Site; older ones only by an Origin other than this service's (this page's own
+    form, under no-referrer, arrives with `Origin: null`)."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("Origin")
+    return origin not in (None, "null", f"{request.scheme}://{request.get_host()}")
+
+
 # No CSRF check: under no-referrer browsers post the form with `Origin: null` and no Referer,
-# which Django's check refuses. The form needs none: no cookie or session gives it any power,
-# and its only credential is the single-use reset token inside it, which a cross-site attacker
-# cannot know (a forged post could only carry a token the attacker holds and could post
-# directly). Framing stays blocked by PAGE_CSP's frame-ancestors and X-Frame-Options.
+# which Django's check refuses. The form needs none to protect a password: no cookie or session
+# gives it any power, and its only credential is the single-use reset token inside it, which a
+# cross-site attacker cannot know. Posts other sites' pages make are still refused, uncounted:
+# counted, any page could spend its visitors' per-IP reset budget. Framing stays blocked by
+# PAGE_CSP's frame-ancestors and X-Frame-Options.
 @csrf_exempt
 @never_cache
 # HEAD for link checkers; it is answered like GET.
@@ -77,7 +100,11 @@ def reset_password_page(request):
     if request.method == "POST":
         form = ResetForm(request.POST)
         # The form resets passwords like the API does, so it shares the API's per-IP budget.
-        if not throttle.allow_request(request, None):
+        if _cross_site(request):
+            form.is_valid()
+            form.add_error(None, CROSS_SITE)
+            status = 403
+        elif not throttle.allow_request(request, None):
             form.is_valid()
             form.add_error(None, THROTTLED.format(seconds=throttle.wait()))
             status = 429
@@ -91,6 +118,9 @@ def reset_password_page(request):
                 for message in error.detail.get("password", []):
                     form.add_error("password", str(message))
                 status = 400
+            except ResetTokenInvalid as error:
+                form.add_error(None, LINK_INVALID)
+                status = error.status_code
             except APIException as error:
                 form.add_error(None, str(error.detail))
                 status = error.status_code

@@ -119,6 +119,11 @@ class OneRoundTripThrottles:
         # DRF checks throttles before the method: a GET to login would spend the login budget
         # and turn its 405 into a 429. Only requests the view does work for count.
         handled = request.method != "OPTIONS" and hasattr(self, request.method.lower())
+        # Nor does a body the view cannot parse (a 415): a cross-site form can post text/plain
+        # from any page, but not JSON, and would otherwise spend its visitors' budgets.
+        if request.content_type and handled:
+            parsers = self.get_parsers()
+            handled = self.get_content_negotiator().select_parser(request, parsers) is not None
         if not handled:
             return
         wait = throttles_wait(self.get_throttles(), request)

@@ -159,22 +159,42 @@ def test_a_browser_post_under_no_referrer_resets_the_password(token, user):
     assert user.check_password(NEW_PASSWORD)
 
 
-def test_a_post_from_another_site_with_a_made_up_token_is_refused_like_any_other(token, user):
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"HTTP_SEC_FETCH_SITE": "cross-site", "HTTP_ORIGIN": "null"},
+        {"HTTP_SEC_FETCH_SITE": "same-site"},
+        {"HTTP_ORIGIN": "https://evil.example", "HTTP_REFERER": "https://evil.example/reset"},
+    ],
+)
+def test_a_post_another_sites_page_sends_is_refused_and_spends_no_budget(
+    token, user, settings, headers
+):
+    # Any page could otherwise make its visitors' browsers spend their network's reset budget
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "reset_ip": "1/hour"}
     browser = Client(enforce_csrf_checks=True)
+    body = {"token": token, "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD}
 
-    response = browser.post(
-        PAGE,
-        {"token": "made-up/../<token>", "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD},
-        HTTP_ORIGIN="https://evil.example",
-        HTTP_REFERER="https://evil.example/reset",
-        secure=True,
-    )
+    refused = [browser.post(PAGE, body, secure=True, **headers) for _ in range(2)]
 
-    assert response.status_code == 400
-    assert "invalid, expired or already used" in response.content.decode()
+    assert [response.status_code for response in refused] == [403, 403]
+    assert "can only be sent from its own page" in refused[0].content.decode()
+    assert refused[0]["Referrer-Policy"] == "no-referrer"
     assert reset_tokens.token_peek(token=token) is not None
+    # The person's own submit still works: nothing was counted
+    own = browser.post(PAGE, body, secure=True, HTTP_SEC_FETCH_SITE="same-origin")
+    assert own.status_code == 200
     user.refresh_from_db()
-    assert not user.check_password(NEW_PASSWORD)
+    assert user.check_password(NEW_PASSWORD)
+
+
+def test_a_second_submit_of_a_form_that_worked_says_the_password_may_be_set(client, token):
+    assert submit(client, token).status_code == 200
+
+    again = submit(client, token)
+
+    assert again.status_code == 400
+    assert "your new password may already be set" in again.content.decode()
 
 
 def test_error_and_throttled_pages_send_no_referrer_too(client, settings, token):

@@ -320,6 +320,20 @@ def test_requests_with_a_method_the_endpoint_does_not_serve_spend_no_budget(
     assert get_redis_connection("default").keys(f"{counters.KEY_PREFIX}*") == []
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_bodies_the_endpoint_cannot_parse_spend_no_budget(api, rates, user, content_type):
+    # What a page on another site can make a browser post, without a CORS preflight
+    rates["reset_ip"] = "2/hour"
+
+    statuses = [
+        api.post(FORGOT, "email=ada@example.com", content_type=content_type).status_code
+        for _ in range(3)
+    ]
+
+    assert statuses == [415] * 3
+    assert api.post(FORGOT, {"email": user.email}, format="json").status_code == 202
+
+
 def test_the_admin_sign_in_shares_the_login_limit_per_email(api, client, make_user):
     make_user(email="root@example.com", is_staff=True, is_superuser=True)
     for _ in range(4):
