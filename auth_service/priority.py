@@ -10,19 +10,30 @@ milliseconds (benchmark: hashing 0.29 instead of 0.12 of the hash ceiling under 
 privileges a container does not have.
 """
 
+import logging
 import os
 import sys
 import threading
 
 from django.conf import settings
 
+logger = logging.getLogger(__name__)
+
 
 def lower_thread_priority(niceness: int) -> None:
-    """Run the calling thread at least this nice (Linux only: elsewhere it is per process)."""
+    """Run the calling thread at least this nice (Linux only: elsewhere it is per process).
+
+    A sandbox that refuses the call (some refuse every priority change) costs the scheduling
+    preference, never the request or the hash thread: logged, and the thread runs as it is.
+    """
     if sys.platform != "linux" or niceness <= 0:
         return
     thread = threading.get_native_id()
-    os.setpriority(os.PRIO_PROCESS, thread, max(os.getpriority(os.PRIO_PROCESS, thread), niceness))
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, max(current, niceness))
+    except OSError as error:
+        logger.warning("thread priority left unchanged: %s", type(error).__name__)
 
 
 _request_thread = threading.local()

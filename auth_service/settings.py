@@ -178,14 +178,16 @@ PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 2, minimum=1)
 PASSWORD_HASH_SLOTS = env_int("PASSWORD_HASH_SLOTS", available_cpus(), minimum=1)
 PASSWORD_HASH_NICENESS = env_int("PASSWORD_HASH_NICENESS", 0)
 WEB_REQUEST_NICENESS = env_int("WEB_REQUEST_NICENESS", 5)
+# Each hash thread holds a descriptor per slot: the caps keep a worker well under the usual
+# limit of 1,024 open files (and past one hash per core more only slow each other down).
 if (
-    PASSWORD_HASH_THREADS < 1
-    or PASSWORD_HASH_SLOTS < 1
+    not 1 <= PASSWORD_HASH_THREADS <= 16
+    or not 1 <= PASSWORD_HASH_SLOTS <= 32
     or not 0 <= PASSWORD_HASH_NICENESS <= 19
     or not 0 <= WEB_REQUEST_NICENESS <= 19
 ):
     raise ImproperlyConfigured(
-        "PASSWORD_HASH_THREADS and PASSWORD_HASH_SLOTS must be 1 or more, "
+        "PASSWORD_HASH_THREADS must be 1-16, PASSWORD_HASH_SLOTS 1-32, "
         "PASSWORD_HASH_NICENESS and WEB_REQUEST_NICENESS 0-19."
     )
 AUTH_PASSWORD_VALIDATORS = [

@@ -76,6 +76,23 @@ def test_request_threads_run_below_the_priority_of_hash_threads():
     assert niceness() == caller
 
 
+@linux_only
+def test_a_sandbox_that_refuses_priority_changes_costs_no_request(monkeypatch, caplog):
+    def refused(*_):
+        raise PermissionError("operation not permitted")
+
+    monkeypatch.setattr(os, "setpriority", refused)
+    middleware = RequestPriorityMiddleware(lambda request: "served")
+    answers = []
+
+    thread = threading.Thread(target=lambda: answers.append(middleware(None)))
+    thread.start()
+    thread.join()
+
+    assert answers == ["served"]
+    assert "thread priority left unchanged: PermissionError" in caplog.text
+
+
 def test_hash_threads_are_started_by_the_thread_that_loads_the_app(monkeypatch):
     monkeypatch.setattr(hash_pool, "_executor", None)
 

@@ -49,6 +49,9 @@ def test_defaults_are_production_defaults():
         ({"PASSWORD_RESET_TIMEOUT": "0"}, "PASSWORD_RESET_TIMEOUT must be at least 1, not 0."),
         ({"JWT_ACCESS_LIFETIME": "-5"}, "JWT_ACCESS_LIFETIME must be at least 1, not -5."),
         ({"PASSWORD_HASH_THREADS": "0"}, "PASSWORD_HASH_THREADS must be at least 1, not 0."),
+        # a descriptor per slot in every hash thread: 600 ran a worker out of open files
+        ({"PASSWORD_HASH_SLOTS": "600"}, "PASSWORD_HASH_SLOTS 1-32"),
+        ({"PASSWORD_HASH_THREADS": "100"}, "PASSWORD_HASH_THREADS must be 1-16"),
         # a cache of no entries would refuse every token it was asked to remember
         ({"ACCESS_TOKEN_CACHE_SIZE": "0"}, "ACCESS_TOKEN_CACHE_SIZE must be at least 1, not 0."),
         # 0 would make Redis sockets non-blocking, so Redis would always look down
