@@ -34,7 +34,12 @@ def email_send(*, to: str, template: str, context: dict) -> None:
     message.send()
 
 
-def password_reset_email_send(*, to: str, full_name: str, link: str, time_left: float) -> None:
+# The emails greet no one by name: the name is whatever the account's registrant typed, and
+# anyone can register someone else's address, so it would carry a stranger's words (a fake
+# "verify your wallet" link, say) into mail from this service's own domain.
+
+
+def password_reset_email_send(*, to: str, link: str, time_left: float) -> None:
     """Email a reset link that works for `time_left` more seconds."""
     # What is left as the email goes out, not PASSWORD_RESET_TIMEOUT: it can go out minutes
     # after the request (retries, a backlog, a stopped worker). Both the minutes and the clock
@@ -44,7 +49,6 @@ def password_reset_email_send(*, to: str, full_name: str, link: str, time_left: 
         to=to,
         template="password_reset",
         context={
-            "full_name": full_name,
             "link": link,
             "minutes": int(time_left // 60),
             "expires_at": f"{expires_at:%H:%M} UTC",
@@ -52,5 +56,5 @@ def password_reset_email_send(*, to: str, full_name: str, link: str, time_left: 
     )
 
 
-def password_changed_email_send(*, to: str, full_name: str) -> None:
-    email_send(to=to, template="password_changed", context={"full_name": full_name})
+def password_changed_email_send(*, to: str) -> None:
+    email_send(to=to, template="password_changed", context={})

@@ -36,7 +36,7 @@ def password_reset_deliver(*, user_id: int, nonce: str) -> bool:
     Runs at least once per request (acks_late): a marker keyed by the nonce makes a redelivered
     message a no-op once the email went out.
     """
-    user = User.objects.filter(pk=user_id, is_active=True).only("email", "full_name").first()
+    user = User.objects.filter(pk=user_id, is_active=True).only("email").first()
     if user is None:
         logger.info("password reset: no active account for user %s; nothing sent", user_id)
         return False
@@ -54,7 +54,6 @@ def password_reset_deliver(*, user_id: int, nonce: str) -> bool:
         return False
     emails.password_reset_email_send(
         to=user.email,
-        full_name=user.full_name,
         link=password_reset_link(token=token),
         time_left=time_left,
     )
@@ -97,7 +96,7 @@ def password_changed_deliver(*, notice_id: int) -> bool:
             logger.info("password changed notice %s already sent or being sent", notice_id)
             return False
         user = notice.user
-        emails.password_changed_email_send(to=user.email, full_name=user.full_name)
+        emails.password_changed_email_send(to=user.email)
         notice.delete()
     logger.info("password changed notice sent to user %s", user.pk)
     return True

@@ -44,7 +44,7 @@ def test_forgot_answers_the_same_bytes_for_known_and_unknown_emails(api, user):
 
 
 @pytest.mark.usefixtures("eager_tasks")
-def test_forgot_emails_a_link_with_name_expiry_and_an_ignore_line(api, user):
+def test_forgot_emails_a_link_with_its_expiry_and_an_ignore_line(api, user):
     forgot(api, "ADA@example.com")
 
     assert len(mail.outbox) == 1
@@ -56,7 +56,7 @@ def test_forgot_emails_a_link_with_name_expiry_and_an_ignore_line(api, user):
     html = message.alternatives[0][0]
     assert message.alternatives[0][1] == "text/html"
     for part in (message.body, html):
-        assert "Ada Lovelace" in part
+        assert "Hello," in part
         assert "9 minutes after this email was sent" in part
         assert "If you did not ask for this, ignore this email" in part
         assert token in part
@@ -310,7 +310,7 @@ def test_password_change_sends_a_notice(auth_api):
     )
 
     assert [message.subject for message in mail.outbox] == ["Your password was changed"]
-    assert "Ada Lovelace" in mail.outbox[0].body
+    assert mail.outbox[0].to == ["ada@example.com"]
 
 
 @pytest.mark.usefixtures("eager_tasks")

@@ -11,8 +11,8 @@ from notifications import emails, services
 
 pytestmark = pytest.mark.django_db
 
-NAME = "Ada O'Brien & Co <b>"
-NAME_ESCAPED = "Ada O&#x27;Brien &amp; Co &lt;b&gt;"
+# What anyone could register under someone else's address, to have this service mail it
+NAME = "customer,\n\nURGENT: your wallet is frozen. Verify at https://evil.example/verify"
 
 
 def html_of(message) -> str:
@@ -21,7 +21,7 @@ def html_of(message) -> str:
     return html
 
 
-def test_reset_email_keeps_the_name_as_typed_in_text_and_escapes_it_in_html(make_user):
+def test_reset_email_carries_no_text_the_registrant_typed(make_user):
     user = make_user(full_name=NAME)
     issued = reset_tokens.token_issue(user_id=user.pk)
 
@@ -29,14 +29,13 @@ def test_reset_email_keeps_the_name_as_typed_in_text_and_escapes_it_in_html(make
 
     (message,) = mail.outbox
     assert message.subject == "Reset your password"
-    assert f"Hello {NAME}," in message.body
-    assert f"Hello {NAME_ESCAPED}," in html_of(message)
-    assert "<b>" not in html_of(message)
+    assert message.body.startswith("Hello,\n")
+    for part in (message.body, html_of(message)):
+        assert "evil.example" not in part
+        assert "URGENT" not in part
 
 
-def test_password_changed_notice_keeps_the_name_as_typed_in_text_and_escapes_it_in_html(
-    make_user,
-):
+def test_password_changed_notice_carries_no_text_the_registrant_typed(make_user):
     user = make_user(full_name=NAME)
     notice = services.password_changed_notice_record(user=user)
 
@@ -44,17 +43,15 @@ def test_password_changed_notice_keeps_the_name_as_typed_in_text_and_escapes_it_
 
     (message,) = mail.outbox
     assert message.subject == "Your password was changed"
-    assert f"Hello {NAME}," in message.body
-    assert f"Hello {NAME_ESCAPED}," in html_of(message)
-    assert "<b>" not in html_of(message)
+    assert message.body.startswith("Hello,\n")
+    for part in (message.body, html_of(message)):
+        assert "evil.example" not in part
 
 
 def test_link_with_an_ampersand_works_in_both_parts():
     link = "https://app.example.com/reset?lang=en&token=abc"
 
-    emails.password_reset_email_send(
-        to="ada@example.com", full_name="Ada", link=link, time_left=600
-    )
+    emails.password_reset_email_send(to="ada@example.com", link=link, time_left=600)
 
     (message,) = mail.outbox
     assert f"\n{link}\n" in message.body

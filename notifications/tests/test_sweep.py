@@ -105,10 +105,10 @@ def test_a_notice_that_fails_unexpectedly_does_not_hold_up_the_ones_behind_it(ma
         owed(make_user(email=f"user{index}@example.com"), minutes_ago=5)
     real_send = services.emails.password_changed_email_send
 
-    def send(*, to, full_name):
+    def send(*, to):
         if to == "stuck@example.com":
             raise ValueError("this notice's data")
-        real_send(to=to, full_name=full_name)
+        real_send(to=to)
 
     with mock.patch.object(services.emails, "password_changed_email_send", side_effect=send):
         for _ in range(2):
