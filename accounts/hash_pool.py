@@ -15,6 +15,11 @@ one of PASSWORD_HASH_SLOTS slots shared by every worker: an flock on one of that
 the directory gunicorn.conf.py creates at start-up. The kernel drops a process's locks when it
 dies, so a killed worker never keeps a slot. A worker still has two hash threads, so two
 logins that land on the same worker hash side by side when the other worker is idle.
+
+A request waits for its hash in a request thread: a burst of logins or registrations larger
+than the threads would hold them all and queue every other request behind it. At most
+PASSWORD_HASH_MAX_PENDING hashes wait or run per process; one more is refused at once
+(HashingBusy: 503 with Retry-After), so a few request threads always stay free.
 """
 
 import fcntl
@@ -29,6 +34,7 @@ from typing import TypeVar
 
 from django.conf import settings
 
+from auth_service.exceptions import HashingBusy
 from auth_service.priority import lower_thread_priority
 
 T = TypeVar("T")
@@ -38,6 +44,7 @@ SLOTS_DIR_ENV = "PASSWORD_HASH_SLOTS_DIR"
 
 _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
+_pending: threading.BoundedSemaphore | None = None
 _executor_pid = 0
 _thread_numbers = itertools.count()
 _local = threading.local()
@@ -100,9 +107,9 @@ def _in_slot(function: Callable[..., T], *args) -> T:
         return function(*args)
 
 
-def _pool() -> ThreadPoolExecutor:
+def _pool() -> tuple[ThreadPoolExecutor, threading.BoundedSemaphore]:
     # One pool per process: a forked child (a gunicorn worker of a preloaded app) makes its own.
-    global _executor, _executor_pid
+    global _executor, _pending, _executor_pid
     with _lock:
         if _executor is None or _executor_pid != os.getpid():
             _executor = ThreadPoolExecutor(
@@ -111,8 +118,9 @@ def _pool() -> ThreadPoolExecutor:
                 initializer=_start_hash_thread,
                 initargs=(_slots(),),
             )
+            _pending = threading.BoundedSemaphore(settings.PASSWORD_HASH_MAX_PENDING)
             _executor_pid = os.getpid()
-        return _executor
+        return _executor, _pending
 
 
 def start() -> None:
@@ -123,12 +131,20 @@ def start() -> None:
     """
     count = settings.PASSWORD_HASH_THREADS
     together = threading.Barrier(count + 1)
-    started = [_pool().submit(together.wait, 10) for _ in range(count)]
+    executor, _ = _pool()
+    started = [executor.submit(together.wait, 10) for _ in range(count)]
     together.wait(10)
     for future in started:
         future.result()
 
 
 def hash_run(function: Callable[..., T], *args) -> T:
-    """Run one hash or verify in the pool (and a server-wide slot) and wait for its result."""
-    return _pool().submit(_in_slot, function, *args).result()
+    """Run one hash or verify in the pool (and a server-wide slot) and wait for its result;
+    HashingBusy at once if PASSWORD_HASH_MAX_PENDING are already waiting or running here."""
+    executor, pending = _pool()
+    if not pending.acquire(blocking=False):
+        raise HashingBusy()
+    try:
+        return executor.submit(_in_slot, function, *args).result()
+    finally:
+        pending.release()

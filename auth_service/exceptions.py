@@ -68,6 +68,15 @@ class ServiceUnavailable(exceptions.APIException):
     default_code = "service_unavailable"
 
 
+class HashingBusy(ServiceUnavailable):
+    """More password hashes waiting in this process than it takes: refused at once, so that
+    a burst of logins or registrations cannot hold every request thread (accounts/hash_pool.py).
+    """
+
+    default_detail = "The service is busy. Try again in a second."
+    wait = 1  # DRF sends it as Retry-After
+
+
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
@@ -222,6 +231,10 @@ def server_error(request):
     """Django's handler500, called while the exception is being handled: an unreachable
     dependency outside DRF's views (the admin, a session) is a 503 there too, not a 500."""
     exc = sys.exc_info()[1]
+    if isinstance(exc, HashingBusy):  # the admin's sign-in during a login burst
+        response = error_body(HashingBusy.default_detail, HashingBusy.default_code, 503)
+        response["Retry-After"] = str(HashingBusy.wait)
+        return response
     if exc is not None and is_unavailable(exc):
         log_unavailable(exc)
         return error_body(ServiceUnavailable.default_detail, ServiceUnavailable.default_code, 503)

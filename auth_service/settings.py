@@ -176,6 +176,11 @@ PASSWORD_HASHERS = [
 # a share (auth_service/priority.py). Nice values are 0-19.
 PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 2, minimum=1)
 PASSWORD_HASH_SLOTS = env_int("PASSWORD_HASH_SLOTS", available_cpus(), minimum=1)
+# Hashes waiting or running per process beyond which one more is refused with a 503 at once:
+# two of gunicorn's request threads stay free for cheap requests during a login burst.
+PASSWORD_HASH_MAX_PENDING = env_int(
+    "PASSWORD_HASH_MAX_PENDING", max(1, env_int("GUNICORN_THREADS", 16) - 2), minimum=1
+)
 PASSWORD_HASH_NICENESS = env_int("PASSWORD_HASH_NICENESS", 0)
 WEB_REQUEST_NICENESS = env_int("WEB_REQUEST_NICENESS", 5)
 # Each hash thread holds a descriptor per slot: the caps keep a worker well under the usual

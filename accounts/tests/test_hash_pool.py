@@ -98,7 +98,7 @@ def test_hash_threads_are_started_by_the_thread_that_loads_the_app(monkeypatch):
 
     hash_pool.start()
 
-    pool = hash_pool._pool()
+    pool, _ = hash_pool._pool()
     try:
         assert len(pool._threads) == settings.PASSWORD_HASH_THREADS
         assert all(thread.is_alive() for thread in pool._threads)
@@ -107,11 +107,11 @@ def test_hash_threads_are_started_by_the_thread_that_loads_the_app(monkeypatch):
 
 
 def test_a_forked_process_gets_its_own_hash_pool(monkeypatch):
-    parent_pool = hash_pool._pool()
+    parent_pool, _ = hash_pool._pool()
     monkeypatch.setattr(hash_pool, "_executor", parent_pool)
     monkeypatch.setattr(hash_pool, "_executor_pid", -1)  # as seen from a forked child
 
-    child_pool = hash_pool._pool()
+    child_pool, _ = hash_pool._pool()
     try:
         assert child_pool is not parent_pool
         assert child_pool.submit(lambda: 42).result(timeout=10) == 42
@@ -227,7 +227,7 @@ def test_hash_threads_take_server_slots_when_gunicorn_made_the_directory(
         blocker = hash_pool.SlotFiles(directory, 1)
         blocked = blocker.open()
         fcntl.flock(blocked[0], fcntl.LOCK_EX)
-        result = hash_pool._pool().submit(hash_pool._in_slot, lambda: "hashed")
+        result = hash_pool._pool()[0].submit(hash_pool._in_slot, lambda: "hashed")
         time.sleep(0.2)
         waited = not result.done()
         fcntl.flock(blocked[0], fcntl.LOCK_UN)
@@ -236,6 +236,44 @@ def test_hash_threads_take_server_slots_when_gunicorn_made_the_directory(
         assert waited
         assert result.result(timeout=10) == "hashed"
     finally:
-        hash_pool._pool().shutdown()
+        hash_pool._pool()[0].shutdown()
         config["on_exit"](None)
     assert not directory.exists()
+
+
+@pytest.mark.django_db
+def test_a_hash_past_the_pending_limit_is_a_503_at_once_and_frees_no_thread(
+    monkeypatch, settings, api, user
+):
+    # Given a process whose hash pool already has its limit of hashes waiting or running
+    monkeypatch.setattr(hash_pool, "_executor", None)
+    settings.PASSWORD_HASH_MAX_PENDING = 2
+    api.get("/healthz")  # the client loads the middleware, which starts the hash threads
+    release = threading.Event()
+    with ThreadPoolExecutor(max_workers=2) as callers:
+        held = [callers.submit(hash_pool.hash_run, release.wait, 10) for _ in range(2)]
+        deadline = time.monotonic() + 5
+        while hash_pool._pending._value and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+        # When one more login comes
+        started = time.monotonic()
+        response = api.post(
+            "/api/v1/auth/login/", {"email": user.email, "password": PASSWORD}, format="json"
+        )
+        took = time.monotonic() - started
+        release.set()
+
+        # Then it is refused at once with the contract's 503 and a Retry-After
+        assert response.status_code == 503
+        assert response.json() == {
+            "detail": "The service is busy. Try again in a second.",
+            "code": "service_unavailable",
+        }
+        assert response["Retry-After"] == "1"
+        assert took < 1
+        assert all(future.result(timeout=10) for future in held)
+
+    # And once the burst is over, logins hash again
+    ok = api.post("/api/v1/auth/login/", {"email": user.email, "password": PASSWORD}, format="json")
+    assert ok.status_code == 200

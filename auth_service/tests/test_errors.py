@@ -15,7 +15,7 @@ from redis import exceptions as redis_errors
 from redis._parsers.base import BaseParser
 
 from accounts.managers import UserManager
-from auth_service.exceptions import json_exception_handler
+from auth_service.exceptions import HashingBusy, json_exception_handler
 from conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -345,6 +345,17 @@ def test_the_admin_sign_in_with_the_database_unreachable_is_503_json(monkeypatch
     # Named once; the driver's message and a traceback stay out of the log
     assert "connection to server failed" not in caplog.text
     assert "Traceback" not in caplog.text
+
+
+def test_a_login_burst_during_an_admin_sign_in_is_a_503_with_retry_after(monkeypatch):
+    response = admin_sign_in_failing_with(monkeypatch, HashingBusy())
+
+    assert response.status_code == 503
+    assert response.json() == {
+        "detail": "The service is busy. Try again in a second.",
+        "code": "service_unavailable",
+    }
+    assert response["Retry-After"] == "1"
 
 
 def test_an_unexpected_error_outside_the_api_is_still_a_500(monkeypatch):
