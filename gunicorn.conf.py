@@ -50,6 +50,16 @@ def on_exit(server):
     shutil.rmtree(os.environ.pop("PASSWORD_HASH_SLOTS_DIR", ""), ignore_errors=True)
 
 
+def post_fork(server, worker):
+    """With --preload the app loaded in the master, and the master started the hash threads:
+    a worker starts its own here, from its main thread at full priority. Started later by a
+    request thread, they would inherit its lower priority (auth_service/priority.py)."""
+    if server.cfg.preload_app:
+        from accounts import hash_pool
+
+        hash_pool.start()
+
+
 def post_worker_init(worker):
     """Keep the loaded app out of the cyclic garbage collector's full passes.
 

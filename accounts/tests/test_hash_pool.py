@@ -277,3 +277,21 @@ def test_a_hash_past_the_pending_limit_is_a_503_at_once_and_frees_no_thread(
     # And once the burst is over, logins hash again
     ok = api.post("/api/v1/auth/login/", {"email": user.email, "password": PASSWORD}, format="json")
     assert ok.status_code == 200
+
+
+@pytest.mark.parametrize("preloaded", [True, False])
+def test_a_worker_of_a_preloaded_app_starts_its_hash_threads_from_its_main_thread(
+    monkeypatch, settings, preloaded
+):
+    # With --preload the master loaded the app (and its hash threads) before forking
+    config = runpy.run_path(str(settings.BASE_DIR / "gunicorn.conf.py"))
+    starts = []
+    monkeypatch.setattr(hash_pool, "start", lambda: starts.append(threading.current_thread()))
+
+    class Server:
+        class cfg:  # noqa: N801 - gunicorn's attribute name
+            preload_app = preloaded
+
+    config["post_fork"](Server(), None)
+
+    assert starts == ([threading.main_thread()] if preloaded else [])
