@@ -28,7 +28,12 @@ class CommonMiddleware(common.CommonMiddleware):
             and self.should_redirect_with_slash(request)
         ):
             response = trailing_slash_redirect(request)
-        return super().process_response(request, response)
+        response = super().process_response(request, response)
+        if response.status_code in (301, 308) and request.META.get("QUERY_STRING"):
+            # The URL may carry a reset token (/reset-password?token=...): browsers keep a 301
+            # indefinitely unless told not to.
+            response["Cache-Control"] = "no-store"
+        return response
 
 
 def trailing_slash_redirect(request) -> JsonPermanentRedirect:

@@ -116,6 +116,15 @@ def test_a_mangled_token_shows_the_invalid_link_error(client, mangled):
     assert "invalid, expired or already used" in response.content.decode()
 
 
+def test_a_link_without_the_trailing_slash_redirects_and_no_browser_keeps_it(client, token):
+    response = client.get("/reset-password", {"token": token})
+
+    assert response.status_code == 301
+    assert response["Location"] == f"/reset-password/?token={token}"
+    assert response["Cache-Control"] == "no-store"
+    assert reset_tokens.token_peek(token=token) is not None
+
+
 def test_page_without_a_token_explains_what_to_do(client):
     response = client.get(PAGE)
 
