@@ -1,6 +1,6 @@
 """Password hashing parameters."""
 
-from django.contrib.auth.hashers import Argon2PasswordHasher
+from django.contrib.auth.hashers import Argon2PasswordHasher, PBKDF2PasswordHasher
 
 from accounts.hash_pool import hash_run
 
@@ -23,6 +23,19 @@ class Argon2idHasher(Argon2PasswordHasher):
 
     def encode(self, password, salt):
         return hash_run(super().encode, password, salt)
+
+    def verify(self, password, encoded):
+        return hash_run(super().verify, password, encoded)
+
+
+class LegacyPBKDF2Hasher(PBKDF2PasswordHasher):
+    """Django's PBKDF2 (1,000,000 iterations), for hashes made before Argon2: verified in the
+    hash pool like Argon2, since each check costs the CPU of some 25 Argon2 hashes and must
+    stay inside the pool's bound on hashes at once. Same algorithm name: such hashes still
+    verify, and are re-hashed with Argon2 on the owner's next login."""
+
+    def encode(self, password, salt, iterations=None):
+        return hash_run(super().encode, password, salt, iterations)
 
     def verify(self, password, encoded):
         return hash_run(super().verify, password, encoded)

@@ -165,7 +165,7 @@ CACHES = {
 PASSWORD_HASHERS = [
     "accounts.hashers.Argon2idHasher",
     # Kept so hashes made before Argon2 still verify; they are upgraded on the next login.
-    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "accounts.hashers.LegacyPBKDF2Hasher",
 ]
 # Passwords are hashed in a few threads per process (accounts/hash_pool.py), at most
 # PASSWORD_HASH_SLOTS at once per instance: by default one per CPU the instance may use, its

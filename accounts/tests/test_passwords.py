@@ -1,10 +1,12 @@
 """How passwords are stored and which ones are refused."""
 
+import threading
+
 import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
 from django.contrib.auth.hashers import make_password
 
-from accounts import services, tokens
+from accounts import hash_pool, services, tokens
 from accounts.hashers import Argon2idHasher
 from accounts.models import User
 from conftest import PASSWORD
@@ -76,12 +78,23 @@ def test_rehash_on_login_ends_the_sessions_issued_under_the_old_hash(api, user):
     assert refreshed.json()["code"] == "token_invalid"
 
 
-def test_legacy_pbkdf2_hash_still_verifies(user):
+def test_legacy_pbkdf2_hash_still_verifies_in_the_hash_threads(user, monkeypatch):
     user.password = make_password(PASSWORD, hasher="pbkdf2_sha256")
     user.save()
+    threads = []
+    run = hash_pool.hash_run
 
-    assert user.check_password(PASSWORD)
+    def recording(function, *args):
+        return run(lambda: (threads.append(threading.current_thread().name), function(*args))[1])
+
+    monkeypatch.setattr("accounts.hashers.hash_run", recording)
+
     assert not user.check_password("not the password")
+    assert threads
+    assert all(name.startswith("password-hash") for name in threads)
+    assert user.check_password(PASSWORD)
+    user.refresh_from_db()
+    assert user.password.startswith("argon2$")  # upgraded on that login
 
 
 # 128 characters without a repeating pattern
