@@ -172,6 +172,7 @@ def test_an_email_with_an_invisible_character_is_a_bad_email_not_a_second_accoun
 @pytest.mark.parametrize(
     "email",
     [
+        # Whitespace, or a character no one sees, inside it
         "ada@exa\u2003mple.com",  # em space
         "ada@exa\u3000mple.com",  # ideographic space
         "ada@exa\u2028mple.com",  # line separator
@@ -181,37 +182,12 @@ def test_an_email_with_an_invisible_character_is_a_bad_email_not_a_second_accoun
         "ada@exa\u0378mple.com",  # unassigned
         '"ada\x01"@example.com',  # a control, which a quoted local part may hold
         "a b@example.com",
-    ],
-)
-def test_whitespace_controls_and_unassigned_characters_inside_an_email_are_a_bad_email(api, email):
-    response = api.post(URL, {**BODY, "email": email}, format="json")
-
-    assert response.status_code == 400
-    assert response.json() == INVALID_EMAIL
-    assert not User.objects.exists()
-
-
-@pytest.mark.parametrize(
-    "email",
-    [
+        # A domain sending would write another way: its mail would reach another mailbox
         "ada@\uff45xample.com",  # fullwidth e
         "ada@\ufb01nance.example",  # the fi ligature, for "finance"
         "ada@ex\u2168.com",  # Roman numeral nine, for "ix"
         "ada@exa\u0301mple.com",  # a + combining acute, for the composed "á"
-    ],
-)
-def test_a_domain_that_sending_would_write_another_way_is_a_bad_email(api, email):
-    # Mail for it would reach another address's mailbox
-    response = api.post(URL, {**BODY, "email": email}, format="json")
-
-    assert response.status_code == 400
-    assert response.json() == INVALID_EMAIL
-    assert not User.objects.exists()
-
-
-@pytest.mark.parametrize(
-    "email",
-    [
+        # A name before the "@" that mail cannot carry
         "\u0131van@example.com",  # dotless i, which would be an account apart from ivan@
         "\u017fam@example.com",  # long s
         "\u0130van@example.com",  # capital I with a dot
@@ -219,7 +195,7 @@ def test_a_domain_that_sending_would_write_another_way_is_a_bad_email(api, email
         "a" * 65 + "@example.com",  # longer than mail allows before the "@"
     ],
 )
-def test_a_name_before_the_at_that_mail_cannot_carry_is_a_bad_email(api, email):
+def test_an_email_that_does_not_say_where_its_mail_goes_is_a_bad_email(api, email):
     response = api.post(URL, {**BODY, "email": email}, format="json")
 
     assert response.status_code == 400
