@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.decorators.cache import never_cache
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 
@@ -24,9 +25,10 @@ urlpatterns = [
     path("reset-password/", reset_password_page, name="reset-password"),
     path("api/schema/", SchemaView.as_view(**PUBLIC), name="schema"),
     # The split view serves Swagger UI's start-up script as a file: the CSP allows no inline script.
+    # Not cached: the script carries the visitor's CSRF token.
     path(
         "api/docs/",
-        SpectacularSwaggerSplitView.as_view(url_name="schema", **PUBLIC),
+        never_cache(SpectacularSwaggerSplitView.as_view(url_name="schema", **PUBLIC)),
         name="swagger-ui",
     ),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", **PUBLIC), name="redoc"),

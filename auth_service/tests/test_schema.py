@@ -172,6 +172,15 @@ def test_docs_ignore_a_stale_or_garbage_bearer_token(client, path):
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/docs/?script"])
+def test_swagger_ui_and_its_script_which_carries_a_csrf_token_are_not_cached(client, path):
+    response = client.get(path)
+
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    assert "private" in response["Cache-Control"]
+
+
 @pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/", "/api/redoc/"])
 def test_docs_answer_other_methods_with_a_json_405(client, path):
     for method in (client.options, client.post, client.delete):
