@@ -61,6 +61,11 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
+    _freeze_loaded_app()
+    _watch_spare_threads(worker)
+
+
+def _freeze_loaded_app():
     """Keep the loaded app out of the cyclic garbage collector's full passes.
 
     Django, DRF and the rest are some 85,000 objects that live as long as the worker; every
@@ -69,6 +74,18 @@ def post_worker_init(worker):
     """
     gc.collect()
     gc.freeze()
+
+
+def _watch_spare_threads(worker):
+    """Tell the hash pool whether this worker holds more connections than request threads: a
+    request on one may then wait for a thread that a hash holds, so past its pending limit the
+    pool sheds hashes only then (accounts/hash_pool.py). Idle kept-alive connections count."""
+    if getattr(worker, "tpool", None) is None:  # not gthread
+        return
+    from accounts import hash_pool
+
+    threads = worker.cfg.threads
+    hash_pool.watch_thread_shortage(lambda: worker.nr_conns > threads)
 
 
 accesslog = "-"

@@ -17,9 +17,12 @@ dies, so a killed worker never keeps a slot. A worker still has two hash threads
 logins that land on the same worker hash side by side when the other worker is idle.
 
 A request waits for its hash in a request thread: a burst of logins or registrations larger
-than the threads would hold them all and queue every other request behind it. At most
-PASSWORD_HASH_MAX_PENDING hashes wait or run per process; one more is refused at once
-(HashingBusy: 503 with Retry-After), so a few request threads always stay free.
+than the threads would hold them all and queue every other request behind it. Once
+PASSWORD_HASH_MAX_PENDING hashes wait or run in a process that holds more connections than
+request threads, one more is refused at once (HashingBusy: 503 with Retry-After), so the
+requests waiting for a thread soon get one. A process with no more connections than threads
+(gunicorn splits a burst's connections unevenly between workers) hashes in every thread: each
+connection has a request at most, so none can wait behind a hash.
 """
 
 import fcntl
@@ -48,6 +51,19 @@ _pending: threading.BoundedSemaphore | None = None
 _executor_pid = 0
 _thread_numbers = itertools.count()
 _local = threading.local()
+# Whether this process holds more connections than request threads, so that a request may
+# wait for a thread a hash holds; set under gunicorn's gthread worker (gunicorn.conf.py).
+# Unknown counts as a shortage: the pending limit alone decides.
+_thread_shortage: Callable[[], bool] | None = None
+
+
+def watch_thread_shortage(shortage: Callable[[], bool]) -> None:
+    global _thread_shortage
+    _thread_shortage = shortage
+
+
+def _threads_short() -> bool:
+    return _thread_shortage is None or _thread_shortage()
 
 
 class SlotFiles:
@@ -140,11 +156,14 @@ def start() -> None:
 
 def hash_run(function: Callable[..., T], *args) -> T:
     """Run one hash or verify in the pool (and a server-wide slot) and wait for its result;
-    HashingBusy at once if PASSWORD_HASH_MAX_PENDING are already waiting or running here."""
+    HashingBusy at once if PASSWORD_HASH_MAX_PENDING are already waiting or running here
+    while this process holds more connections than request threads."""
     executor, pending = _pool()
-    if not pending.acquire(blocking=False):
+    counted = pending.acquire(blocking=False)
+    if not counted and _threads_short():
         raise HashingBusy()
     try:
         return executor.submit(_in_slot, function, *args).result()
     finally:
-        pending.release()
+        if counted:
+            pending.release()
