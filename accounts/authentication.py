@@ -54,8 +54,9 @@ class JWTAuthentication(authentication.JWTAuthentication):
         if token is None:
             try:
                 token = super().get_validated_token(raw_token)
-            except (OverflowError, ValueError):
-                # An expiry past the calendar's end, in a token signed with our key.
+            except (OverflowError, ValueError, TypeError):
+                # An expiry past the calendar's end, or digits in a string (which PyJWT takes
+                # but simplejwt's date conversion does not), in a token signed with our key.
                 raise InvalidToken() from None
             verified_tokens.add(raw_token, token)
         return token

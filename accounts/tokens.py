@@ -105,8 +105,9 @@ def _presented(raw: str) -> RefreshToken:
         raise TokenInvalid()
     try:
         return RefreshToken(raw)
-    except (TokenError, OverflowError, ValueError):
-        # The last two: an expiry past the calendar's end, in a token signed with our key.
+    except (TokenError, OverflowError, ValueError, TypeError):
+        # The last three: an expiry past the calendar's end or given as a string of digits, in
+        # a token signed with our key.
         raise TokenInvalid() from None
 
 

@@ -207,15 +207,19 @@ def test_a_signed_refresh_token_naming_no_user_is_refused(api, pair, user_id):
     assert response.json() == TOKEN_INVALID
 
 
-@pytest.mark.parametrize("exp", [10**12, 10**20], ids=["year-33658", "past-time_t"])
+@pytest.mark.parametrize(
+    "exp", [10**12, 10**20, "4102444800"], ids=["year-33658", "past-time_t", "digits-string"]
+)
 def test_a_token_signed_with_our_key_but_an_impossible_expiry_is_refused(pair, exp):
     access = me_with(sign({**claims(pair["access"]), "exp": exp}))
-    refresh = APIClient().post(
-        REFRESH, {"refresh": sign({**claims(pair["refresh"]), "exp": exp})}, format="json"
-    )
+    forged_refresh = {"refresh": sign({**claims(pair["refresh"]), "exp": exp})}
+    refresh = APIClient().post(REFRESH, forged_refresh, format="json")
+    signed_in = APIClient()
+    signed_in.credentials(HTTP_AUTHORIZATION=f"Bearer {pair['access']}")
+    logout = signed_in.post("/api/v1/auth/logout/", forged_refresh, format="json")
 
-    assert (access.status_code, refresh.status_code) == (401, 401)
-    assert access.json() == refresh.json() == TOKEN_INVALID
+    assert (access.status_code, refresh.status_code, logout.status_code) == (401, 401, 401)
+    assert access.json() == refresh.json() == logout.json() == TOKEN_INVALID
 
 
 def test_a_refresh_token_with_a_mangled_password_digest_is_refused(pair):
