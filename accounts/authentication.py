@@ -45,9 +45,23 @@ class VerifiedTokens:
 
 verified_tokens = VerifiedTokens(settings.ACCESS_TOKEN_CACHE_SIZE)
 
+# RFC 9110 section 11.1: the scheme is case-insensitive; some clients send "bearer".
+_SCHEMES = {scheme.lower().encode() for scheme in api_settings.AUTH_HEADER_TYPES}
+
 
 class JWTAuthentication(authentication.JWTAuthentication):
     """The user of a valid access token, if still active and with the same password."""
+
+    def get_raw_token(self, header: bytes) -> bytes | None:
+        parts = header.split()
+        if not parts or parts[0].lower() not in _SCHEMES:
+            return None  # another scheme, or none: not this authenticator's
+        if len(parts) != 2:
+            raise AuthenticationFailed(
+                "Authorization header must contain two space-delimited values",
+                code="bad_authorization_header",
+            )
+        return parts[1]
 
     def get_validated_token(self, raw_token: bytes) -> Token:
         token = verified_tokens.get(raw_token)

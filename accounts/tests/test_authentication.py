@@ -50,6 +50,14 @@ def test_a_tampered_token_is_refused_while_the_genuine_one_is_remembered(user, p
     assert bearer(tampered).get(ME).status_code == 401
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_recognised_in_any_letter_case(pair, scheme):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {pair['access']}")
+
+    assert client.get(ME).status_code == 200
+
+
 def test_user_lookup_loads_the_same_row_as_the_orm(make_user):
     user = make_user(full_name="Grace Hopper")
 
