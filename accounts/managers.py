@@ -2,13 +2,26 @@
 
 import functools
 
+import idna
 from django.contrib.auth.base_user import BaseUserManager
 from django.db import connections
 
+# RFC 1035's longest domain name; a longer one is no domain, and not worth encoding.
+DOMAIN_MAX = 253
+
 
 def normalize_email(email: str) -> str:
-    """Emails are stored and compared lower-cased: one account per address, in any case."""
-    return email.strip().lower()
+    """Emails are stored and compared lower-cased, an international domain in the ASCII form
+    mail is sent with ("bücher.example" as "xn--bcher-kva.example", by IDNA's mapping as
+    django-anymail applies it): one account per mailbox, however its address is typed."""
+    email = email.strip().lower()
+    local, at, domain = email.rpartition("@")
+    if not at or domain.isascii() or len(domain) > DOMAIN_MAX:
+        return email
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except (idna.IDNAError, UnicodeError):
+        return email  # no domain mail can reach; register refuses it (accounts.validators)
 
 
 class UserManager(BaseUserManager):

@@ -39,8 +39,9 @@ def email_domain_sends_elsewhere(email: str) -> bool:
         return False
     try:
         mapped = idna.uts46_remap(domain, std3_rules=False, transitional=False)
-    except idna.IDNAError:
-        return True
+        encoded = idna.encode(domain, uts46=True)  # as stored (accounts.managers)
+    except (idna.IDNAError, UnicodeError):
+        return True  # a domain IDNA cannot encode: no mail reaches it
     # Lower-cased again: the mapping writes Cherokee letters upper-case, as lower() does not.
     if mapped.lower() != domain:
         return True
@@ -48,8 +49,8 @@ def email_domain_sends_elsewhere(email: str) -> bool:
         # Django's own SMTP backend encodes the domain with IDNA 2003, which maps more ("ß" to
         # "ss"): through it, such a domain's mail would go to another domain.
         try:
-            return domain.encode("idna") != idna.encode(domain, uts46=True)
-        except (UnicodeError, idna.IDNAError):
+            return domain.encode("idna") != encoded
+        except UnicodeError:
             return True
     return False
 

@@ -132,7 +132,7 @@ def test_createsuperuser_refuses_an_email_with_an_invisible_character(monkeypatc
         call_command(
             "createsuperuser",
             interactive=False,
-            email="ada@exa\u200bmple.com",
+            email="ada@exa\u200bmple.org",
             full_name="Imposter",
             verbosity=0,
         )

@@ -1,0 +1,38 @@
+"""Accounts stored before international domains were encoded get the ASCII form mail is sent
+with, unless the same mailbox already has an account under it."""
+
+import importlib
+
+import pytest
+from django.apps import apps
+
+from accounts.models import User
+
+migration = importlib.import_module("accounts.migrations.0005_email_ascii_domains")
+
+pytestmark = pytest.mark.django_db
+
+
+def stored_as(make_user, typed: str, email: str) -> User:
+    """An account as the build before stored it: the domain as typed, lower-cased."""
+    user = make_user(email=typed)
+    User.objects.filter(pk=user.pk).update(email=email)
+    return user
+
+
+def test_international_domains_are_encoded_and_a_second_account_of_a_mailbox_is_left(make_user):
+    alone = stored_as(make_user, "ada@bücher.example", "ada@bücher.example")
+    twice = stored_as(make_user, "e10@例え.jp", "e10@例え.jp")
+    other = make_user(email="E10@xn--r8jz45g.jp")  # the same mailbox, registered encoded
+    plain = make_user(email="grace@example.com")
+
+    migration.encode_international_domains(apps, None)
+
+    emails = dict(User.objects.values_list("pk", "email"))
+    assert emails == {
+        alone.pk: "ada@xn--bcher-kva.example",
+        twice.pk: "e10@例え.jp",  # for an operator to merge with the other
+        other.pk: "e10@xn--r8jz45g.jp",
+        plain.pk: "grace@example.com",
+    }
+    assert User.objects.get_by_natural_key("ADA@Bücher.example").pk == alone.pk
