@@ -249,13 +249,15 @@ def allow_methods(*methods: str):
         @wraps(view)
         def checked(request, *args, **kwargs):
             if request.method not in methods:
-                response = error_body(
-                    f'Method "{request.method}" not allowed.', "method_not_allowed", 405
-                )
-                response["Allow"] = ", ".join(methods)
-                return response
+                return method_not_allowed(request.method, methods)
             return view(request, *args, **kwargs)
 
         return checked
 
     return decorator
+
+
+def method_not_allowed(method: str, allowed) -> JsonResponse:
+    response = error_body(f'Method "{method}" not allowed.', "method_not_allowed", 405)
+    response["Allow"] = ", ".join(allowed)
+    return response

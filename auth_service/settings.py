@@ -44,7 +44,7 @@ MIDDLEWARE = [
     "auth_service.priority.RequestPriorityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "auth_service.security_headers.SecurityHeadersMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "auth_service.static_files.StaticFilesMiddleware",  # WhiteNoise
     "auth_service.health.ProbeMiddleware",
     # Session, user and messages serve the browser pages (admin, reset page) and skip /api/:
     # auth_service/browser_middleware.py. CSRF stays as it is (cheap on exempt API views).

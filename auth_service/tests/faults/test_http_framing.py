@@ -99,6 +99,18 @@ def head(web, path: str) -> requests.Response:
     return response
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS"])
+def test_a_static_file_answers_other_methods_with_the_contracts_json_405(web, method):
+    response = requests.request(method, web.url("/static/admin/css/base.css"), timeout=15)
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD"
+    assert response.json() == {
+        "detail": f'Method "{method}" not allowed.',
+        "code": "method_not_allowed",
+    }
+
+
 @pytest.mark.parametrize("path", HEAD_PATHS)
 def test_head_gets_the_status_and_length_of_get_and_no_body(web, api, path):
     got = requests.get(web.url(path), headers=IDENTITY, allow_redirects=False, timeout=15)
