@@ -26,23 +26,29 @@ SERVER_ERROR = ("Internal server error.", "server_error")
 REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
-def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
-    """gunicorn.util.write_error's signature and framing, with a JSON body."""
+def json_error(status_int: int, reason: str = "") -> tuple[str, list[tuple[str, str]], bytes]:
+    """The status line, headers and body of the error, as a WSGI app starts a response."""
     fallback = SERVER_ERROR if status_int >= 500 else ERRORS[400]
     detail, code = ERRORS.get(status_int, fallback)
     body = json.dumps({"detail": detail, "code": code}, separators=(",", ":")).encode()
     # The standard reason phrase: gunicorn passes "Bad Request" with its 501.
-    reason = REASONS.get(status_int, reason)
-    head = (
-        f"HTTP/1.1 {status_int} {reason}\r\n"
-        "Connection: close\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Cache-Control: no-store\r\n"
-        "X-Content-Type-Options: nosniff\r\n"
-        f"Content-Security-Policy: {API_CSP}\r\n"
-        "\r\n"
-    )
+    status = f"{status_int} {REASONS.get(status_int, reason)}"
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Content-Security-Policy", API_CSP),
+    ]
+    return status, headers, body
+
+
+def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn.util.write_error's signature and framing, with a JSON body."""
+    status, headers, body = json_error(status_int, reason)
+    lines = [f"HTTP/1.1 {status}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    head = "\r\n".join(lines) + "\r\n\r\n"
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
 

@@ -1,5 +1,5 @@
 """The WSGI application gunicorn serves: Django, with request bodies over the limit left unread,
-chunked ones given a length, and HEAD answered without a body."""
+chunked ones given a length, other transfer codings refused, and HEAD answered without a body."""
 
 import io
 import os
@@ -7,6 +7,8 @@ import os
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.wsgi import get_wsgi_application
+
+from auth_service import server_errors
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auth_service.settings")
 
@@ -59,6 +61,23 @@ def read_chunked_bodies(app):
     return wrapped
 
 
+def refuse_codings_left_on(app):
+    """Answer 501 to a body with a transfer coding besides chunked ("gzip, chunked"): gunicorn
+    takes those codings and removes the chunking, but hands the body on still gzip-coded, as
+    if it were the JSON. RFC 9112 section 6.1: a server that does not apply a coding says 501,
+    as gunicorn does itself for a coding it has never heard of."""
+
+    def wrapped(environ, start_response):
+        codings = environ.get("HTTP_TRANSFER_ENCODING", "").lower().split(",")
+        if any(coding.strip() not in ("", "chunked") for coding in codings):
+            status, headers, body = server_errors.json_error(501)
+            start_response(status, headers)
+            return [body]
+        return app(environ, start_response)
+
+    return wrapped
+
+
 def no_body_on_head(app):
     """Answer HEAD with the headers of GET, Content-Length included (RFC 9110), and no body.
 
@@ -79,4 +98,4 @@ def no_body_on_head(app):
     return wrapped
 
 
-application = no_body_on_head(read_chunked_bodies(get_wsgi_application()))
+application = no_body_on_head(refuse_codings_left_on(read_chunked_bodies(get_wsgi_application())))

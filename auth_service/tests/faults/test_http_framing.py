@@ -171,6 +171,13 @@ REFUSED_BY_THE_SERVER = {
         "501 Not Implemented",
         "not_implemented",
     ),
+    # gunicorn takes gzip and removes the chunking, but leaves the body gzip-coded
+    "transfer coding the server does not undo": (
+        "POST /api/v1/auth/login/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        "Transfer-Encoding: gzip, chunked\r\n\r\n1\r\n{\r\n0\r\n\r\n",
+        "501 Not Implemented",
+        "not_implemented",
+    ),
     "malformed chunk": (
         "POST /api/v1/auth/login/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
         f"\r\n{SECRET_LOOKING}\r\n{{}}\r\n0\r\n\r\n",
