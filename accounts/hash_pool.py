@@ -158,6 +158,10 @@ def hash_run(function: Callable[..., T], *args) -> T:
     """Run one hash or verify in the pool (and a server-wide slot) and wait for its result;
     HashingBusy at once if PASSWORD_HASH_MAX_PENDING are already waiting or running here
     while this process holds more connections than request threads."""
+    if getattr(_local, "number", None) is not None:
+        # Already in a hash thread, holding its slot: PBKDF2's verify encodes through here
+        # again, and queueing behind itself would wait forever.
+        return function(*args)
     executor, pending = _pool()
     counted = pending.acquire(blocking=False)
     if not counted and _threads_short():

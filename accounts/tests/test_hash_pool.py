@@ -241,6 +241,22 @@ def test_hash_threads_take_server_slots_when_gunicorn_made_the_directory(
     assert not directory.exists()
 
 
+def test_legacy_pbkdf2_verifies_with_one_hash_thread_and_one_slot(monkeypatch, settings, tmp_path):
+    # PBKDF2's verify encodes the password again, through the pool: from inside its only
+    # thread, holding the only slot, that waited for itself forever
+    monkeypatch.setattr(hash_pool, "_executor", None)
+    monkeypatch.setenv(hash_pool.SLOTS_DIR_ENV, str(tmp_path))
+    settings.PASSWORD_HASH_THREADS = 1
+    settings.PASSWORD_HASH_SLOTS = 1
+    encoded = make_password(PASSWORD, hasher="pbkdf2_sha256")
+    callers = ThreadPoolExecutor(max_workers=2)
+
+    checks = [callers.submit(check_password, PASSWORD, encoded) for _ in range(2)]
+
+    assert [check.result(timeout=30) for check in checks] == [True, True]
+    callers.shutdown()
+
+
 @pytest.mark.django_db
 def test_a_hash_past_the_pending_limit_is_a_503_at_once_and_frees_no_thread(
     monkeypatch, settings, api, user
