@@ -119,11 +119,14 @@ class OneRoundTripThrottles:
         # DRF checks throttles before the method: a GET to login would spend the login budget
         # and turn its 405 into a 429. Only requests the view does work for count.
         handled = request.method != "OPTIONS" and hasattr(self, request.method.lower())
-        # Nor does a body the view cannot parse (a 415): a cross-site form can post text/plain
-        # from any page, but not JSON, and would otherwise spend its visitors' budgets.
-        if request.content_type and handled:
+        # Nor does a body the view cannot parse (a 415), or one without a Content-Type (read as
+        # empty, a 400): any page can post text/plain, a form, or with fetch's no-cors mode no
+        # type at all, but not JSON, and would otherwise spend its visitors' budgets.
+        if handled:
             parsers = self.get_parsers()
-            handled = self.get_content_negotiator().select_parser(request, parsers) is not None
+            handled = bool(request.content_type) and (
+                self.get_content_negotiator().select_parser(request, parsers) is not None
+            )
         if not handled:
             return
         wait = throttles_wait(self.get_throttles(), request)

@@ -334,6 +334,21 @@ def test_bodies_the_endpoint_cannot_parse_spend_no_budget(api, rates, user, cont
     assert api.post(FORGOT, {"email": user.email}, format="json").status_code == 202
 
 
+@pytest.mark.parametrize(
+    ("path", "scope"), [(LOGIN, "login_ip"), (RESET, "reset_ip"), (FORGOT, "reset_ip")]
+)
+@pytest.mark.parametrize("body", ["", '{"email": "ada@example.com"}'])
+def test_posts_without_a_content_type_spend_no_budget(client, rates, path, scope, body):
+    # fetch(url, {method: "POST", mode: "no-cors"}) from any page sends no Content-Type
+    rates[scope] = "2/hour"
+
+    statuses = {client.post(path, body, content_type="").status_code for _ in range(3)}
+
+    # A body of no type is a 415; none at all lacks the fields
+    assert statuses == ({415} if body else {400})
+    assert get_redis_connection("default").keys(f"{counters.KEY_PREFIX}*") == []
+
+
 def test_the_admin_sign_in_shares_the_login_limit_per_email(api, client, make_user):
     make_user(email="root@example.com", is_staff=True, is_superuser=True)
     for _ in range(4):
