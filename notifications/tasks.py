@@ -1,10 +1,12 @@
 """Celery tasks: take ids and strings, call a service, own their retry policy."""
 
 import enum
+import errno
 import logging
 import random
 import smtplib
 import socket
+import ssl
 
 from anymail.exceptions import (
     AnymailError,
@@ -53,6 +55,17 @@ class Failure(enum.Enum):
 
 # Trouble reaching or talking to a mail server or provider, before any reply.
 _NETWORK = (smtplib.SMTPServerDisconnected, socket.timeout, ConnectionError, TimeoutError)
+# Also before any reply: a name that does not resolve for now (socket.gaierror), a network or
+# host out of reach, and a TLS session broken off (its certificate refused is ACCOUNT).
+_NETWORK_ERRNOS = frozenset(
+    {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.EADDRNOTAVAIL}
+)
+
+
+def _is_network(error: Exception) -> bool:
+    if isinstance(error, (*_NETWORK, socket.gaierror, ssl.SSLError)):
+        return not isinstance(error, ssl.SSLCertVerificationError)
+    return isinstance(error, OSError) and error.errno in _NETWORK_ERRNOS
 
 
 def _is_policy(message) -> bool:
@@ -100,12 +113,13 @@ def failure_kind(error: Exception) -> Failure:
         return Failure.ACCOUNT
     if isinstance(error, smtplib.SMTPException):
         return _smtp_failure(error)
-    if isinstance(error, (AnymailError, ImproperlyConfigured)):
-        # AnymailConfigurationError (a missing setting, an uninstalled extra) is one of these.
+    if isinstance(error, (AnymailError, ImproperlyConfigured, ssl.SSLCertVerificationError)):
+        # AnymailConfigurationError (a missing setting, an uninstalled extra) is one of these;
+        # so is a mail server whose certificate does not verify (its setup, or our EMAIL_HOST).
         return Failure.ACCOUNT
     # PostgreSQL or Redis unreachable or refusing for now (what the web answers with a 503):
     # the worker looks the user up and checks the token before it sends.
-    if isinstance(error, _NETWORK) or is_unavailable(error):
+    if _is_network(error) or is_unavailable(error):
         return Failure.OUTAGE
     return Failure.UNEXPECTED
 

@@ -1,7 +1,9 @@
 """The worker's side: what it sends, what it refuses to send, and how it retries."""
 
+import errno
 import smtplib
 import socket
+import ssl
 import time
 from unittest import mock
 
@@ -146,6 +148,13 @@ REFUSED, DEFERRED, OUTAGE, ACCOUNT, UNEXPECTED = (
         # Policy (RFC 3463 class 7: SPF, DMARC, a blocked sending address): every email alike
         (smtplib.SMTPDataError(550, b"5.7.1 rejected by DMARC policy"), ACCOUNT),
         (smtplib.SMTPRecipientsRefused({"a@example.com": (554, b"5.7.1 Relay denied")}), ACCOUNT),
+        # No reply yet: a name that does not resolve, a network out of reach, TLS broken off
+        (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), OUTAGE),
+        (OSError(errno.ENETUNREACH, "Network is unreachable"), OUTAGE),
+        (OSError(errno.EHOSTUNREACH, "No route to host"), OUTAGE),
+        (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), OUTAGE),
+        (ssl.SSLCertVerificationError(1, "certificate verify failed"), ACCOUNT),
+        (FileNotFoundError(errno.ENOENT, "No such file"), UNEXPECTED),
         (smtplib.SMTPSenderRefused(451, b"try later", "no-reply@example.com"), OUTAGE),
         (smtplib.SMTPSenderRefused(553, b"not yours", "no-reply@example.com"), ACCOUNT),
         (smtplib.SMTPAuthenticationError(454, b"temporary authentication failure"), OUTAGE),
