@@ -9,6 +9,7 @@ email goes out even while Redis is still down.
 """
 
 import logging
+import smtplib
 import threading
 from datetime import timedelta
 
@@ -23,8 +24,9 @@ from notifications.tasks import Failure, failure_kind
 logger = logging.getLogger(__name__)
 
 BATCH = 100
-# A notice that fails with an error of our own (its data, say) is kept and passed over; this
-# many in one sweep means every notice fails alike (our code), and the sweep stops.
+# A notice that fails with an error of our own (its data, say), or whose recipient the mail
+# server refuses by policy, is kept and passed over; this many in one sweep means every notice
+# fails alike (our code, or a policy against our sending), and the sweep stops.
 UNEXPECTED_MAX = 3
 
 
@@ -52,11 +54,13 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
                 )
                 PasswordChangedNotice.objects.filter(pk=notice_id).delete()
                 continue
-            if kind is Failure.UNEXPECTED:
-                # Perhaps this notice's data alone: kept, and the ones behind it still go out.
+            if kind is Failure.UNEXPECTED or _refused_by_policy(error, kind):
+                # Perhaps this notice's data, or this recipient's policy, alone: kept, and the
+                # ones behind it still go out.
                 unexpected += 1
                 logger.error(
-                    "notice sweep: unexpected %s sending notice %s; kept",
+                    "notice sweep: %s %s sending notice %s; kept",
+                    "unexpected" if kind is Failure.UNEXPECTED else "policy refusal,",
                     type(error).__name__,
                     notice_id,
                 )
@@ -85,6 +89,12 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
     if sent:
         logger.info("notice sweep: sent %d notice(s) left behind", sent)
     return sent
+
+
+def _refused_by_policy(error: Exception, kind: Failure) -> bool:
+    """A 5.7.x reply to RCPT TO (an ACCOUNT failure): the server took our sender, so it may be
+    this recipient's policy alone ("not authorized"), or every recipient's ("relay denied")."""
+    return kind is Failure.ACCOUNT and isinstance(error, smtplib.SMTPRecipientsRefused)
 
 
 def _sweep_forever(stop: threading.Event) -> None:

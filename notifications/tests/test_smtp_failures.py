@@ -144,3 +144,32 @@ def test_sweep_goes_on_past_a_recipient_the_server_defers(make_user, smtp, caplo
     assert "user0@example.com" not in service_log(caplog)
     assert notices_sweep(older_than=AFTER) == 1
     assert not PasswordChangedNotice.objects.exists()
+
+
+def test_sweep_goes_on_past_a_recipient_the_server_refuses_by_policy(make_user, smtp, caplog):
+    # Given three notices, the oldest to a mailbox whose server refuses our mail by policy
+    refused, *others = notices_owed(make_user, 3)
+    smtp.replies["RCPT"] = ["550 5.7.1 RESOLVER.RST.NotAuthorized; not authorized"]
+
+    # When the worker sweeps
+    assert notices_sweep(older_than=AFTER) == 2
+
+    # Then the others go out, and that one is kept (the refusal may be ours to fix)
+    assert sorted(message["To"] for message in smtp.messages) == [
+        "user1@example.com",
+        "user2@example.com",
+    ]
+    assert list(PasswordChangedNotice.objects.all()) == [refused]
+    assert f"policy refusal, SMTPRecipientsRefused sending notice {refused.pk}" in service_log(
+        caplog
+    )
+
+
+def test_sweep_stops_when_the_server_refuses_every_recipient_by_policy(make_user, smtp):
+    notices_owed(make_user, 5)
+    smtp.replies["RCPT"] = ["554 5.7.1 Relay access denied"] * 5
+
+    assert notices_sweep(older_than=AFTER) == 0
+
+    assert len(smtp.replies["RCPT"]) == 2  # three tried, then the sweep stopped
+    assert PasswordChangedNotice.objects.count() == 5
