@@ -229,7 +229,7 @@ REST_FRAMEWORK = {
 # A spent refresh token used again after this many seconds revokes its login's whole chain of
 # refresh tokens (accounts/tokens.py); sooner, it is a client retrying a refresh whose answer
 # it lost, and is only refused.
-REFRESH_REUSE_GRACE = timedelta(seconds=env_int("JWT_REFRESH_REUSE_GRACE", 30))
+REFRESH_REUSE_GRACE = timedelta(seconds=env_int("JWT_REFRESH_REUSE_GRACE", 30, minimum=0))
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env_int("JWT_ACCESS_LIFETIME", 300, minimum=1)),

@@ -48,6 +48,7 @@ def test_defaults_are_production_defaults():
         # 0 would make every reset token, or every session, expire as it is made
         ({"PASSWORD_RESET_TIMEOUT": "0"}, "PASSWORD_RESET_TIMEOUT must be at least 1, not 0."),
         ({"JWT_ACCESS_LIFETIME": "-5"}, "JWT_ACCESS_LIFETIME must be at least 1, not -5."),
+        ({"JWT_REFRESH_REUSE_GRACE": "-1"}, "JWT_REFRESH_REUSE_GRACE must be at least 0, not -1."),
         ({"PASSWORD_HASH_THREADS": "0"}, "PASSWORD_HASH_THREADS must be at least 1, not 0."),
         # a descriptor per slot in every hash thread: 600 ran a worker out of open files
         ({"PASSWORD_HASH_SLOTS": "600"}, "PASSWORD_HASH_SLOTS 1-32"),
