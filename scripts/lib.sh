@@ -30,6 +30,10 @@ load_env_file() {
       value="${value%%[[:space:]]#*}"
       value="${value%"${value##*[![:space:]]}"}"
     fi
+    if [ "$quote" != "'" ] && [[ "$value" == *'$'* ]]; then
+      # Here taken as written; docker compose would expand it as a variable.
+      printf 'warning: .env: %s holds a $, which docker compose expands unless the value is in single quotes\n' "$key" >&2
+    fi
     export "$key=$value"
   done <"$ROOT/.env"
 }
