@@ -62,8 +62,14 @@ class User(AbstractUser):
         superseded = False
 
         def upgrade(raw: str) -> None:
+            # Here: auth_service.exceptions loads DRF, whose settings load this module.
+            from auth_service.exceptions import HashingBusy
+
             nonlocal superseded
-            rehashed = hashers.make_password(raw)
+            try:
+                rehashed = hashers.make_password(raw)
+            except HashingBusy:
+                return  # the password holds; its hash is upgraded on a later sign-in
             if User.objects.password_replace(self.pk, old=verified, new=rehashed):
                 self.password = rehashed
             else:

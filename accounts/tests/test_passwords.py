@@ -1,6 +1,7 @@
 """How passwords are stored and which ones are refused."""
 
 import threading
+from unittest import mock
 
 import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
@@ -9,6 +10,7 @@ from django.contrib.auth.hashers import make_password
 from accounts import hash_pool, services, tokens
 from accounts.hashers import Argon2idHasher
 from accounts.models import User
+from auth_service.exceptions import HashingBusy
 from conftest import PASSWORD
 
 LOGIN = "/api/v1/auth/login/"
@@ -76,6 +78,21 @@ def test_rehash_on_login_ends_the_sessions_issued_under_the_old_hash(api, user):
     refreshed = api.post(REFRESH, {"refresh": earlier["refresh"]}, format="json")
     assert refreshed.status_code == 401
     assert refreshed.json()["code"] == "token_invalid"
+
+
+def test_a_login_whose_re_hash_is_refused_as_busy_still_signs_in(api, user, monkeypatch):
+    user.password = make_password(PASSWORD, hasher=EarlierArgon2idHasher())
+    user.save()
+    earlier = user.password
+    busy = mock.Mock(side_effect=HashingBusy())
+    monkeypatch.setattr("accounts.models.hashers.make_password", busy)
+
+    login = api.post(LOGIN, {"email": user.email, "password": PASSWORD}, format="json")
+
+    assert login.status_code == 200
+    assert busy.called
+    user.refresh_from_db()
+    assert user.password == earlier  # upgraded on a later sign-in
 
 
 def test_legacy_pbkdf2_hash_still_verifies_in_the_hash_threads(user, monkeypatch):
