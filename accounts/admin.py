@@ -3,6 +3,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
 from accounts import services
+from accounts.managers import normalize_email
 from accounts.models import User
 from accounts.throttling import AdminLoginEmailThrottle, LoginIPThrottle, throttles_wait
 from auth_service.exceptions import error_body
@@ -58,6 +59,18 @@ class UserAdmin(BaseUserAdmin):
     ordering = ("email",)
     list_display = ("email", "full_name", "is_active", "is_staff", "date_joined")
     search_fields = ("email", "full_name")
+
+    def get_search_results(self, request, queryset, search_term):
+        """Also the term as emails are stored: an address typed with its international domain
+        ("ada@bücher.example") finds the account stored as "ada@xn--bcher-kva.example"."""
+        results, duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip().lower()
+        # An address, or a domain (or the start of one) alone: "@" first, so IDNA sees one.
+        stored = normalize_email(term if "@" in term else f"@{term}").lstrip("@")
+        if term and stored != term:
+            results |= queryset.filter(email__icontains=stored)
+        return results, duplicates
+
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Personal info", {"fields": ("full_name",)}),

@@ -4,16 +4,18 @@ import functools
 
 import idna
 from django.contrib.auth.base_user import BaseUserManager
+from django.core.exceptions import ValidationError
 from django.db import connections
 
 # RFC 1035's longest domain name; a longer one is no domain, and not worth encoding.
 DOMAIN_MAX = 253
+EMAIL_MAX = 254  # the column's length, RFC 5321's limit
 
 
-def normalize_email(email: str) -> str:
-    """Emails are stored and compared lower-cased, an international domain in the ASCII form
-    mail is sent with ("bücher.example" as "xn--bcher-kva.example", by IDNA's mapping as
-    django-anymail applies it): one account per mailbox, however its address is typed."""
+def email_stored_form(email: str) -> str:
+    """The address lower-cased, an international domain in the ASCII form mail is sent with
+    ("bücher.example" as "xn--bcher-kva.example", by IDNA's mapping as django-anymail applies
+    it): one form per mailbox, however its address is typed. Longer than the typed form."""
     email = email.strip().lower()
     local, at, domain = email.rpartition("@")
     if not at or domain.isascii() or len(domain) > DOMAIN_MAX:
@@ -22,6 +24,14 @@ def normalize_email(email: str) -> str:
         return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
     except (idna.IDNAError, UnicodeError):
         return email  # no domain mail can reach; register refuses it (accounts.validators)
+
+
+def normalize_email(email: str) -> str:
+    """How emails are stored and compared: email_stored_form, unless that is too long to
+    store. New accounts cannot have such an address (register, the admin and createsuperuser
+    refuse it), but one from before the domains were encoded may: it is found as it was."""
+    stored = email_stored_form(email)
+    return stored if len(stored) <= EMAIL_MAX else email.strip().lower()
 
 
 class UserManager(BaseUserManager):
@@ -114,6 +124,12 @@ class UserManager(BaseUserManager):
     def _create_user(self, email: str, password: str | None, **extra_fields):
         if not email:
             raise ValueError("An email address is required.")
+        if len(email_stored_form(email)) > EMAIL_MAX:
+            # What createsuperuser reports: it checked the address only as typed.
+            raise ValidationError(
+                f"Ensure this value has at most {EMAIL_MAX} characters once its domain is "
+                "encoded for sending."
+            )
         user = self.model(email=normalize_email(email), **extra_fields)
         user.set_password(password)
         user.save(using=self._db)

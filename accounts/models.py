@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 
-from accounts.managers import UserManager, normalize_email
+from accounts.managers import UserManager, email_stored_form
 from accounts.validators import validate_email_characters
 
 
@@ -32,14 +32,14 @@ class User(AbstractUser):
 
     def clean(self):
         super().clean()
-        self.email = normalize_email(self.email)
-        # Field validation saw the email as typed; lower-casing lengthens a few letters ("İ").
+        # Field validation saw the email as typed; encoding its domain lengthens it, as
+        # lower-casing does a few letters ("İ").
+        stored = email_stored_form(self.email)
         limit = self._meta.get_field("email").max_length
-        if len(self.email) > limit:
-            message = (
-                f"Ensure this value has at most {limit} characters (it has {len(self.email)})."
-            )
+        if len(stored) > limit:
+            message = f"Ensure this value has at most {limit} characters (it has {len(stored)})."
             raise ValidationError({"email": message})
+        self.email = stored
 
     # Set when the password is replaced in memory; a save then ends every emailed reset link
     # (accounts.signals), whoever saves it: the admin, `manage.py changepassword`, a shell.

@@ -3,7 +3,7 @@
 from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
-from accounts.managers import normalize_email
+from accounts.managers import EMAIL_MAX, email_stored_form
 from accounts.validators import (
     email_domain_sends_elsewhere,
     email_hides_characters,
@@ -13,7 +13,6 @@ from accounts.validators import (
 # Long enough for any real passphrase, small enough that hashing cost stays bounded.
 PASSWORD_MAX = 128
 TOKEN_MAX = 2048  # longer than any token the service issues; refused unread
-EMAIL_MAX = 254  # the column's length, RFC 5321's limit
 
 
 class StringOnly:
@@ -86,9 +85,9 @@ class RegisterSerializer(serializers.Serializer):
         # New accounts only: login and forgot still find an account made before this check.
         if email_local_part_unsendable(email) or email_domain_sends_elsewhere(email):
             raise serializers.ValidationError(self.fields["email"].error_messages["invalid"])
-        # Stored lower-cased, and a few letters grow then ("İ" becomes two characters): the
-        # stored form must fit the column too.
-        if len(normalize_email(email)) > EMAIL_MAX:
+        # Stored lower-cased with the domain encoded, which lengthens it (and "İ" lower-cases
+        # to two characters): the stored form must fit the column too.
+        if len(email_stored_form(email)) > EMAIL_MAX:
             message = self.fields["email"].error_messages["max_length"]
             raise serializers.ValidationError(message.format(max_length=EMAIL_MAX))
         return email

@@ -2,11 +2,14 @@
 ("bücher.example" as "xn--bcher-kva.example"), so the two spellings are one account.
 
 A row whose ASCII form another account already has (the same mailbox registered twice) is left
-as it is, for an operator to merge; so is one IDNA cannot encode (no mail reaches it).
+as it is, for an operator to merge; so is one IDNA cannot encode (no mail reaches it), and one
+whose ASCII form is longer than the column (accounts.managers.normalize_email still finds it).
 """
 
 import idna
 from django.db import migrations
+
+EMAIL_MAX = 254  # the column's length
 
 
 def ascii_form(email: str) -> str | None:
@@ -22,7 +25,9 @@ def encode_international_domains(apps, schema_editor):
     # Anything outside printable ASCII: an email holds no control characters.
     for user in User.objects.filter(email__regex=r"[^ -~]").only("pk", "email").iterator():
         encoded = ascii_form(user.email)
-        if encoded is None or User.objects.filter(email=encoded).exists():
+        if encoded is None or len(encoded) > EMAIL_MAX:
+            continue
+        if User.objects.filter(email__iexact=encoded).exists():  # unique in any case
             continue
         User.objects.filter(pk=user.pk).update(email=encoded)
 

@@ -32,6 +32,15 @@ def test_admin_lists_and_searches_users_by_email(admin_client, make_user):
     assert "Grace Hopper" in html
 
 
+@pytest.mark.parametrize("term", ["ada@bücher.example", "BÜCHER.example", "bücher"])
+def test_admin_finds_an_international_domain_as_the_user_writes_it(admin_client, make_user, term):
+    make_user(email="ada@bücher.example")  # stored as ada@xn--bcher-kva.example
+
+    response = admin_client.get("/admin/accounts/user/", {"q": term})
+
+    assert "ada@xn--bcher-kva.example" in response.content.decode()
+
+
 def test_admin_edits_a_user(admin_client, user):
     response = admin_client.get(f"/admin/accounts/user/{user.pk}/change/")
 
@@ -192,6 +201,28 @@ def test_changepassword_command_ends_reset_links(
     assert not reset_works(api, link.token)
     user.refresh_from_db()
     assert user.check_password("an-operators-passphrase")
+
+
+def test_changepassword_finds_a_user_by_either_spelling_of_their_domain(make_user, monkeypatch):
+    user = make_user(email="ada@bücher.example")
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": "an-operators-passphrase")
+
+    call_command("changepassword", "Ada@Bücher.example", stdout=None)
+
+    user.refresh_from_db()
+    assert user.check_password("an-operators-passphrase")
+
+
+def test_createsuperuser_refuses_an_email_too_long_once_its_domain_is_encoded(monkeypatch):
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-strong-passphrase")
+    email = "a" * 64 + "@" + ".".join(["a" * 55 + "ü"] * 3) + ".com"  # 239 typed, 260 stored
+
+    with pytest.raises(CommandError, match="at most 254 characters"):
+        call_command(
+            "createsuperuser", interactive=False, email=email, full_name="Root", verbosity=0
+        )
+
+    assert not User.objects.exists()
 
 
 def test_a_link_does_not_outlive_a_deactivation(

@@ -7,6 +7,7 @@ import pytest
 from django.apps import apps
 
 from accounts.models import User
+from conftest import PASSWORD
 
 migration = importlib.import_module("accounts.migrations.0005_email_ascii_domains")
 
@@ -36,3 +37,30 @@ def test_international_domains_are_encoded_and_a_second_account_of_a_mailbox_is_
         plain.pk: "grace@example.com",
     }
     assert User.objects.get_by_natural_key("ADA@Bücher.example").pk == alone.pk
+
+
+# 239 characters as typed; 260 with its domain encoded, more than the column holds
+TOO_LONG = "a" * 64 + "@" + ".".join(["a" * 55 + "ü"] * 3) + ".com"
+
+
+def test_an_address_too_long_once_encoded_is_left_and_still_signs_in(api, make_user):
+    user = make_user(email="placeholder@example.com")
+    User.objects.filter(pk=user.pk).update(email=TOO_LONG)  # registered before the check
+
+    migration.encode_international_domains(apps, None)
+
+    assert User.objects.get(pk=user.pk).email == TOO_LONG
+    login = api.post(
+        "/api/v1/auth/login/", {"email": TOO_LONG.upper(), "password": PASSWORD}, format="json"
+    )
+    assert login.status_code == 200
+
+
+def test_a_twin_stored_in_other_letter_case_is_found_and_the_row_left(make_user):
+    twice = stored_as(make_user, "e10@例え.jp", "e10@例え.jp")
+    other = make_user(email="placeholder@example.com")
+    User.objects.filter(pk=other.pk).update(email="E10@XN--R8JZ45G.JP")  # around the manager
+
+    migration.encode_international_domains(apps, None)
+
+    assert User.objects.get(pk=twice.pk).email == "e10@例え.jp"
