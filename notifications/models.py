@@ -15,6 +15,9 @@ class PasswordChangedNotice(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # When the sweep last tried it and kept it (this recipient deferred or refused by policy,
+    # or an error of ours): the next sweeps try the others first.
+    failed_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"password changed notice {self.pk} for user {self.user_id}"

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from notifications import services
@@ -34,12 +35,16 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
     """Send the notices recorded longer ago than this, oldest first, until `stop` is set; how
     many went out.
 
-    A notice whose recipient is refused is given up; one whose recipient is deferred, or that
-    fails unexpectedly, waits while the sweep goes on (up to UNEXPECTED_MAX such failures); any
-    other failure stops the sweep, keeping every notice for the next one.
+    A notice whose recipient is refused is given up; one whose recipient is deferred or refused
+    by policy, or that fails unexpectedly, is kept and tried after the others in later sweeps,
+    while this one goes on (up to UNEXPECTED_MAX such failures but for deferrals); any other
+    failure stops the sweep, keeping every notice for the next one.
     """
     cutoff = timezone.now() - older_than
-    owed = PasswordChangedNotice.objects.filter(created_at__lt=cutoff).order_by("created_at")
+    # Those no sweep has kept first: a few that fail every time must not hold up the rest.
+    owed = PasswordChangedNotice.objects.filter(created_at__lt=cutoff).order_by(
+        F("failed_at").asc(nulls_first=True), "created_at"
+    )
     sent = unexpected = 0
     for notice_id in list(owed.values_list("pk", flat=True)[:BATCH]):
         if stop is not None and stop.is_set():
@@ -57,6 +62,7 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
             if kind is Failure.UNEXPECTED or _refused_by_policy(error, kind):
                 # Perhaps this notice's data, or this recipient's policy, alone: kept, and the
                 # ones behind it still go out.
+                _kept(notice_id)
                 unexpected += 1
                 logger.error(
                     "notice sweep: %s %s sending notice %s; kept",
@@ -69,6 +75,7 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
                 break
             if kind is Failure.DEFERRED:
                 # This recipient's server says "later" (greylisting): the others may pass.
+                _kept(notice_id)
                 logger.warning(
                     "notice sweep: notice %s deferred: %s, next sweep",
                     notice_id,
@@ -89,6 +96,10 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
     if sent:
         logger.info("notice sweep: sent %d notice(s) left behind", sent)
     return sent
+
+
+def _kept(notice_id: int) -> None:
+    PasswordChangedNotice.objects.filter(pk=notice_id).update(failed_at=timezone.now())
 
 
 def _refused_by_policy(error: Exception, kind: Failure) -> bool:

@@ -173,3 +173,19 @@ def test_sweep_stops_when_the_server_refuses_every_recipient_by_policy(make_user
 
     assert len(smtp.replies["RCPT"]) == 2  # three tried, then the sweep stopped
     assert PasswordChangedNotice.objects.count() == 5
+
+
+def test_notices_a_sweep_kept_are_tried_after_the_others(make_user, smtp):
+    # Given three notices the mail server refuses by policy, then two it takes
+    notices_owed(make_user, 5)
+    smtp.replies["RCPT"] = ["550 5.7.1 not authorized"] * 3
+
+    # When one sweep stops at the three, and the next comes
+    assert notices_sweep(older_than=AFTER) == 0
+    assert notices_sweep(older_than=AFTER) == 5
+
+    # Then the two no sweep had tried went out first
+    assert [message["To"] for message in smtp.messages][:2] == [
+        "user3@example.com",
+        "user4@example.com",
+    ]
