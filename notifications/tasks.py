@@ -55,17 +55,27 @@ class Failure(enum.Enum):
 
 # Trouble reaching or talking to a mail server or provider, before any reply.
 _NETWORK = (smtplib.SMTPServerDisconnected, socket.timeout, ConnectionError, TimeoutError)
-# Also before any reply: a name that does not resolve for now (socket.gaierror), a network or
-# host out of reach, and a TLS session broken off (its certificate refused is ACCOUNT).
+# Also before any reply, for now: a name server not answering (EAI_AGAIN), a network or host
+# out of reach, a TLS session cut off. A name that does not exist, or a TLS handshake refused
+# (a certificate that does not verify, the wrong port for TLS), is our settings': ACCOUNT.
 _NETWORK_ERRNOS = frozenset(
     {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.EADDRNOTAVAIL}
 )
+_TLS_CUT_OFF = (ssl.SSLEOFError, ssl.SSLZeroReturnError)
 
 
 def _is_network(error: Exception) -> bool:
-    if isinstance(error, (*_NETWORK, socket.gaierror, ssl.SSLError)):
-        return not isinstance(error, ssl.SSLCertVerificationError)
+    if isinstance(error, socket.gaierror):
+        return error.errno == socket.EAI_AGAIN
+    if isinstance(error, ssl.SSLError):
+        return isinstance(error, _TLS_CUT_OFF)
+    if isinstance(error, _NETWORK):
+        return True
     return isinstance(error, OSError) and error.errno in _NETWORK_ERRNOS
+
+
+def _is_settings(error: Exception) -> bool:
+    return isinstance(error, (socket.gaierror, ssl.SSLError)) and not _is_network(error)
 
 
 def _is_policy(message) -> bool:
@@ -113,9 +123,8 @@ def failure_kind(error: Exception) -> Failure:
         return Failure.ACCOUNT
     if isinstance(error, smtplib.SMTPException):
         return _smtp_failure(error)
-    if isinstance(error, (AnymailError, ImproperlyConfigured, ssl.SSLCertVerificationError)):
-        # AnymailConfigurationError (a missing setting, an uninstalled extra) is one of these;
-        # so is a mail server whose certificate does not verify (its setup, or our EMAIL_HOST).
+    if isinstance(error, (AnymailError, ImproperlyConfigured)) or _is_settings(error):
+        # AnymailConfigurationError (a missing setting, an uninstalled extra) is one of these.
         return Failure.ACCOUNT
     # PostgreSQL or Redis unreachable or refusing for now (what the web answers with a 503):
     # the worker looks the user up and checks the token before it sends.

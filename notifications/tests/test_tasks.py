@@ -153,6 +153,10 @@ REFUSED, DEFERRED, OUTAGE, ACCOUNT, UNEXPECTED = (
         (OSError(errno.ENETUNREACH, "Network is unreachable"), OUTAGE),
         (OSError(errno.EHOSTUNREACH, "No route to host"), OUTAGE),
         (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), OUTAGE),
+        # Our settings, which no wait mends: a mistyped host, TLS against the wrong port or a
+        # certificate that does not verify
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), ACCOUNT),
+        (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), ACCOUNT),
         (ssl.SSLCertVerificationError(1, "certificate verify failed"), ACCOUNT),
         (FileNotFoundError(errno.ENOENT, "No such file"), UNEXPECTED),
         (smtplib.SMTPSenderRefused(451, b"try later", "no-reply@example.com"), OUTAGE),
