@@ -110,13 +110,22 @@ return 1
 """
 
 # End every token of the user: a password set some other way ends every emailed link too.
+# ARGV[2], if not empty, is a consumed token whose place among the live ones stays, so the
+# reset it is being used for can still put it back if that reset fails.
 _REVOKE = """
+local kept = nil
+if ARGV[2] ~= '' then kept = redis.call('ZSCORE', KEYS[2], ARGV[2]) end
+local ttl = redis.call('PTTL', KEYS[2])
 for _, token in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   redis.call('DEL', ARGV[1] .. token)
 end
 local current = redis.call('GET', KEYS[1])
 if current then redis.call('DEL', ARGV[1] .. current) end
 redis.call('DEL', KEYS[1], KEYS[2])
+if kept and ttl > 0 then
+  redis.call('ZADD', KEYS[2], kept, ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
 return 1
 """
 
@@ -281,10 +290,14 @@ def token_restore(consumed: ConsumedToken) -> bool:
     return bool(restored)
 
 
-def token_revoke(*, user_id: int) -> None:
-    """Make every token of the user stop working."""
+def token_revoke(*, user_id: int, keep: ConsumedToken | None = None) -> None:
+    """Make every token of the user stop working; `keep`, the token a reset under way has
+    consumed, can still be put back (token_restore) if that reset fails."""
     redis_scripts.run(
-        _redis(), _REVOKE, [_user_key(user_id), _live_key(user_id)], [f"{PREFIX}token:"]
+        _redis(),
+        _REVOKE,
+        [_user_key(user_id), _live_key(user_id)],
+        [f"{PREFIX}token:", keep.token_digest if keep is not None else ""],
     )
 
 

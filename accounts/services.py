@@ -81,11 +81,15 @@ def password_set(
     With `proven_hash` (the hash the current password was checked against), the change is
     saved only if that is still the stored hash: of two concurrent changes that proved the same
     password, one wins and the other hears its current password is wrong, as it now is.
+
+    Every other reset link of the user ends before the commit, while the user's row is still
+    locked: a reset with such a link waits for that lock, and then finds its link gone. Ended
+    after the commit, a reset in between could use its link and save over this password.
     """
     consumed = None
     try:
         with transaction.atomic():
-            # The hash set directly: this function ends the reset links itself, after the commit.
+            # The hash set directly: this function ends the reset links itself, below.
             user.password = hashers.make_password(password)
             if proven_hash is None:
                 user.save(update_fields=["password"])
@@ -96,13 +100,13 @@ def password_set(
                 consumed = reset_tokens.token_consume(token=reset_token)
                 if consumed is None or consumed.user_id != user.pk:
                     raise ResetTokenInvalid()
+            reset_links_end(user_id=user.pk, keep=consumed)
     except Exception:
         if consumed is not None:
             reset_tokens.token_restore(consumed)
         raise
     # The change is committed: nothing after this may fail the request, which would tell the
     # client its new password was not saved.
-    reset_links_end(user_id=user.pk)
     try:
         tasks.send_password_changed_notice.delay(notice.pk)
     except Exception as error:
@@ -114,12 +118,13 @@ def password_set(
         )
 
 
-def reset_links_end(*, user_id: int) -> None:
-    """End every emailed reset link of a user whose password was just replaced: one emailed
-    before the change must not undo it. Called after the commit; a Redis failure is logged and
-    the links are left to expire, as the change itself is saved."""
+def reset_links_end(*, user_id: int, keep: reset_tokens.ConsumedToken | None = None) -> None:
+    """End every emailed reset link of a user whose password is being replaced: one emailed
+    before the change must not undo it. Called before the change commits, under its row lock;
+    a Redis failure is logged and the links are left to expire, as the change is still saved
+    (a link used in the moments around it could then still undo it)."""
     try:
-        reset_tokens.token_revoke(user_id=user_id)
+        reset_tokens.token_revoke(user_id=user_id, keep=keep)
     except RedisError as error:
         logger.warning("reset links of user %s left to expire: %s", user_id, type(error).__name__)
 

@@ -1,9 +1,6 @@
 """Consequences of a password replaced outside the API's own paths (the admin's password form
 sets it through the services; `manage.py changepassword` and a shell save it directly)."""
 
-import functools
-
-from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
@@ -13,13 +10,13 @@ from accounts.models import User
 
 @receiver(post_save, sender=User, dispatch_uid="accounts.reset_links_end_on_save")
 def reset_links_end_on_save(sender, instance: User, created: bool, update_fields, **kwargs):
-    """A saved new password, or a deactivation, ends the user's emailed reset links once the
-    save commits: staff locking out someone who holds a link must not be undone by that link
-    (and a reactivated account must not bring old links back)."""
+    """A saved new password, or a deactivation, ends the user's emailed reset links: staff
+    locking out someone who holds a link must not be undone by that link (and a reactivated
+    account must not bring old links back). Ended now, before the save commits, while the row
+    is locked: a reset waiting for that lock then finds its link gone (services.password_set).
+    If the save rolls back, the links stay ended; the user can ask for another."""
     replaced = instance.password_replaced and (update_fields is None or "password" in update_fields)
     instance.password_replaced = False
     if created or not (replaced or not instance.is_active):
         return
-    transaction.on_commit(
-        functools.partial(services.reset_links_end, user_id=instance.pk), using=kwargs["using"]
-    )
+    services.reset_links_end(user_id=instance.pk)

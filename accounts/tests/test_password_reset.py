@@ -1,6 +1,7 @@
 """Forgot and reset through the API, as a client and a mailbox see them."""
 
 import re
+import threading
 
 import pytest
 from django.core import mail
@@ -8,6 +9,7 @@ from django.db import connection
 
 from accounts import reset_tokens, services
 from accounts.tests.test_reset_tokens import all_redis_bytes
+from auth_service.exceptions import ResetTokenInvalid
 from conftest import PASSWORD
 
 FORGOT = "/api/v1/auth/password/forgot/"
@@ -342,3 +344,41 @@ def test_a_reset_ends_every_other_link_of_the_user(user):
     # The newer link, about to arrive, cannot undo the reset
     assert reset_tokens.token_peek(token=pending.token) is None
     assert not reset_tokens.token_is_current(user_id=user.pk, token=pending.token)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("eager_tasks")
+def test_a_reset_link_used_while_a_password_change_commits_cannot_undo_it(user, monkeypatch):
+    # Given a reset link someone holds, and the owner changing their password meanwhile
+    link = reset_tokens.token_issue(user_id=user.pk)
+    results = []
+    reset_done = threading.Event()
+
+    def reset():
+        try:
+            services.password_reset_confirm(token=link.token, password="the-link-holders-pass")
+            results.append("reset")
+        except ResetTokenInvalid:
+            results.append("refused")
+        finally:
+            connection.close()
+            reset_done.set()
+
+    real_revoke = reset_tokens.token_revoke
+
+    def revoke_after_a_reset_had_its_chance(*, user_id, keep=None):
+        # The reset runs now, with the link still live: it must not get past the change
+        threading.Thread(target=reset).start()
+        reset_done.wait(1)
+        real_revoke(user_id=user_id, keep=keep)
+
+    monkeypatch.setattr(reset_tokens, "token_revoke", revoke_after_a_reset_had_its_chance)
+
+    # When the change goes through
+    services.password_change(user=user, current_password=PASSWORD, new_password=NEW_PASSWORD)
+    assert reset_done.wait(10)
+
+    # Then the reset is refused, and the owner's new password is the one that holds
+    assert results == ["refused"]
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
