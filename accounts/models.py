@@ -4,7 +4,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import hashers
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.db.models.functions import Lower
 
 from accounts.managers import UserManager, email_stored_form
@@ -48,6 +48,15 @@ class User(AbstractUser):
     def set_password(self, raw_password: str | None) -> None:
         super().set_password(raw_password)
         self.password_replaced = True
+
+    def save(self, *args, **kwargs):
+        # A save that ends the reset links (accounts.signals) runs in a transaction even when
+        # its caller has none (`manage.py changepassword`): the links then end while the row is
+        # locked, before the save commits, and a reset racing it cannot save over it.
+        if self.pk is not None and (self.password_replaced or not self.is_active):
+            with transaction.atomic(using=kwargs.get("using")):
+                return super().save(*args, **kwargs)
+        return super().save(*args, **kwargs)
 
     def set_unusable_password(self) -> None:
         super().set_unusable_password()

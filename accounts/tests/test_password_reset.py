@@ -1,10 +1,13 @@
 """Forgot and reset through the API, as a client and a mailbox see them."""
 
+import io
 import re
 import threading
+from unittest import mock
 
 import pytest
 from django.core import mail
+from django.core.management import call_command
 from django.db import connection
 
 from accounts import reset_tokens, services
@@ -346,10 +349,23 @@ def test_a_reset_ends_every_other_link_of_the_user(user):
     assert not reset_tokens.token_is_current(user_id=user.pk, token=pending.token)
 
 
+def change_by_the_owner(user):
+    services.password_change(user=user, current_password=PASSWORD, new_password=NEW_PASSWORD)
+
+
+def change_by_an_operator(user):
+    # Django's changepassword saves outside any transaction of its own
+    with mock.patch("getpass.getpass", return_value=NEW_PASSWORD):
+        call_command("changepassword", user.email, stdout=io.StringIO())
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("eager_tasks")
-def test_a_reset_link_used_while_a_password_change_commits_cannot_undo_it(user, monkeypatch):
-    # Given a reset link someone holds, and the owner changing their password meanwhile
+@pytest.mark.parametrize("change", [change_by_the_owner, change_by_an_operator])
+def test_a_reset_link_used_while_a_password_change_commits_cannot_undo_it(
+    user, monkeypatch, change
+):
+    # Given a reset link someone holds, and the password changed meanwhile
     link = reset_tokens.token_issue(user_id=user.pk)
     results = []
     reset_done = threading.Event()
@@ -375,10 +391,10 @@ def test_a_reset_link_used_while_a_password_change_commits_cannot_undo_it(user, 
     monkeypatch.setattr(reset_tokens, "token_revoke", revoke_after_a_reset_had_its_chance)
 
     # When the change goes through
-    services.password_change(user=user, current_password=PASSWORD, new_password=NEW_PASSWORD)
+    change(user)
     assert reset_done.wait(10)
 
-    # Then the reset is refused, and the owner's new password is the one that holds
+    # Then the reset is refused, and the changed password is the one that holds
     assert results == ["refused"]
     user.refresh_from_db()
     assert user.check_password(NEW_PASSWORD)
