@@ -55,7 +55,7 @@ class Failure(enum.Enum):
 
 # Trouble reaching or talking to a mail server or provider, before any reply.
 _NETWORK = (smtplib.SMTPServerDisconnected, socket.timeout, ConnectionError, TimeoutError)
-# Also before any reply, for now: a name server not answering (EAI_AGAIN), a network or host
+# Also before any reply, for now: a name server not answering or failing, a network or host
 # out of reach, a TLS session cut off. A name that does not exist, or a TLS handshake refused
 # (a certificate that does not verify, the wrong port for TLS), is our settings': ACCOUNT.
 _NETWORK_ERRNOS = frozenset(
@@ -66,7 +66,8 @@ _TLS_CUT_OFF = (ssl.SSLEOFError, ssl.SSLZeroReturnError)
 
 def _is_network(error: Exception) -> bool:
     if isinstance(error, socket.gaierror):
-        return error.errno == socket.EAI_AGAIN
+        # The name server not answering, or failing (SERVFAIL), for now.
+        return error.errno in (socket.EAI_AGAIN, socket.EAI_FAIL)
     if isinstance(error, ssl.SSLError):
         return isinstance(error, _TLS_CUT_OFF)
     if isinstance(error, _NETWORK):

@@ -150,6 +150,7 @@ REFUSED, DEFERRED, OUTAGE, ACCOUNT, UNEXPECTED = (
         (smtplib.SMTPRecipientsRefused({"a@example.com": (554, b"5.7.1 Relay denied")}), ACCOUNT),
         # No reply yet: a name that does not resolve, a network out of reach, TLS broken off
         (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), OUTAGE),
+        (socket.gaierror(socket.EAI_FAIL, "Non-recoverable failure in name resolution"), OUTAGE),
         (OSError(errno.ENETUNREACH, "Network is unreachable"), OUTAGE),
         (OSError(errno.EHOSTUNREACH, "No route to host"), OUTAGE),
         (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), OUTAGE),
