@@ -6,11 +6,12 @@ from accounts import services
 from accounts.managers import normalize_email
 from accounts.models import User
 from accounts.throttling import AdminLoginEmailThrottle, LoginIPThrottle, throttles_wait
-from auth_service.exceptions import error_body
+from auth_service.exceptions import allow_methods, error_body
 
 ADMIN_THROTTLED = "Too many sign-in attempts. Try again in {seconds} seconds."
 
 
+@allow_methods("GET", "HEAD", "POST", "OPTIONS")  # TRACE got Django's HTML 405
 def admin_login(request, extra_context=None):
     """The admin's sign-in under the API login's limits: staff passwords are the ones most
     worth guessing, and the admin form checks a password like the API does."""

@@ -249,3 +249,14 @@ def test_saving_a_user_otherwise_leaves_their_reset_link_working(
         user.save()
 
     assert reset_works(api, link.token)
+
+
+def test_the_admin_sign_in_answers_a_method_it_does_not_serve_with_the_json_405(client):
+    response = client.generic("TRACE", "/admin/login/")
+
+    assert response.status_code == 405
+    assert response.json() == {
+        "detail": 'Method "TRACE" not allowed.',
+        "code": "method_not_allowed",
+    }
+    assert response["Allow"] == "GET, HEAD, POST, OPTIONS"
