@@ -8,6 +8,7 @@ from accounts.validators import (
     email_domain_sends_elsewhere,
     email_hides_characters,
     email_local_part_unsendable,
+    email_stored_form_invalid,
 )
 
 # Long enough for any real passphrase, small enough that hashing cost stays bounded.
@@ -83,7 +84,11 @@ class RegisterSerializer(serializers.Serializer):
 
     def validate_email(self, email: str) -> str:
         # New accounts only: login and forgot still find an account made before this check.
-        if email_local_part_unsendable(email) or email_domain_sends_elsewhere(email):
+        if (
+            email_local_part_unsendable(email)
+            or email_domain_sends_elsewhere(email)
+            or email_stored_form_invalid(email)
+        ):
             raise serializers.ValidationError(self.fields["email"].error_messages["invalid"])
         # Stored lower-cased with the domain encoded, which lengthens it (and "İ" lower-cases
         # to two characters): the stored form must fit the column too.

@@ -7,7 +7,9 @@ from itertools import pairwise
 import idna
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import EmailValidator
+from django.core.validators import EmailValidator, validate_email
+
+from accounts.managers import email_stored_form
 
 # Format (zero-width), control, private-use, surrogate and unassigned code points, and line and
 # paragraph separators. Django's EmailValidator accepts them in a domain, so "ada@example.com"
@@ -70,12 +72,28 @@ def email_local_part_unsendable(email: str) -> bool:
     return not local.isascii() or len(local) > LOCAL_PART_MAX
 
 
+def email_stored_form_invalid(email: str) -> bool:
+    """True if the form the address is stored in (accounts.managers.email_stored_form) is not
+    one Django takes as an email, so that sign-in would refuse it as typed: a last label that
+    mixes ASCII and other letters ("xn--i-fka32l"). Or if the domain is an IP address in
+    brackets: no account's mail goes to a bare address."""
+    stored = email_stored_form(email)
+    if stored.rpartition("@")[2].startswith("["):
+        return True
+    try:
+        validate_email(stored)
+    except ValidationError:
+        return True
+    return False
+
+
 def email_is_ambiguous(email: str) -> bool:
     """An address that does not say, as typed, where its mail goes: not a valid address."""
     return (
         email_hides_characters(email)
         or email_local_part_unsendable(email)
         or email_domain_sends_elsewhere(email)
+        or email_stored_form_invalid(email)
     )
 
 

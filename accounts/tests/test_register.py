@@ -189,6 +189,8 @@ def test_an_email_with_an_invisible_character_is_a_bad_email_not_a_second_accoun
         "ada@ex\u2168.com",  # Roman numeral nine, for "ix"
         "ada@exa\u0301mple.com",  # a + combining acute, for the composed "á"
         "ada@a\u05d0.example",  # Latin then Hebrew in one label: IDNA cannot encode it
+        "x1@\u00f6.\u0130\u0131",  # stored as x1@xn--nda.xn--i-fka32l, which no check takes
+        "ada@[127.0.0.1]",  # an IP address, not a domain
         # A name before the "@" that mail cannot carry
         "\u0131van@example.com",  # dotless i, which would be an account apart from ivan@
         "\u017fam@example.com",  # long s
