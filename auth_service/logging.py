@@ -74,3 +74,15 @@ class DropUnavailableTraceback(logging.Filter):
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+class BadHostAsWarning(logging.Filter):
+    """A request for a Host the service does not serve (a scanner, a misrouted client) gets a
+    JSON 400; Django also logs it as an ERROR with a traceback, one per probe. It is logged as
+    a warning, without the traceback: nothing of the service failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = None
+        record.exc_text = None
+        return True

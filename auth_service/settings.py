@@ -317,7 +317,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "auth_service.logging.JsonFormatter"}},
     "filters": {
-        "drop_unavailable_traceback": {"()": "auth_service.logging.DropUnavailableTraceback"}
+        "drop_unavailable_traceback": {"()": "auth_service.logging.DropUnavailableTraceback"},
+        "bad_host_as_warning": {"()": "auth_service.logging.BadHostAsWarning"},
     },
     "handlers": {
         "console": {
@@ -333,6 +334,7 @@ LOGGING = {
         "celery.pool": {"level": "INFO"},
         # A 503 outside the API's views (auth_service.exceptions.server_error).
         "django.request": {"filters": ["drop_unavailable_traceback"]},
+        "django.security.DisallowedHost": {"filters": ["bad_host_as_warning"]},
     },
 }
 

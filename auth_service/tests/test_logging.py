@@ -71,3 +71,13 @@ def test_gunicorn_error_lines_lose_the_query_of_the_request_they_quote():
         line = JsonFormatter().format(entry)
         assert "s3cr3t" not in line
         assert "/reset-password/?..." in line
+
+
+def test_a_request_for_a_host_not_served_is_one_warning_without_a_traceback(client, caplog):
+    with caplog.at_level(logging.INFO, logger="django.security.DisallowedHost"):
+        response = client.get("/api/v1/auth/me/", HTTP_HOST="scanner.example")
+
+    assert response.status_code == 400
+    (record,) = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
+    assert record.levelname == "WARNING"
+    assert record.exc_info is None
