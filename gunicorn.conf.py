@@ -15,22 +15,22 @@ from auth_service.env import env_bool, env_int, env_str
 server_errors.install()
 
 bind = f"0.0.0.0:{env_int('PORT', 8000)}"
-workers = env_int("WEB_CONCURRENCY", 2)
+workers = env_int("WEB_CONCURRENCY", 2, minimum=1)
 # Threads keep a worker answering while another request waits on PostgreSQL or Redis, or on
 # one of the worker's password-hash threads (accounts/hash_pool.py): a login burst parks a
 # thread per login, and 16 leave enough free for cheap requests. Each thread that touches the
 # database holds a persistent connection: WEB_CONCURRENCY x threads per instance at most.
 worker_class = env_str("GUNICORN_WORKER_CLASS", "gthread")
-threads = env_int("GUNICORN_THREADS", 16)
+threads = env_int("GUNICORN_THREADS", 16, minimum=1)
 
 # A request that takes longer than this is stuck (dependencies time out after 1-2 s).
-timeout = env_int("GUNICORN_TIMEOUT", 30)
+timeout = env_int("GUNICORN_TIMEOUT", 30, minimum=1)
 # Finish in-flight requests on SIGTERM; the platform waits 30 s before it kills the process.
-graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
+graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 25, minimum=1)
 # Idle keep-alive connections stay open longer than the proxy in front keeps its pooled ones
 # idle (60-100 s on common proxies): a connection gunicorn closed first could take the proxy's
 # next request and answer it with a 502. Idle connections wait in the poller, not in a thread.
-keepalive = env_int("GUNICORN_KEEPALIVE", 120)
+keepalive = env_int("GUNICORN_KEEPALIVE", 120, minimum=1)
 
 # The heartbeat file on a disk-backed /tmp can stall workers; memory is always fast.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108  # nosec B108

@@ -1,6 +1,7 @@
 """Typed readers for configuration taken from the environment."""
 
 import os
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -90,3 +91,25 @@ def env_rate(name: str, default: str) -> str:
     except ImproperlyConfigured as error:
         raise ImproperlyConfigured(f"{name}: {error}") from None
     return value
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of `choices`, in any letter case (returned as the choice is written)."""
+    value = env_str(name, default).strip().upper()
+    by_upper = {choice.upper(): choice for choice in choices}
+    if value not in by_upper:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
+    return by_upper[value]
+
+
+def require_url_scheme(name: str, url: str, schemes: tuple[str, ...]) -> None:
+    """Fail start-up on a URL without one of these schemes, or (but for unix:) without a host."""
+    parsed = urlsplit(url)
+    if parsed.scheme not in schemes or (parsed.scheme != "unix" and not parsed.hostname):
+        raise ImproperlyConfigured(
+            f"{name} must be a URL starting {' or '.join(s + '://' for s in schemes)}, "
+            f"with a host; got {url!r}."
+        )

@@ -8,7 +8,17 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from auth_service.cpus import available_cpus
-from auth_service.env import env_bool, env_int, env_list, env_rate, env_seconds, env_str
+from auth_service.env import (
+    REDIS_SCHEMES,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_rate,
+    env_seconds,
+    env_str,
+    require_url_scheme,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -119,7 +129,7 @@ DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
 # retransmissions for many minutes. Data unacknowledged for DB_TCP_USER_TIMEOUT ms fails the
 # connection instead (then the connect timeout applies), and keepalives find dead idle ones.
 DATABASES["default"]["OPTIONS"].update(
-    tcp_user_timeout=env_int("DB_TCP_USER_TIMEOUT", 3000),
+    tcp_user_timeout=env_int("DB_TCP_USER_TIMEOUT", 3000, minimum=1),
     keepalives=1,
     keepalives_idle=30,
     keepalives_interval=5,
@@ -129,12 +139,12 @@ DATABASES["default"]["OPTIONS"].update(
 # admin transaction, an overloaded server) would hold a request's thread until the client gave
 # up. Each statement gets DB_STATEMENT_TIMEOUT ms, then the contract's 503. manage.py commands
 # (migrations, the token sweep) default to none: they may rightly run longer.
-_statement_timeout = env_int("DB_STATEMENT_TIMEOUT", 5000)
+_statement_timeout = env_int("DB_STATEMENT_TIMEOUT", 5000, minimum=0)
 # A migration's ALTER that waits for a table lock (behind an open transaction) queues every
 # request's query on that table behind it: manage.py gives its commands DB_LOCK_TIMEOUT ms to
 # get a lock, then the command fails (and the deploy with it, to be retried) instead of
 # turning the service's requests into 503s. The web and worker need none.
-_lock_timeout = env_int("DB_LOCK_TIMEOUT", 0)
+_lock_timeout = env_int("DB_LOCK_TIMEOUT", 0, minimum=0)
 for _name, _value in (("statement_timeout", _statement_timeout), ("lock_timeout", _lock_timeout)):
     if _value > 0:
         _options = DATABASES["default"]["OPTIONS"].get("options", "")
@@ -176,7 +186,7 @@ PASSWORD_HASHERS = [
 # threads' PASSWORD_HASH_NICENESS, so a login burst gets the cores while cheap requests keep
 # a share (auth_service/priority.py). Nice values are 0-19.
 PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 2, minimum=1)
-PASSWORD_HASH_SLOTS = env_int("PASSWORD_HASH_SLOTS", available_cpus(), minimum=1)
+PASSWORD_HASH_SLOTS = env_int("PASSWORD_HASH_SLOTS", min(available_cpus(), 32), minimum=1)
 # Hashes waiting or running per process beyond which one more is refused with a 503 at once:
 # two of gunicorn's request threads stay free for cheap requests during a login burst.
 PASSWORD_HASH_MAX_PENDING = env_int(
@@ -312,6 +322,7 @@ X_FRAME_OPTIONS = "DENY"
 # --- Logging ----------------------------------------------------------------------------------
 
 # Plain text while developing, one JSON object per line in production (stdout, for the platform).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -327,7 +338,7 @@ LOGGING = {
             **({} if DEBUG else {"formatter": "json"}),
         }
     },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", LOG_LEVELS)},
     "loggers": {
         # At DEBUG, Celery's pool logs every task's arguments ("TaskPool: Apply ... args"); the
         # reset task's nonce is one of them. Keep that logger at INFO whatever LOG_LEVEL says.
@@ -347,6 +358,9 @@ PUBLIC_URL = env_str(
     os.environ.get("RENDER_EXTERNAL_URL") or ("http://localhost:8000" if DEBUG else None),
 ).rstrip("/")
 PASSWORD_RESET_URL = env_str("PASSWORD_RESET_URL", f"{PUBLIC_URL}/reset-password/")
+# Links in emails: a value without its scheme ("auth.example.com") would send broken ones.
+require_url_scheme("PUBLIC_URL", PUBLIC_URL, ("http", "https"))
+require_url_scheme("PASSWORD_RESET_URL", PASSWORD_RESET_URL, ("http", "https"))
 
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "auth_service <no-reply@localhost>")
 EMAIL_BACKEND = env_str(
@@ -356,15 +370,17 @@ EMAIL_BACKEND = env_str(
     else "django.core.mail.backends.smtp.EmailBackend",
 )
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
 # An ESP through anymail: EMAIL_BACKEND=anymail.backends.<esp>.EmailBackend plus its settings
 # as ANYMAIL_<SETTING> variables, e.g. ANYMAIL_POSTMARK_SERVER_TOKEN.
+# "true" and "false" become booleans: anymail takes any non-empty string as true, and
+# ANYMAIL_DEBUG_API_REQUESTS=false would print every API request, reset links included.
 ANYMAIL = {
-    name.removeprefix("ANYMAIL_"): value
+    name.removeprefix("ANYMAIL_"): env_bool(name) if value.lower() in ("true", "false") else value
     for name, value in os.environ.items()
     if name.startswith("ANYMAIL_") and value
 }
@@ -378,9 +394,13 @@ ANYMAIL["REQUESTS_TIMEOUT"] = EMAIL_TIMEOUT
 # The worker's sweep (notifications/sweep.py) sends "password changed" notices whose message
 # never reached the queue: every NOTICE_SWEEP_INTERVAL s, those older than NOTICE_SWEEP_AFTER s.
 NOTICE_SWEEP_INTERVAL = env_int("NOTICE_SWEEP_INTERVAL", 60, minimum=1)
-NOTICE_SWEEP_AFTER = env_int("NOTICE_SWEEP_AFTER", 120)
+NOTICE_SWEEP_AFTER = env_int("NOTICE_SWEEP_AFTER", 120, minimum=0)
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+# A URL without one of these schemes would fail only at first use, or make kombu pick some
+# other transport. The broker may be RabbitMQ; the cache and reset tokens need Redis.
+require_url_scheme("REDIS_URL", REDIS_URL, REDIS_SCHEMES)
+require_url_scheme("CELERY_BROKER_URL", CELERY_BROKER_URL, (*REDIS_SCHEMES, "amqp", "amqps"))
 if CELERY_BROKER_URL.startswith("redis://"):
     # kombu's Redis transport, minus a new client per message (auth_service/broker_transport.py).
     # Not for rediss://: kombu turns TLS on from that scheme name only when it picks the
@@ -396,8 +416,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2, minimum=1)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Redelivery of a task whose worker vanished, well inside the reset token's lifetime.
-    # Must exceed the longest retry countdown (1.5 x notifications.tasks.RETRY_MAX_DELAY).
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300),
+    # Must exceed the longest retry countdown (1.5 x notifications.tasks.RETRY_MAX_DELAY, 180 s),
+    # or a task waiting to retry would be delivered again meanwhile.
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300, minimum=181),
     # Look for such abandoned tasks every 10 s (kombu's default scans only every 100 s), so a
     # redelivery comes at most 10 s after the visibility timeout.
     "unacked_restore_interval": 10,

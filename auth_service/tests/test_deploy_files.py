@@ -327,6 +327,24 @@ def test_gunicorn_takes_port_and_concurrency_from_the_environment():
     assert (config["workers"], config["worker_class"], config["threads"]) == ("4", "sync", "1")
 
 
+@pytest.mark.parametrize(
+    "knob", ["WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_TIMEOUT", "GUNICORN_KEEPALIVE"]
+)
+def test_gunicorn_refuses_a_zero_count_or_timeout(knob):
+    # 0 workers would be a master serving nothing; a 0 timeout or keep-alive turns them off
+    result = subprocess.run(  # noqa: S603
+        [BIN / "gunicorn", "--config", "gunicorn.conf.py", "--print-config", "auth_service.wsgi"],
+        cwd=ROOT,
+        env={**os.environ, knob: "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert f"{knob} must be at least 1, not 0." in result.stderr
+
+
 def test_gunicorn_workers_freeze_the_loaded_app_out_of_full_collections():
     config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     try:

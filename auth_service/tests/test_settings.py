@@ -49,6 +49,17 @@ def test_defaults_are_production_defaults():
         ({"PASSWORD_RESET_TIMEOUT": "0"}, "PASSWORD_RESET_TIMEOUT must be at least 1, not 0."),
         ({"JWT_ACCESS_LIFETIME": "-5"}, "JWT_ACCESS_LIFETIME must be at least 1, not -5."),
         ({"JWT_REFRESH_REUSE_GRACE": "-1"}, "JWT_REFRESH_REUSE_GRACE must be at least 0, not -1."),
+        # a task waiting up to 180 s to retry would be delivered a second time meanwhile
+        ({"CELERY_VISIBILITY_TIMEOUT": "60"}, "CELERY_VISIBILITY_TIMEOUT must be at least 181"),
+        ({"DB_TCP_USER_TIMEOUT": "0"}, "DB_TCP_USER_TIMEOUT must be at least 1, not 0."),
+        ({"DB_STATEMENT_TIMEOUT": "-1"}, "DB_STATEMENT_TIMEOUT must be at least 0, not -1."),
+        ({"EMAIL_PORT": "0"}, "EMAIL_PORT must be at least 1, not 0."),
+        # reset emails would carry "auth.example.com/reset-password/?token=...", no link at all
+        ({"PUBLIC_URL": "auth.example.com"}, "PUBLIC_URL must be a URL starting http:// or"),
+        ({"PASSWORD_RESET_URL": "/reset"}, "PASSWORD_RESET_URL must be a URL starting http://"),
+        ({"REDIS_URL": "127.0.0.1:6379"}, "REDIS_URL must be a URL starting redis://"),
+        ({"CELERY_BROKER_URL": "http://x"}, "CELERY_BROKER_URL must be a URL starting redis://"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING"),
         ({"PASSWORD_HASH_THREADS": "0"}, "PASSWORD_HASH_THREADS must be at least 1, not 0."),
         # a descriptor per slot in every hash thread: 600 ran a worker out of open files
         ({"PASSWORD_HASH_SLOTS": "600"}, "PASSWORD_HASH_SLOTS 1-32"),
@@ -65,6 +76,23 @@ def test_bad_configuration_refuses_to_start_with_a_clear_message(env, message):
 
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_anymail_switches_written_true_or_false_are_booleans():
+    result = load_settings(
+        "s.ANYMAIL", ANYMAIL_DEBUG_API_REQUESTS="false", ANYMAIL_POSTMARK_SERVER_TOKEN="tok"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "'DEBUG_API_REQUESTS': False" in result.stdout
+    assert "'POSTMARK_SERVER_TOKEN': 'tok'" in result.stdout
+
+
+def test_log_level_is_taken_in_any_letter_case():
+    result = load_settings("s.LOGGING['root']['level']", LOG_LEVEL="debug")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "DEBUG"
 
 
 def test_debug_allows_local_defaults():
