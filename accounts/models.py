@@ -49,11 +49,26 @@ class User(AbstractUser):
         super().set_password(raw_password)
         self.password_replaced = True
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        user = super().from_db(db, field_names, values)
+        user._loaded_email = user.__dict__.get("email")
+        return user
+
+    @property
+    def email_replaced(self) -> bool:
+        """Whether the email differs from the one loaded: links emailed to the old address
+        must end with it (staff moving an account off a mailbox someone else controls)."""
+        return self.pk is not None and getattr(self, "_loaded_email", self.email) != self.email
+
+    def ends_reset_links(self) -> bool:
+        return self.password_replaced or not self.is_active or self.email_replaced
+
     def save(self, *args, **kwargs):
         # A save that ends the reset links (accounts.signals) runs in a transaction even when
         # its caller has none (`manage.py changepassword`): the links then end while the row is
         # locked, before the save commits, and a reset racing it cannot save over it.
-        if self.pk is not None and (self.password_replaced or not self.is_active):
+        if self.pk is not None and self.ends_reset_links():
             with transaction.atomic(using=kwargs.get("using")):
                 return super().save(*args, **kwargs)
         return super().save(*args, **kwargs)

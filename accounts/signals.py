@@ -10,14 +10,16 @@ from accounts.models import User
 
 @receiver(post_save, sender=User, dispatch_uid="accounts.reset_links_end_on_save")
 def reset_links_end_on_save(sender, instance: User, created: bool, update_fields, **kwargs):
-    """A saved new password, or a deactivation, ends the user's emailed reset links: staff
+    """A saved new password or email, or a deactivation, ends the user's emailed reset links: staff
     locking out someone who holds a link must not be undone by that link (and a reactivated
     account must not bring old links back). Ended now, before the save commits, while the row
     is locked (User.save makes such a save a transaction): a reset waiting for that lock then
     finds its link gone (services.password_set).
     If the save rolls back, the links stay ended; the user can ask for another."""
     replaced = instance.password_replaced and (update_fields is None or "password" in update_fields)
+    moved = instance.email_replaced and (update_fields is None or "email" in update_fields)
     instance.password_replaced = False
-    if created or kwargs.get("raw") or not (replaced or not instance.is_active):
+    instance._loaded_email = instance.email
+    if created or kwargs.get("raw") or not (replaced or moved or not instance.is_active):
         return
     services.reset_links_end(user_id=instance.pk)

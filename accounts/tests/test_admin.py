@@ -260,3 +260,21 @@ def test_the_admin_sign_in_answers_a_method_it_does_not_serve_with_the_json_405(
         "code": "method_not_allowed",
     }
     assert response["Allow"] == "GET, HEAD, POST, OPTIONS"
+
+
+def test_an_email_changed_in_the_admin_ends_links_sent_to_the_old_address(admin_client, api, user):
+    link = reset_tokens.token_issue(user_id=user.pk)
+
+    response = admin_client.post(
+        f"/admin/accounts/user/{user.pk}/change/",
+        {
+            "email": "ada@new-mailbox.example",
+            "full_name": user.full_name,
+            "is_active": "on",
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert not reset_works(api, link.token)
