@@ -106,3 +106,59 @@ def test_the_heading_names_the_subset_a_run_was_limited_to(report):
     report["only"] = ["login", "register"]
 
     assert "(full, only login,register), 2 cores" in run.markdown(report)
+
+
+def round_result(ok: int, p95: float, server_seconds: float, others: float) -> dict:
+    return {
+        "requests": ok,
+        "duration_us": 1_000_000,
+        "ok": ok,
+        "known_ok": ok,
+        "unknown_ok": 0,
+        "known_sent": ok,
+        "non2xx": 0,
+        "s5xx": 0,
+        "socket_error_count": 0,
+        "wrk_cpu_seconds": 0.03,
+        "rps_2xx": float(ok),
+        "p50_ms": p95 / 2,
+        "p90_ms": p95,
+        "p95_ms": p95,
+        "p99_ms": p95 * 2,
+        "mean_ms": p95 / 2,
+        "max_ms": p95 * 3,
+        "cpu": {
+            "machine": 0.9,
+            "others": others,
+            "seconds": {"server": server_seconds, "postgres": 0.0, "worker": 0.0},
+        },
+    }
+
+
+def test_forgot_rounds_add_their_counts_and_cpu_and_report_the_median_round():
+    rounds = [
+        round_result(300, 6.0, 0.9, 0.44),  # a round shared with another process
+        round_result(500, 4.0, 1.0, 0.02),
+        round_result(500, 5.0, 1.1, 0.03),
+    ]
+
+    merged = run.merge_rounds(rounds)
+
+    assert (merged["ok"], merged["requests"]) == (1300, 1300)
+    assert merged["p95_ms"] == 5.0
+    assert merged["max_ms"] == 18.0
+    assert merged["cpu"]["others"] == 0.03
+    assert merged["cpu"]["seconds"]["server"] == pytest.approx(3.0)
+    assert merged["service_cpu_ms"] == pytest.approx(3.0 / 1300 * 1000)
+
+
+def test_a_row_with_refusals_says_its_latencies_include_them(report):
+    report["ratios"] = run.ratios(report)
+    report["scenarios"]["register"]["non2xx"] = 3481
+
+    lines = run.markdown(report).splitlines()
+
+    (register,) = [line for line in lines if line.startswith("| register |")]
+    assert register.count("(with non-2xx)") == 3
+    (login,) = [line for line in lines if line.startswith("| login |")]
+    assert "(with non-2xx)" not in login
