@@ -416,9 +416,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2, minimum=1)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Redelivery of a task whose worker vanished, well inside the reset token's lifetime.
-    # Must exceed the longest retry countdown (1.5 x notifications.tasks.RETRY_MAX_DELAY, 180 s),
-    # or a task waiting to retry would be delivered again meanwhile.
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300, minimum=181),
+    # Should exceed the longest retry countdown (1.5 x notifications.tasks.RETRY_MAX_DELAY,
+    # 180 s), or a task waiting to retry is delivered again meanwhile (its sent-marker still
+    # stops a second email). Tests of redelivery set a few seconds.
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300, minimum=1),
     # Look for such abandoned tasks every 10 s (kombu's default scans only every 100 s), so a
     # redelivery comes at most 10 s after the visibility timeout.
     "unacked_restore_interval": 10,
