@@ -77,15 +77,24 @@ def _freeze_loaded_app():
 
 
 def _watch_spare_threads(worker):
-    """Tell the hash pool whether this worker holds more connections than request threads: a
-    request on one may then wait for a thread that a hash holds, so past its pending limit the
-    pool sheds hashes only then (accounts/hash_pool.py). Idle kept-alive connections count."""
+    """Tell the hash pool whether this worker has more connections with a request under way
+    than request threads: one of those requests may then wait for a thread that a hash holds,
+    so past its pending limit the pool sheds hashes only then (accounts/hash_pool.py).
+
+    Idle kept-alive connections (gthread keeps them in its poller, not in a thread) do not
+    count: a proxy's pool of them, or a client's, would otherwise keep the worker "short".
+    """
     if getattr(worker, "tpool", None) is None:  # not gthread
         return
     from accounts import hash_pool
 
     threads = worker.cfg.threads
-    hash_pool.watch_thread_shortage(lambda: worker.nr_conns > threads)
+
+    def short() -> bool:
+        idle = len(worker.keepalived_conns) + len(worker.pending_conns)
+        return worker.nr_conns - idle > threads
+
+    hash_pool.watch_thread_shortage(short)
 
 
 accesslog = "-"

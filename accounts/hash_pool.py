@@ -18,11 +18,11 @@ logins that land on the same worker hash side by side when the other worker is i
 
 A request waits for its hash in a request thread: a burst of logins or registrations larger
 than the threads would hold them all and queue every other request behind it. Once
-PASSWORD_HASH_MAX_PENDING hashes wait or run in a process that holds more connections than
-request threads, one more is refused at once (HashingBusy: 503 with Retry-After), so the
-requests waiting for a thread soon get one. A process with no more connections than threads
-(gunicorn splits a burst's connections unevenly between workers) hashes in every thread: each
-connection has a request at most, so none can wait behind a hash.
+PASSWORD_HASH_MAX_PENDING hashes wait or run in a process with more connections at work (a
+request under way) than request threads, one more is refused at once (HashingBusy: 503 with
+Retry-After), so the requests waiting for a thread soon get one. A process with no more such
+connections than threads (gunicorn splits a burst's connections unevenly between workers)
+hashes in every thread: each connection has a request at most, so none can wait behind a hash.
 """
 
 import fcntl
@@ -51,8 +51,9 @@ _pending: threading.BoundedSemaphore | None = None
 _executor_pid = 0
 _thread_numbers = itertools.count()
 _local = threading.local()
-# Whether this process holds more connections than request threads, so that a request may
-# wait for a thread a hash holds; set under gunicorn's gthread worker (gunicorn.conf.py).
+# Whether this process has more connections with a request under way than request threads,
+# so that a request may wait for a thread a hash holds; set under gunicorn's gthread worker
+# (gunicorn.conf.py).
 # Unknown counts as a shortage: the pending limit alone decides.
 _thread_shortage: Callable[[], bool] | None = None
 
@@ -157,7 +158,7 @@ def start() -> None:
 def hash_run(function: Callable[..., T], *args) -> T:
     """Run one hash or verify in the pool (and a server-wide slot) and wait for its result;
     HashingBusy at once if PASSWORD_HASH_MAX_PENDING are already waiting or running here
-    while this process holds more connections than request threads."""
+    while this process has more connections at work than request threads."""
     if getattr(_local, "number", None) is not None:
         # Already in a hash thread, holding its slot: PBKDF2's verify encodes through here
         # again, and queueing behind itself would wait forever.

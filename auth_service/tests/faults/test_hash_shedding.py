@@ -5,6 +5,7 @@ of a burst its threads can still serve: that is not refused. A burst larger than
 is: the requests queueing for a thread get quick 503s, so the queue drains.
 """
 
+import http.client
 import time
 
 import pytest
@@ -62,6 +63,24 @@ def test_as_many_logins_as_threads_all_hash_though_past_the_pending_limit(one_wo
 
     assert [response.status_code for response in responses] == [200] * THREADS
     assert "Service Unavailable" not in one_worker.output()
+
+
+def test_idle_kept_alive_connections_do_not_make_a_worker_short_of_threads(
+    one_worker, sql, account
+):
+    # A proxy (or a client) keeps idle connections open: they wait in gthread's poller
+    idle = [http.client.HTTPConnection("127.0.0.1", one_worker.port, timeout=10) for _ in range(3)]
+    try:
+        for conn in idle:
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+
+        responses = logins_at_once(one_worker, sql, account, THREADS)
+    finally:
+        for conn in idle:
+            conn.close()
+
+    assert [response.status_code for response in responses] == [200] * THREADS
 
 
 def test_logins_queueing_behind_busy_threads_get_a_quick_503(one_worker, sql, account):
