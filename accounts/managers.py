@@ -113,13 +113,20 @@ class UserManager(BaseUserManager):
         sql = template.format(quote(meta.db_table), columns, placeholders, quote(meta.pk.column))
         return fields, sql
 
-    def password_replace(self, user_id: int, *, old: str, new: str) -> bool:
-        """Store hash `new` only if `old` is still the stored one; True if it was stored.
+    def password_replace(
+        self, user_id: int, *, old: str, new: str, email: str | None = None
+    ) -> bool:
+        """Store hash `new` only if `old` is still the stored one (and, given `email`, the
+        account still has that email and is active); True if it was stored.
 
         A check against `old` and a write made after it (a password change, a re-hash at
-        login) must not overwrite a password that another request stored in between.
+        login, a reset) must not overwrite a password that another request stored in between.
+        One UPDATE: of two concurrent ones, the second sees the first's row and stores nothing.
         """
-        return bool(self.filter(pk=user_id, password=old).update(password=new))
+        rows = self.filter(pk=user_id, password=old)
+        if email is not None:
+            rows = rows.filter(email=email, is_active=True)
+        return bool(rows.update(password=new))
 
     def _create_user(self, email: str, password: str | None, **extra_fields):
         if not email:

@@ -4,7 +4,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import hashers
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import models
 from django.db.models.functions import Lower
 
 from accounts.managers import UserManager, email_stored_form
@@ -41,8 +41,9 @@ class User(AbstractUser):
             raise ValidationError({"email": message})
         self.email = stored
 
-    # Set when the password is replaced in memory; a save then ends every emailed reset link
-    # (accounts.signals), whoever saves it: the admin, `manage.py changepassword`, a shell.
+    # Set when the password is replaced in memory; a save then has Redis forget every emailed
+    # reset link (accounts.signals), whoever saves it: the admin, `manage.py changepassword`, a
+    # shell. The links stopped working anyway: each is bound to the old hash.
     password_replaced = False
 
     def set_password(self, raw_password: str | None) -> None:
@@ -60,18 +61,6 @@ class User(AbstractUser):
         """Whether the email differs from the one loaded: links emailed to the old address
         must end with it (staff moving an account off a mailbox someone else controls)."""
         return self.pk is not None and getattr(self, "_loaded_email", self.email) != self.email
-
-    def ends_reset_links(self) -> bool:
-        return self.password_replaced or not self.is_active or self.email_replaced
-
-    def save(self, *args, **kwargs):
-        # A save that ends the reset links (accounts.signals) runs in a transaction even when
-        # its caller has none (`manage.py changepassword`): the links then end while the row is
-        # locked, before the save commits, and a reset racing it cannot save over it.
-        if self.pk is not None and self.ends_reset_links():
-            with transaction.atomic(using=kwargs.get("using")):
-                return super().save(*args, **kwargs)
-        return super().save(*args, **kwargs)
 
     def set_unusable_password(self) -> None:
         super().set_unusable_password()

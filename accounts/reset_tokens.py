@@ -2,10 +2,18 @@
 
 Redis holds only SHA-256 digests, never a raw token:
 
-    reset:token:<digest> -> user id       (the token's life; consumed by GETDEL)
+    reset:token:<digest> -> "<user id>:<binding>"   (the token's life)
     reset:user:<id>      -> digest        (the user's current token, so a new one replaces it)
     reset:live:<id>      -> sorted set    (every token of the user that may still work, by
                                            issue time, so none is missed when they all must end)
+
+A token works only while the account is as it was when the token was issued: the binding is an
+HMAC of the user's password hash and email at that moment. The reset that uses a token stores a
+new hash only if the old one is still there (one UPDATE, so PostgreSQL decides which of two
+requests with one token wins), and a new password or email set any other way ends the token
+the same way. That makes PostgreSQL, not Redis, the judge of "used": a Redis failure after the
+new password is committed cannot leave a used link working, and one before it cannot use a link
+up without setting the password. Redis forgets the user's tokens once the password is set.
 
 The raw token is derived from a random 256-bit nonce with an HMAC keyed by the server secret.
 The Celery message carries only the user id and the nonce, so the broker (also Redis) never
@@ -19,6 +27,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.utils.crypto import salted_hmac
@@ -28,10 +37,14 @@ from redis.exceptions import RedisError
 from accounts.serializers import TOKEN_MAX
 from auth_service import redis_scripts
 
+if TYPE_CHECKING:
+    from accounts.models import User
+
 logger = logging.getLogger(__name__)
 
 PREFIX = "auth:reset:"
 _HMAC_SALT = "accounts.reset_tokens"
+_BINDING_SALT = "accounts.reset_tokens.binding"
 
 # Issue atomically: the new token, the user's current one, and its place among the user's live
 # tokens, all with one expiry. Earlier tokens keep working until the new link is on its way
@@ -80,52 +93,14 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
-# Consume atomically: whoever gets the user id back is the one request that used the token.
-# When it would have expired (Redis's clock, in ms) comes back too, so a reset that fails after
-# this can put it back for what is left of its life, not for as long again. Its place among
-# the live tokens stays until a newer link goes out or every token ends: that place is what
-# lets it be put back.
-_CONSUME = """
-local ttl = redis.call('PTTL', KEYS[1])
-local uid = redis.call('GETDEL', KEYS[1])
-if not uid then return nil end
-local user_key = ARGV[1] .. uid
-if redis.call('GET', user_key) == ARGV[2] then redis.call('DEL', user_key) end
-local now = redis.call('TIME')
-return {uid, now[1] * 1000 + math.floor(now[2] / 1000) + ttl}
-"""
-
-# Put a consumed token back for the rest of its life (the reset it was used for failed), unless
-# it has ended meanwhile: a newer link went out, or a password change ended every token. It is
-# the user's current token again unless a newer request is still queuing its email.
-_RESTORE = """
-if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 0 end
-local now = redis.call('TIME')
-local left = tonumber(ARGV[3]) - (now[1] * 1000 + math.floor(now[2] / 1000))
-if left <= 0 then return 0 end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', left)
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', left) end
-if redis.call('PTTL', KEYS[3]) < left then redis.call('PEXPIRE', KEYS[3], left) end
-return 1
-"""
-
 # End every token of the user: a password set some other way ends every emailed link too.
-# ARGV[2], if not empty, is a consumed token whose place among the live ones stays, so the
-# reset it is being used for can still put it back if that reset fails.
 _REVOKE = """
-local kept = nil
-if ARGV[2] ~= '' then kept = redis.call('ZSCORE', KEYS[2], ARGV[2]) end
-local ttl = redis.call('PTTL', KEYS[2])
 for _, token in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   redis.call('DEL', ARGV[1] .. token)
 end
 local current = redis.call('GET', KEYS[1])
 if current then redis.call('DEL', ARGV[1] .. current) end
 redis.call('DEL', KEYS[1], KEYS[2])
-if kept and ttl > 0 then
-  redis.call('ZADD', KEYS[2], kept, ARGV[2])
-  redis.call('PEXPIRE', KEYS[2], ttl)
-end
 return 1
 """
 
@@ -138,10 +113,9 @@ class IssuedToken:
 
 
 @dataclass(frozen=True)
-class ConsumedToken:
+class PeekedToken:
     user_id: int
-    token_digest: str
-    expires_at_ms: int  # by Redis's clock
+    binding: str
 
 
 def _redis():
@@ -170,16 +144,29 @@ def token_from_nonce(nonce: str) -> str:
     return salted_hmac(_HMAC_SALT, nonce, algorithm="sha256").hexdigest()
 
 
-def token_issue(*, user_id: int) -> IssuedToken:
+def binding(user: "User | None") -> str:
+    """What ties a token to the account as it is now (its password hash and email); for no
+    account, the same work on empty values."""
+    password, email = (user.password, user.email) if user is not None else ("", "")
+    return salted_hmac(_BINDING_SALT, f"{password}\0{email}", algorithm="sha256").hexdigest()[:32]
+
+
+def binds(peeked: PeekedToken, user: "User") -> bool:
+    """Whether the token was issued for the account as it is now."""
+    return peeked.user_id == user.pk and hmac.compare_digest(peeked.binding, binding(user))
+
+
+def token_issue(*, user: "User") -> IssuedToken:
     """Store a fresh token for the user for PASSWORD_RESET_TIMEOUT; any earlier one ends."""
-    with token_replacing(user_id=user_id) as issued:
+    with token_replacing(user_id=user.pk, binding=binding(user)) as issued:
         pass
     return issued
 
 
 @contextmanager
-def token_replacing(*, user_id: int) -> Iterator[IssuedToken]:
-    """A fresh token for the user, live from the start of the block.
+def token_replacing(*, user_id: int, binding: str) -> Iterator[IssuedToken]:
+    """A fresh token for the user (bound to the account as `binding` says), live from the start
+    of the block.
 
     The user's earlier tokens end when the block succeeds. When it fails (the email could not
     be queued), the new token is taken back and the earlier one, already in the user's inbox,
@@ -192,7 +179,7 @@ def token_replacing(*, user_id: int) -> Iterator[IssuedToken]:
         _redis(),
         _ISSUE,
         [_user_key(user_id), _token_key(token_digest), _live_key(user_id)],
-        [token_digest, user_id, settings.PASSWORD_RESET_TIMEOUT],
+        [token_digest, f"{user_id}:{binding}", settings.PASSWORD_RESET_TIMEOUT],
     )
     issued = IssuedToken(nonce=nonce, token=token, user_id=user_id)
     try:
@@ -242,73 +229,38 @@ def _retire_earlier(issued: IssuedToken) -> None:
         )
 
 
-def token_peek(*, token: str) -> int | None:
-    """The user id a live token belongs to, without using it up."""
+def _parse(value: bytes | None) -> PeekedToken | None:
+    # A value without a binding (from before tokens had one) works no more.
+    user_id, _, bound = (value or b"").decode().partition(":")
+    return PeekedToken(user_id=int(user_id), binding=bound) if bound else None
+
+
+def token_peek(*, token: str) -> PeekedToken | None:
+    """Whose a live token is, without using it up; None if unknown or expired."""
     if not token or len(token) > TOKEN_MAX:
         return None
-    user_id = _redis().get(_token_key(digest(token)))
-    return int(user_id) if user_id is not None else None
+    return _parse(_redis().get(_token_key(digest(token))))
 
 
-def token_consume(*, token: str) -> ConsumedToken | None:
-    """Use the token up; None if unknown, expired or already used."""
-    token_digest = digest(token)
-    used = redis_scripts.run(
-        _redis(),
-        _CONSUME,
-        [_token_key(token_digest)],
-        [f"{PREFIX}user:", token_digest],
-    )
-    if used is None:
-        return None
-    user_id, expires_at_ms = used
-    return ConsumedToken(
-        user_id=int(user_id), token_digest=token_digest, expires_at_ms=int(expires_at_ms)
-    )
-
-
-def token_restore(consumed: ConsumedToken) -> bool:
-    """Make a consumed token work again for the rest of its life (the reset it was used for
-    failed), unless it has ended meanwhile (a newer link went out, or a password change ended
-    every token), or its life is over. False if it could not be put back."""
-    try:
-        restored = redis_scripts.run(
-            _redis(),
-            _RESTORE,
-            [
-                _user_key(consumed.user_id),
-                _token_key(consumed.token_digest),
-                _live_key(consumed.user_id),
-            ],
-            [consumed.token_digest, consumed.user_id, consumed.expires_at_ms],
-        )
-    except RedisError as error:
-        logger.warning(
-            "reset token of user %s not put back: %s", consumed.user_id, type(error).__name__
-        )
-        return False
-    return bool(restored)
-
-
-def token_revoke(*, user_id: int, keep: ConsumedToken | None = None) -> None:
-    """Make every token of the user stop working; `keep`, the token a reset under way has
-    consumed, can still be put back (token_restore) if that reset fails."""
+def token_revoke(*, user_id: int) -> None:
+    """Forget every token of the user (their password was set: none of them works any more)."""
     redis_scripts.run(
         _redis(),
         _REVOKE,
         [_user_key(user_id), _live_key(user_id)],
-        [f"{PREFIX}token:", keep.token_digest if keep is not None else ""],
+        [f"{PREFIX}token:"],
     )
 
 
-def token_time_left(*, user_id: int, token: str) -> float | None:
+def token_time_left(*, user: "User", token: str) -> float | None:
     """Seconds the token still works for this user; None if it no longer does (expired, ended
-    by a newer link or a password change, or used): what the worker checks before it emails the
-    link, and what the email says is left."""
+    by a newer link, or the account changed since: a new password or email). What the worker
+    checks before it emails the link, and what the email says is left."""
     key = _token_key(digest(token))
     # One round trip, one moment: owner and time left come from the same instant (MULTI/EXEC).
-    owner, left_ms = _redis().pipeline().get(key).pttl(key).execute()
-    if owner is None or owner.decode() != str(user_id) or left_ms <= 0:
+    value, left_ms = _redis().pipeline().get(key).pttl(key).execute()
+    peeked = _parse(value)
+    if peeked is None or not binds(peeked, user) or left_ms <= 0:
         return None
     return left_ms / 1000
 

@@ -68,45 +68,36 @@ def user_logout(*, user: User, refresh: str) -> None:
 
 
 def password_set(
-    *, user: User, password: str, reset_token: str | None = None, proven_hash: str | None = None
+    *, user: User, password: str, proven_hash: str | None = None, reset: bool = False
 ) -> None:
     """Store a new password, end every session the user had, and tell them by email.
 
-    Sessions end with the old password hash: every token carries a digest of it.
+    Sessions end with the old password hash: every token carries a digest of it. So do the
+    emailed reset links (reset_tokens.binding): Redis forgets them once the change commits, a
+    tidy-up that may fail without bringing one back.
 
-    With a reset token, the token is used up in the same transaction, after everything else:
-    if the database fails first, the emailed link still works; if another request used the
-    token first, nothing is saved; if the commit fails, the token is put back.
-
-    With `proven_hash` (the hash the current password was checked against), the change is
-    saved only if that is still the stored hash: of two concurrent changes that proved the same
-    password, one wins and the other hears its current password is wrong, as it now is.
-
-    Every other reset link of the user ends before the commit, while the user's row is still
-    locked: a reset with such a link waits for that lock, and then finds its link gone. Ended
-    after the commit, a reset in between could use its link and save over this password.
+    With `proven_hash` (the hash the current password, or a reset link, was checked against),
+    the change is saved only if that is still the stored hash: of two concurrent requests that
+    proved the same thing, one wins. The other hears its current password is wrong, as it now
+    is, or, with `reset`, that its link is used (a reset also needs the same email, still active).
     """
-    consumed = None
-    try:
-        with transaction.atomic():
-            # The hash set directly: this function ends the reset links itself, below.
-            user.password = hashers.make_password(password)
-            if proven_hash is None:
-                user.save(update_fields=["password"])
-            elif not User.objects.password_replace(user.pk, old=proven_hash, new=user.password):
-                raise ValidationError({"current_password": [WRONG_PASSWORD]})
-            notice = notices.password_changed_notice_record(user=user)
-            if reset_token is not None:
-                consumed = reset_tokens.token_consume(token=reset_token)
-                if consumed is None or consumed.user_id != user.pk:
-                    raise ResetTokenInvalid()
-            reset_links_end(user_id=user.pk, keep=consumed)
-    except Exception:
-        if consumed is not None:
-            reset_tokens.token_restore(consumed)
-        raise
+    with transaction.atomic():
+        # The hash set directly: this function ends the reset links itself, below.
+        new_hash = hashers.make_password(password)
+        if proven_hash is None:
+            user.password = new_hash
+            user.save(update_fields=["password"])
+        elif not User.objects.password_replace(
+            user.pk, old=proven_hash, new=new_hash, email=user.email if reset else None
+        ):
+            if reset:
+                raise ResetTokenInvalid()
+            raise ValidationError({"current_password": [WRONG_PASSWORD]})
+        user.password = new_hash
+        notice = notices.password_changed_notice_record(user=user)
     # The change is committed: nothing after this may fail the request, which would tell the
     # client its new password was not saved.
+    reset_links_end(user_id=user.pk)
     try:
         tasks.send_password_changed_notice.delay(notice.pk)
     except Exception as error:
@@ -118,13 +109,12 @@ def password_set(
         )
 
 
-def reset_links_end(*, user_id: int, keep: reset_tokens.ConsumedToken | None = None) -> None:
-    """End every emailed reset link of a user whose password is being replaced: one emailed
-    before the change must not undo it. Called before the change commits, under its row lock;
-    a Redis failure is logged and the links are left to expire, as the change is still saved
-    (a link used in the moments around it could then still undo it)."""
+def reset_links_end(*, user_id: int) -> None:
+    """Make Redis forget a user's emailed reset links. A new password or email already ends them
+    (their binding no longer matches); a deactivation needs this to keep a later reactivation
+    from bringing them back. A Redis failure is logged: the links are left to expire."""
     try:
-        reset_tokens.token_revoke(user_id=user_id, keep=keep)
+        reset_tokens.token_revoke(user_id=user_id)
     except RedisError as error:
         logger.warning("reset links of user %s left to expire: %s", user_id, type(error).__name__)
 
@@ -147,15 +137,16 @@ def password_reset_request(*, email: str) -> None:
     """Issue a reset token for an active account and queue the email; silent otherwise."""
     user = User.objects.active_by_email(email)
     user_id = user.pk if user is not None else NO_ACCOUNT
-    with reset_tokens.token_replacing(user_id=user_id) as issued:
+    binding = reset_tokens.binding(user)
+    with reset_tokens.token_replacing(user_id=user_id, binding=binding) as issued:
         tasks.send_password_reset_email.delay(user_id, issued.nonce)
 
 
 def password_reset_confirm(*, token: str, password: str) -> None:
     """Set a new password with a reset token; the token is used up only if the password is valid."""
-    user_id = reset_tokens.token_peek(token=token)
-    user = User.objects.filter(pk=user_id, is_active=True).first() if user_id else None
-    if user is None:
+    peeked = reset_tokens.token_peek(token=token)
+    user = User.objects.filter(pk=peeked.user_id, is_active=True).first() if peeked else None
+    if user is None or not reset_tokens.binds(peeked, user):
         raise ResetTokenInvalid()
     password_check_strength(password=password, user=user, field="password")
-    password_set(user=user, password=password, reset_token=token)
+    password_set(user=user, password=password, proven_hash=user.password, reset=True)

@@ -11,11 +11,11 @@ from accounts.models import User
 @receiver(post_save, sender=User, dispatch_uid="accounts.reset_links_end_on_save")
 def reset_links_end_on_save(sender, instance: User, created: bool, update_fields, **kwargs):
     """A saved new password or email, or a deactivation, ends the user's emailed reset links: staff
-    locking out someone who holds a link must not be undone by that link (and a reactivated
-    account must not bring old links back). Ended now, before the save commits, while the row
-    is locked (User.save makes such a save a transaction): a reset waiting for that lock then
-    finds its link gone (services.password_set).
-    If the save rolls back, the links stay ended; the user can ask for another."""
+    locking out someone who holds a link must not be undone by that link.
+    A new password or email ends them by itself (each link is bound to both), and a reset
+    racing a deactivation stores nothing (services.password_set); forgetting them here keeps
+    a later reactivation from bringing them back. If the save rolls back, the links stay
+    ended; the user can ask for another."""
     replaced = instance.password_replaced and (update_fields is None or "password" in update_fields)
     moved = instance.email_replaced and (update_fields is None or "email" in update_fields)
     instance.password_replaced = False

@@ -36,15 +36,17 @@ def password_reset_deliver(*, user_id: int, nonce: str) -> bool:
     Runs at least once per request (acks_late): a marker keyed by the nonce makes a redelivered
     message a no-op once the email went out.
     """
-    user = User.objects.filter(pk=user_id, is_active=True).only("email").first()
+    user = User.objects.filter(pk=user_id, is_active=True).only("email", "password").first()
     if user is None:
         logger.info("password reset: no active account for user %s; nothing sent", user_id)
         return False
     token = reset_tokens.token_from_nonce(nonce)
-    time_left = reset_tokens.token_time_left(user_id=user_id, token=token)
+    time_left = reset_tokens.token_time_left(user=user, token=token)
     if time_left is None:
         logger.info(
-            "password reset: token for user %s expired, used or replaced; nothing sent", user_id
+            "password reset: token for user %s expired, used or replaced, or the account "
+            "changed since; nothing sent",
+            user_id,
         )
         return False
     redis = get_redis_connection("default")

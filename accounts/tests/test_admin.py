@@ -159,7 +159,7 @@ def test_a_password_set_in_the_admin_ends_sessions_and_reset_links_and_tells_the
     admin_client, api, user, pair
 ):
     # Staff lock out someone who holds a live reset link of the account
-    link = reset_tokens.token_issue(user_id=user.pk)
+    link = reset_tokens.token_issue(user=user)
 
     response = admin_client.post(
         f"/admin/accounts/user/{user.pk}/password/",
@@ -176,7 +176,7 @@ def test_a_password_set_in_the_admin_ends_sessions_and_reset_links_and_tells_the
 
 @pytest.mark.usefixtures("eager_tasks")
 def test_password_sign_in_disabled_in_the_admin_ends_reset_links(admin_client, api, user):
-    link = reset_tokens.token_issue(user_id=user.pk)
+    link = reset_tokens.token_issue(user=user)
 
     response = admin_client.post(
         f"/admin/accounts/user/{user.pk}/password/",
@@ -192,7 +192,7 @@ def test_password_sign_in_disabled_in_the_admin_ends_reset_links(admin_client, a
 def test_changepassword_command_ends_reset_links(
     api, user, monkeypatch, django_capture_on_commit_callbacks
 ):
-    link = reset_tokens.token_issue(user_id=user.pk)
+    link = reset_tokens.token_issue(user=user)
     monkeypatch.setattr("getpass.getpass", lambda prompt="": "an-operators-passphrase")
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -228,7 +228,7 @@ def test_createsuperuser_refuses_an_email_too_long_once_its_domain_is_encoded(mo
 def test_a_link_does_not_outlive_a_deactivation(
     admin_client, api, user, django_capture_on_commit_callbacks
 ):
-    link = reset_tokens.token_issue(user_id=user.pk)
+    link = reset_tokens.token_issue(user=user)
     user.is_active = False
     with django_capture_on_commit_callbacks(execute=True):
         user.save()
@@ -243,7 +243,7 @@ def test_a_link_does_not_outlive_a_deactivation(
 def test_saving_a_user_otherwise_leaves_their_reset_link_working(
     api, user, django_capture_on_commit_callbacks
 ):
-    link = reset_tokens.token_issue(user_id=user.pk)
+    link = reset_tokens.token_issue(user=user)
     user.full_name = "Ada King"
     with django_capture_on_commit_callbacks(execute=True):
         user.save()
@@ -263,7 +263,7 @@ def test_the_admin_sign_in_answers_a_method_it_does_not_serve_with_the_json_405(
 
 
 def test_an_email_changed_in_the_admin_ends_links_sent_to_the_old_address(admin_client, api, user):
-    link = reset_tokens.token_issue(user_id=user.pk)
+    link = reset_tokens.token_issue(user=user)
 
     response = admin_client.post(
         f"/admin/accounts/user/{user.pk}/change/",

@@ -2,15 +2,16 @@
 
 import io
 import re
-import threading
 from unittest import mock
 
 import pytest
 from django.core import mail
 from django.core.management import call_command
 from django.db import connection
+from redis import exceptions as redis_errors
 
 from accounts import reset_tokens, services
+from accounts.models import User
 from accounts.tests.test_reset_tokens import all_redis_bytes
 from auth_service.exceptions import ResetTokenInvalid
 from conftest import PASSWORD
@@ -214,8 +215,8 @@ def commits_fail():
     heal()
 
 
-# Before the token is used up (the UPDATE fails), or after it (the COMMIT fails: a real
-# commit, so outside the test's own transaction).
+# The UPDATE that stores the new hash fails, or the COMMIT after it (a real commit, so outside
+# the test's own transaction).
 @pytest.mark.parametrize(
     "failure",
     [
@@ -303,7 +304,8 @@ def test_forgot_for_an_unknown_email_does_the_same_redis_work(api, redis_client)
     decoy_digest = redis_client.get(f"{reset_tokens.PREFIX}user:0")
 
     assert decoy_digest is not None
-    assert redis_client.get(f"{reset_tokens.PREFIX}token:".encode() + decoy_digest) == b"0"
+    decoy = redis_client.get(f"{reset_tokens.PREFIX}token:".encode() + decoy_digest)
+    assert decoy == f"0:{reset_tokens.binding(None)}".encode()
 
 
 @pytest.mark.usefixtures("eager_tasks")
@@ -338,15 +340,39 @@ def test_a_password_change_ends_a_pending_reset_link(api, user, auth_api):
 
 
 def test_a_reset_ends_every_other_link_of_the_user(user):
-    used = reset_tokens.token_issue(user_id=user.pk)
+    used = reset_tokens.token_issue(user=user)
 
     # While another forgot of the user is still queuing its email, the older link is used
-    with reset_tokens.token_replacing(user_id=user.pk) as pending:
+    with reset_tokens.token_replacing(
+        user_id=user.pk, binding=reset_tokens.binding(user)
+    ) as pending:
         services.password_reset_confirm(token=used.token, password=NEW_PASSWORD)
 
     # The newer link, about to arrive, cannot undo the reset
     assert reset_tokens.token_peek(token=pending.token) is None
     assert not reset_tokens.token_is_current(user_id=user.pk, token=pending.token)
+    with pytest.raises(ResetTokenInvalid):
+        services.password_reset_confirm(token=pending.token, password="yet-another-passphrase")
+
+
+def test_a_used_link_stays_used_when_redis_cannot_forget_it(api, user, monkeypatch):
+    link = reset_tokens.token_issue(user=user)
+    # The reset commits; then Redis fails before it forgets the user's links
+    monkeypatch.setattr(
+        reset_tokens, "token_revoke", mock.Mock(side_effect=redis_errors.ConnectionError("down"))
+    )
+
+    first = api.post(RESET, {"token": link.token, "password": NEW_PASSWORD}, format="json")
+    again = api.post(
+        RESET, {"token": link.token, "password": "the-link-holders-pass"}, format="json"
+    )
+
+    assert first.status_code == 200
+    assert reset_tokens.token_peek(token=link.token) is not None  # still in Redis...
+    assert again.status_code == 400  # ...but used
+    assert again.json() == TOKEN_INVALID
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
 
 
 def change_by_the_owner(user):
@@ -359,42 +385,28 @@ def change_by_an_operator(user):
         call_command("changepassword", user.email, stdout=io.StringIO())
 
 
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("eager_tasks")
 @pytest.mark.parametrize("change", [change_by_the_owner, change_by_an_operator])
-def test_a_reset_link_used_while_a_password_change_commits_cannot_undo_it(
+def test_a_reset_link_checked_just_before_a_password_change_cannot_undo_it(
     user, monkeypatch, change
 ):
-    # Given a reset link someone holds, and the password changed meanwhile
-    link = reset_tokens.token_issue(user_id=user.pk)
-    results = []
-    reset_done = threading.Event()
+    # Given a reset under way: its link checked and still live, its new password being checked
+    link = reset_tokens.token_issue(user=user)
+    real_check = services.password_check_strength
+    changes = []
 
-    def reset():
-        try:
-            services.password_reset_confirm(token=link.token, password="the-link-holders-pass")
-            results.append("reset")
-        except ResetTokenInvalid:
-            results.append("refused")
-        finally:
-            connection.close()
-            reset_done.set()
+    def change_meanwhile(**kwargs):
+        real_check(**kwargs)
+        if not changes:  # the change below checks its own new password too
+            changes.append(change)
+            change(User.objects.get(pk=user.pk))
 
-    real_revoke = reset_tokens.token_revoke
+    monkeypatch.setattr(services, "password_check_strength", change_meanwhile)
 
-    def revoke_after_a_reset_had_its_chance(*, user_id, keep=None):
-        # The reset runs now, with the link still live: it must not get past the change
-        threading.Thread(target=reset).start()
-        reset_done.wait(1)
-        real_revoke(user_id=user_id, keep=keep)
+    # When the password is changed in between, the reset is refused
+    with pytest.raises(ResetTokenInvalid):
+        services.password_reset_confirm(token=link.token, password="the-link-holders-pass")
 
-    monkeypatch.setattr(reset_tokens, "token_revoke", revoke_after_a_reset_had_its_chance)
-
-    # When the change goes through
-    change(user)
-    assert reset_done.wait(10)
-
-    # Then the reset is refused, and the changed password is the one that holds
-    assert results == ["refused"]
+    # And the changed password is the one that holds
     user.refresh_from_db()
     assert user.check_password(NEW_PASSWORD)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def token(user):
-    return reset_tokens.token_issue(user_id=user.pk).token
+    return reset_tokens.token_issue(user=user).token
 
 
 def submit(client, token, password=NEW_PASSWORD, confirm=None):

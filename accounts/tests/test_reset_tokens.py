@@ -1,10 +1,32 @@
-"""The Redis token store: digests only, expiry, replacement, single use."""
+"""The Redis token store: digests only, expiry, replacement, binding to the account."""
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from accounts import reset_tokens
+
+
+def account(user_id: int, **changed) -> SimpleNamespace:
+    """What the token store reads of a user: its id, password hash and email."""
+    fields = {"password": f"argon2$hash-of-{user_id}", "email": f"user{user_id}@example.com"}
+    return SimpleNamespace(pk=user_id, **{**fields, **changed})
+
+
+def issue(user_id: int) -> reset_tokens.IssuedToken:
+    return reset_tokens.token_issue(user=account(user_id))
+
+
+def replacing(user_id: int):
+    return reset_tokens.token_replacing(
+        user_id=user_id, binding=reset_tokens.binding(account(user_id))
+    )
+
+
+def owner(token: str) -> int | None:
+    peeked = reset_tokens.token_peek(token=token)
+    return peeked.user_id if peeked is not None else None
 
 
 def all_redis_bytes(redis_client) -> bytes:
@@ -30,16 +52,16 @@ def all_redis_bytes(redis_client) -> bytes:
 
 
 def test_issued_token_is_256_bit_url_safe_and_maps_to_its_user():
-    issued = reset_tokens.token_issue(user_id=7)
+    issued = issue(7)
 
     assert len(issued.token) == 64
     assert issued.token.isalnum()
-    assert reset_tokens.token_peek(token=issued.token) == 7
+    assert owner(issued.token) == 7
     assert reset_tokens.token_is_current(user_id=7, token=issued.token)
 
 
 def test_redis_holds_only_digests(redis_client):
-    issued = reset_tokens.token_issue(user_id=7)
+    issued = issue(7)
 
     stored = all_redis_bytes(redis_client)
     assert issued.token.encode() not in stored
@@ -47,7 +69,7 @@ def test_redis_holds_only_digests(redis_client):
 
 
 def test_token_lives_for_the_configured_timeout(redis_client, settings):
-    issued = reset_tokens.token_issue(user_id=7)
+    issued = issue(7)
 
     key = f"{reset_tokens.PREFIX}token:{reset_tokens.digest(issued.token)}"
     assert settings.PASSWORD_RESET_TIMEOUT - 2 <= redis_client.ttl(key) <= 600
@@ -55,114 +77,82 @@ def test_token_lives_for_the_configured_timeout(redis_client, settings):
 
 def test_token_expires(settings):
     settings.PASSWORD_RESET_TIMEOUT = 1
-    issued = reset_tokens.token_issue(user_id=7)
+    issued = issue(7)
 
     deadline = time.monotonic() + 5
     while reset_tokens.token_peek(token=issued.token) is not None:
         assert time.monotonic() < deadline, "token outlived its timeout"
         time.sleep(0.1)
-    assert reset_tokens.token_consume(token=issued.token) is None
     assert not reset_tokens.token_is_current(user_id=7, token=issued.token)
 
 
 def test_new_token_replaces_the_previous_one():
-    first = reset_tokens.token_issue(user_id=7)
-    second = reset_tokens.token_issue(user_id=7)
+    first = issue(7)
+    second = issue(7)
 
     assert reset_tokens.token_peek(token=first.token) is None
     assert not reset_tokens.token_is_current(user_id=7, token=first.token)
-    assert reset_tokens.token_peek(token=second.token) == 7
+    assert owner(second.token) == 7
 
 
 def test_tokens_of_different_users_are_independent():
-    ada = reset_tokens.token_issue(user_id=7)
-    bob = reset_tokens.token_issue(user_id=8)
+    ada = issue(7)
+    bob = issue(8)
 
-    assert reset_tokens.token_peek(token=ada.token) == 7
-    assert reset_tokens.token_peek(token=bob.token) == 8
-
-
-def test_token_is_consumed_once():
-    issued = reset_tokens.token_issue(user_id=7)
-
-    assert reset_tokens.token_consume(token=issued.token).user_id == 7
-    assert reset_tokens.token_consume(token=issued.token) is None
-    assert reset_tokens.token_peek(token=issued.token) is None
-    assert not reset_tokens.token_is_current(user_id=7, token=issued.token)
+    assert owner(ada.token) == 7
+    assert owner(bob.token) == 8
 
 
-def test_time_left_is_what_redis_has_left_and_only_for_the_owner(redis_client):
-    issued = reset_tokens.token_issue(user_id=7)
+def test_time_left_is_what_redis_has_left_and_only_for_the_owner_as_it_was(redis_client):
+    issued = issue(7)
     redis_client.pexpire(reset_tokens._token_key(reset_tokens.digest(issued.token)), 45_000)
 
-    assert 44 < reset_tokens.token_time_left(user_id=7, token=issued.token) <= 45
-    assert reset_tokens.token_time_left(user_id=8, token=issued.token) is None
-    reset_tokens.token_consume(token=issued.token)
-    assert reset_tokens.token_time_left(user_id=7, token=issued.token) is None
+    assert 44 < reset_tokens.token_time_left(user=account(7), token=issued.token) <= 45
+    assert reset_tokens.token_time_left(user=account(8), token=issued.token) is None
+    moved = account(7, email="elsewhere@example.com")
+    assert reset_tokens.token_time_left(user=moved, token=issued.token) is None
+    reset_tokens.token_revoke(user_id=7)
+    assert reset_tokens.token_time_left(user=account(7), token=issued.token) is None
+
+
+def test_a_token_works_only_for_the_account_as_it_was_issued_for():
+    issued = issue(7)
+    peeked = reset_tokens.token_peek(token=issued.token)
+
+    assert reset_tokens.binds(peeked, account(7))
+    # Another password hash (a reset, a change, a re-hash) or another email ends it
+    assert not reset_tokens.binds(peeked, account(7, password="argon2$another"))
+    assert not reset_tokens.binds(peeked, account(7, email="elsewhere@example.com"))
+    assert not reset_tokens.binds(peeked, account(8))
+
+
+def test_the_binding_is_keyed_by_the_secret(settings):
+    before = reset_tokens.binding(account(7))
+    settings.SECRET_KEY = "another-secret-another-secret-another-secret"
+
+    assert reset_tokens.binding(account(7)) != before
+    assert before not in (account(7).password, account(7).email)
+
+
+def test_a_token_stored_without_a_binding_works_no_more(redis_client):
+    issued = issue(7)
+    redis_client.set(reset_tokens._token_key(reset_tokens.digest(issued.token)), b"7")
+
+    assert reset_tokens.token_peek(token=issued.token) is None
+    assert reset_tokens.token_time_left(user=account(7), token=issued.token) is None
 
 
 @pytest.mark.parametrize("garbage", ["", "x", "0" * 64, "é" * 10, "a" * 5000])
 def test_unknown_tokens_are_not_found(garbage):
     assert reset_tokens.token_peek(token=garbage) is None
-    assert reset_tokens.token_consume(token=garbage) is None
 
 
 def test_token_is_derived_from_nonce_with_the_secret(settings):
-    issued = reset_tokens.token_issue(user_id=7)
+    issued = issue(7)
     assert reset_tokens.token_from_nonce(issued.nonce) == issued.token
 
     settings.SECRET_KEY = "another-secret-another-secret-another-secret"
     assert reset_tokens.token_from_nonce(issued.nonce) != issued.token
-
-
-def test_a_consumed_token_put_back_works_again_for_the_rest_of_its_life(redis_client, settings):
-    issued = reset_tokens.token_issue(user_id=7)
-    consumed = reset_tokens.token_consume(token=issued.token)
-
-    assert reset_tokens.token_restore(consumed)
-
-    assert reset_tokens.token_peek(token=issued.token) == 7
-    assert reset_tokens.token_is_current(user_id=7, token=issued.token)
-    key = f"{reset_tokens.PREFIX}token:{reset_tokens.digest(issued.token)}"
-    assert 0 < redis_client.pttl(key) <= settings.PASSWORD_RESET_TIMEOUT * 1000
-
-
-def test_a_token_put_back_lives_only_what_was_left_of_its_life(redis_client):
-    issued = reset_tokens.token_issue(user_id=7)
-    key = f"{reset_tokens.PREFIX}token:{reset_tokens.digest(issued.token)}"
-    redis_client.pexpire(key, 2_000)
-    consumed = reset_tokens.token_consume(token=issued.token)
-
-    time.sleep(0.5)  # the failed reset took this long
-    assert reset_tokens.token_restore(consumed)
-
-    # Not 2 s again: a link that keeps failing to reset must still end on time
-    assert 0 < redis_client.pttl(key) <= 1_500
-    assert 0 < redis_client.pttl(f"{reset_tokens.PREFIX}user:7") <= 1_500
-
-
-def test_a_token_whose_life_ended_while_in_use_is_not_put_back(redis_client):
-    issued = reset_tokens.token_issue(user_id=7)
-    key = f"{reset_tokens.PREFIX}token:{reset_tokens.digest(issued.token)}"
-    redis_client.pexpire(key, 200)
-    consumed = reset_tokens.token_consume(token=issued.token)
-
-    time.sleep(0.3)
-    assert not reset_tokens.token_restore(consumed)
-
-    assert reset_tokens.token_peek(token=issued.token) is None
-    assert not reset_tokens.token_is_current(user_id=7, token=issued.token)
-
-
-def test_a_consumed_token_is_not_put_back_over_a_newer_one():
-    first = reset_tokens.token_issue(user_id=7)
-    consumed = reset_tokens.token_consume(token=first.token)
-    second = reset_tokens.token_issue(user_id=7)
-
-    assert not reset_tokens.token_restore(consumed)
-
-    assert reset_tokens.token_peek(token=first.token) is None
-    assert reset_tokens.token_is_current(user_id=7, token=second.token)
 
 
 class EmailNotQueued(Exception):
@@ -172,7 +162,7 @@ class EmailNotQueued(Exception):
 def failing_to_queue(*, user_id: int, meanwhile=lambda: None) -> reset_tokens.IssuedToken:
     """Issue with token_replacing, whose block then fails as when the email cannot be queued."""
     try:
-        with reset_tokens.token_replacing(user_id=user_id) as issued:
+        with replacing(user_id) as issued:
             meanwhile()
             raise EmailNotQueued
     except EmailNotQueued:
@@ -180,24 +170,24 @@ def failing_to_queue(*, user_id: int, meanwhile=lambda: None) -> reset_tokens.Is
 
 
 def test_the_earlier_link_works_until_the_new_one_is_on_its_way():
-    earlier = reset_tokens.token_issue(user_id=7)
+    earlier = issue(7)
 
-    with reset_tokens.token_replacing(user_id=7) as issued:
-        assert reset_tokens.token_peek(token=earlier.token) == 7
+    with replacing(7) as issued:
+        assert owner(earlier.token) == 7
         assert reset_tokens.token_is_current(user_id=7, token=issued.token)
 
     assert reset_tokens.token_peek(token=earlier.token) is None
-    assert reset_tokens.token_peek(token=issued.token) == 7
+    assert owner(issued.token) == 7
 
 
 def test_when_the_email_cannot_be_queued_the_earlier_link_still_works():
-    earlier = reset_tokens.token_issue(user_id=7)
+    earlier = issue(7)
 
     issued = failing_to_queue(user_id=7)
 
     assert reset_tokens.token_peek(token=issued.token) is None
     assert reset_tokens.token_is_current(user_id=7, token=earlier.token)
-    assert reset_tokens.token_consume(token=earlier.token).user_id == 7
+    assert owner(earlier.token) == 7
 
 
 def test_a_failed_first_request_leaves_no_token(redis_client):
@@ -209,12 +199,10 @@ def test_a_failed_first_request_leaves_no_token(redis_client):
 
 
 def test_a_failed_request_does_not_undo_a_newer_one():
-    earlier = reset_tokens.token_issue(user_id=7)
+    earlier = issue(7)
 
     newer = []  # a concurrent request that succeeded
-    failed = failing_to_queue(
-        user_id=7, meanwhile=lambda: newer.append(reset_tokens.token_issue(user_id=7))
-    )
+    failed = failing_to_queue(user_id=7, meanwhile=lambda: newer.append(issue(7)))
 
     # The newer link is the one that works, and the only one
     assert reset_tokens.token_is_current(user_id=7, token=newer[0].token)
@@ -223,41 +211,41 @@ def test_a_failed_request_does_not_undo_a_newer_one():
 
 
 def test_a_link_going_out_ends_earlier_ones_but_not_a_newer_one_still_on_its_way():
-    earlier = reset_tokens.token_issue(user_id=7)
-    first_request = reset_tokens.token_replacing(user_id=7)
+    earlier = issue(7)
+    first_request = replacing(7)
     first = first_request.__enter__()
-    second_request = reset_tokens.token_replacing(user_id=7)
+    second_request = replacing(7)
     second = second_request.__enter__()
 
     # The first request's email is queued while the second is still queuing its own
     first_request.__exit__(None, None, None)
 
     assert reset_tokens.token_peek(token=earlier.token) is None
-    assert reset_tokens.token_peek(token=first.token) == 7
-    assert reset_tokens.token_peek(token=second.token) == 7
+    assert owner(first.token) == 7
+    assert owner(second.token) == 7
     # Then the second's goes out too: only its link works
     second_request.__exit__(None, None, None)
     assert reset_tokens.token_peek(token=first.token) is None
-    assert reset_tokens.token_peek(token=second.token) == 7
+    assert owner(second.token) == 7
 
 
 def test_a_new_token_comes_after_the_newest_even_if_the_clock_went_back(redis_client):
-    earlier = reset_tokens.token_issue(user_id=7)
+    earlier = issue(7)
     # As if the earlier token had been issued by a server whose clock was an hour ahead
     live = f"{reset_tokens.PREFIX}live:7"
     ahead = redis_client.zscore(live, reset_tokens.digest(earlier.token)) + 3_600_000_000
     redis_client.zadd(live, {reset_tokens.digest(earlier.token): ahead})
 
-    issued = reset_tokens.token_issue(user_id=7)
+    issued = issue(7)
 
     assert reset_tokens.token_peek(token=earlier.token) is None
-    assert reset_tokens.token_peek(token=issued.token) == 7
+    assert owner(issued.token) == 7
 
 
 def test_a_withdrawn_token_hands_back_to_the_newest_that_still_works(redis_client):
-    oldest = reset_tokens.token_issue(user_id=7)
+    oldest = issue(7)
     # A newer request still queuing its email, whose token has expired meanwhile
-    expired = reset_tokens.token_replacing(user_id=7).__enter__()
+    expired = replacing(7).__enter__()
     redis_client.delete(f"{reset_tokens.PREFIX}token:{reset_tokens.digest(expired.token)}")
 
     failed = failing_to_queue(user_id=7)
@@ -265,39 +253,11 @@ def test_a_withdrawn_token_hands_back_to_the_newest_that_still_works(redis_clien
     # The newest other token had expired: the oldest, still alive, is current again
     assert reset_tokens.token_peek(token=failed.token) is None
     assert reset_tokens.token_is_current(user_id=7, token=oldest.token)
-    assert reset_tokens.token_peek(token=oldest.token) == 7
-
-
-def test_a_used_token_is_not_put_back_after_a_password_change_ended_every_token(redis_client):
-    issued = reset_tokens.token_issue(user_id=7)
-    consumed = reset_tokens.token_consume(token=issued.token)
-    reset_tokens.token_revoke(user_id=7)  # a password change committed meanwhile
-
-    assert not reset_tokens.token_restore(consumed)
-
-    assert reset_tokens.token_peek(token=issued.token) is None
-    assert list(redis_client.scan_iter(f"{reset_tokens.PREFIX}*")) == []
-
-
-def test_a_used_token_is_put_back_beside_a_newer_one_still_on_its_way():
-    issued = reset_tokens.token_issue(user_id=7)
-    consumed = reset_tokens.token_consume(token=issued.token)
-
-    # A newer forgot is queuing its email when the reset fails and puts the token back...
-    failed = []
-    failing_to_queue(
-        user_id=7,
-        meanwhile=lambda: failed.append(reset_tokens.token_restore(consumed)),
-    )
-
-    # ...and that newer request fails too: the link the user has works again
-    assert failed == [True]
-    assert reset_tokens.token_peek(token=issued.token) == 7
-    assert reset_tokens.token_is_current(user_id=7, token=issued.token)
+    assert owner(oldest.token) == 7
 
 
 def test_a_password_change_during_a_request_that_fails_ends_every_link():
-    earlier = reset_tokens.token_issue(user_id=7)
+    earlier = issue(7)
 
     failed = failing_to_queue(user_id=7, meanwhile=lambda: reset_tokens.token_revoke(user_id=7))
 
@@ -307,9 +267,9 @@ def test_a_password_change_during_a_request_that_fails_ends_every_link():
 
 
 def test_revoking_ends_links_still_in_their_window(redis_client):
-    earlier = reset_tokens.token_issue(user_id=7)
+    earlier = issue(7)
 
-    with reset_tokens.token_replacing(user_id=7) as pending:
+    with replacing(7) as pending:
         reset_tokens.token_revoke(user_id=7)
 
     assert reset_tokens.token_peek(token=earlier.token) is None
@@ -317,20 +277,8 @@ def test_revoking_ends_links_still_in_their_window(redis_client):
     assert list(redis_client.scan_iter(f"{reset_tokens.PREFIX}*")) == []
 
 
-def test_the_live_set_expires_with_the_tokens(redis_client, settings):
-    issued = reset_tokens.token_issue(user_id=7)
-    live = f"{reset_tokens.PREFIX}live:7"
-    assert 0 < redis_client.ttl(live) <= settings.PASSWORD_RESET_TIMEOUT
-
-    # Also when a used token is put back for longer than the set had left
-    consumed = reset_tokens.token_consume(token=issued.token)
-    redis_client.pexpire(live, 1_000)
-    assert reset_tokens.token_restore(consumed)
-    assert 1_000 < redis_client.pttl(live) <= settings.PASSWORD_RESET_TIMEOUT * 1000
-
-
 def test_the_earlier_link_keeps_its_own_expiry_when_it_is_current_again(redis_client):
-    earlier = reset_tokens.token_issue(user_id=7)
+    earlier = issue(7)
     earlier_key = f"{reset_tokens.PREFIX}token:{reset_tokens.digest(earlier.token)}"
     redis_client.pexpire(earlier_key, 60_000)
 

@@ -51,7 +51,7 @@ def policy_violations(browser) -> list[str]:
 
 
 def open_link(browser, live_server, user) -> None:
-    token = reset_tokens.token_issue(user_id=user.pk).token
+    token = reset_tokens.token_issue(user=user).token
     browser.delete_all_cookies()
     policy_violations(browser)  # drop what earlier pages logged
     browser.get(f"{live_server.url}/reset-password/?token={token}")

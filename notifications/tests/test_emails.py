@@ -23,7 +23,7 @@ def html_of(message) -> str:
 
 def test_reset_email_carries_no_text_the_registrant_typed(make_user):
     user = make_user(full_name=NAME)
-    issued = reset_tokens.token_issue(user_id=user.pk)
+    issued = reset_tokens.token_issue(user=user)
 
     services.password_reset_deliver(user_id=user.pk, nonce=issued.nonce)
 
@@ -89,7 +89,7 @@ def test_reset_email_states_the_time_the_link_has_left_when_it_goes_out(
     # Given a link whose email goes out late (retries, a backlog, a stopped worker): its token
     # has only this much of its life left
     before = datetime.now(UTC)
-    issued = reset_tokens.token_issue(user_id=user.pk)
+    issued = reset_tokens.token_issue(user=user)
     redis_client.pexpire(reset_tokens._token_key(reset_tokens.digest(issued.token)), left_ms)
 
     # When the worker sends it

@@ -96,7 +96,7 @@ def delays():
 
 
 def send_reset_email(user) -> reset_tokens.IssuedToken:
-    issued = reset_tokens.token_issue(user_id=user.pk)
+    issued = reset_tokens.token_issue(user=user)
     tasks.send_password_reset_email.delay(user.pk, issued.nonce)
     return issued
 

@@ -45,7 +45,7 @@ def service_log(caplog) -> str:
 
 
 def send_reset_email(user) -> None:
-    issued = reset_tokens.token_issue(user_id=user.pk)
+    issued = reset_tokens.token_issue(user=user)
     tasks.send_password_reset_email.delay(user.pk, issued.nonce)
 
 

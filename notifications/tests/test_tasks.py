@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_deliver_sends_the_link_for_the_live_token(user):
-    issued = reset_tokens.token_issue(user_id=user.pk)
+    issued = reset_tokens.token_issue(user=user)
 
     assert services.password_reset_deliver(user_id=user.pk, nonce=issued.nonce)
 
@@ -66,7 +66,7 @@ def test_link_adds_the_token_to_the_configured_url(settings, configured, link):
 
 def test_deliver_keeps_the_query_of_the_configured_url(user, settings):
     settings.PASSWORD_RESET_URL = "https://app.example.com/reset?lang=en"
-    issued = reset_tokens.token_issue(user_id=user.pk)
+    issued = reset_tokens.token_issue(user=user)
 
     services.password_reset_deliver(user_id=user.pk, nonce=issued.nonce)
 
@@ -74,7 +74,7 @@ def test_deliver_keeps_the_query_of_the_configured_url(user, settings):
 
 
 def test_redelivered_message_does_not_email_twice(user):
-    issued = reset_tokens.token_issue(user_id=user.pk)
+    issued = reset_tokens.token_issue(user=user)
 
     services.password_reset_deliver(user_id=user.pk, nonce=issued.nonce)
     again = services.password_reset_deliver(user_id=user.pk, nonce=issued.nonce)
@@ -84,8 +84,8 @@ def test_redelivered_message_does_not_email_twice(user):
 
 
 def test_replaced_token_sends_nothing_and_says_why(user, caplog):
-    stale = reset_tokens.token_issue(user_id=user.pk)
-    reset_tokens.token_issue(user_id=user.pk)
+    stale = reset_tokens.token_issue(user=user)
+    reset_tokens.token_issue(user=user)
 
     caplog.set_level("INFO")
     assert not services.password_reset_deliver(user_id=user.pk, nonce=stale.nonce)
@@ -96,7 +96,7 @@ def test_replaced_token_sends_nothing_and_says_why(user, caplog):
 
 
 def test_expired_token_sends_nothing(user, redis_client):
-    issued = reset_tokens.token_issue(user_id=user.pk)
+    issued = reset_tokens.token_issue(user=user)
     for key in redis_client.scan_iter(f"{reset_tokens.PREFIX}*"):
         redis_client.delete(key)  # what the expiry does to each of them
 
@@ -105,10 +105,10 @@ def test_expired_token_sends_nothing(user, redis_client):
 
 
 def test_a_link_is_sent_while_a_newer_request_is_still_queuing_its_own(user):
-    issued = reset_tokens.token_issue(user_id=user.pk)
+    issued = reset_tokens.token_issue(user=user)
 
     # A newer forgot has stored its token but not yet queued its email, which may yet fail
-    with reset_tokens.token_replacing(user_id=user.pk):
+    with reset_tokens.token_replacing(user_id=user.pk, binding=reset_tokens.binding(user)):
         sent = services.password_reset_deliver(user_id=user.pk, nonce=issued.nonce)
 
     # The link still worked when its email went out, so it went out
@@ -116,9 +116,22 @@ def test_a_link_is_sent_while_a_newer_request_is_still_queuing_its_own(user):
     assert issued.token in mail.outbox[0].body
 
 
+def test_a_link_outdated_by_a_password_change_is_not_sent_even_if_redis_kept_it(user, monkeypatch):
+    issued = reset_tokens.token_issue(user=user)
+    # The change commits, but Redis cannot forget the user's links
+    monkeypatch.setattr(
+        reset_tokens, "token_revoke", mock.Mock(side_effect=redis_errors.ConnectionError("down"))
+    )
+    services_accounts.password_set(user=user, password="another long passphrase")
+    mail.outbox.clear()
+
+    assert not services.password_reset_deliver(user_id=user.pk, nonce=issued.nonce)
+    assert mail.outbox == []
+
+
 def test_deactivated_user_gets_nothing(make_user):
     user = make_user(is_active=False)
-    issued = reset_tokens.token_issue(user_id=user.pk)
+    issued = reset_tokens.token_issue(user=user)
 
     assert not services.password_reset_deliver(user_id=user.pk, nonce=issued.nonce)
     assert mail.outbox == []
@@ -216,7 +229,7 @@ def test_backoff_outlasts_a_short_outage_and_stays_inside_the_token_lifetime(set
 
 @pytest.mark.usefixtures("eager_tasks")
 def test_transient_failure_is_retried_then_delivered(user):
-    issued = reset_tokens.token_issue(user_id=user.pk)
+    issued = reset_tokens.token_issue(user=user)
     real_send = services.emails.password_reset_email_send
     calls = []
 
@@ -238,7 +251,7 @@ def test_transient_failure_is_retried_then_delivered(user):
 
 @pytest.mark.usefixtures("eager_tasks")
 def test_permanent_failure_is_not_retried_and_logged_without_secrets(user, caplog):
-    issued = reset_tokens.token_issue(user_id=user.pk)
+    issued = reset_tokens.token_issue(user=user)
     calls = []
 
     def refuse(**kwargs):
