@@ -95,6 +95,22 @@ def test_a_login_whose_re_hash_is_refused_as_busy_still_signs_in(api, user, monk
     assert user.password == earlier  # upgraded on a later sign-in
 
 
+def test_a_login_refused_while_hashing_is_busy_is_a_503_logged_as_a_warning(
+    api, user, monkeypatch, caplog
+):
+    monkeypatch.setattr("accounts.hashers.hash_run", mock.Mock(side_effect=HashingBusy()))
+    caplog.set_level("INFO")
+
+    login = api.post(LOGIN, {"email": user.email, "password": PASSWORD}, format="json")
+
+    assert login.status_code == 503
+    assert login["Retry-After"] == "1"
+    # The load shedding at work: one warning, not an error (with a traceback) per refusal
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= 30] == [
+        ("WARNING", "password hashing busy: request refused (503, Retry-After 1)")
+    ]
+
+
 def test_legacy_pbkdf2_hash_still_verifies_in_the_hash_threads(user, monkeypatch):
     user.password = make_password(PASSWORD, hasher="pbkdf2_sha256")
     user.save()

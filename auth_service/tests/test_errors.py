@@ -347,7 +347,7 @@ def test_the_admin_sign_in_with_the_database_unreachable_is_503_json(monkeypatch
     assert "Traceback" not in caplog.text
 
 
-def test_a_login_burst_during_an_admin_sign_in_is_a_503_with_retry_after(monkeypatch):
+def test_a_login_burst_during_an_admin_sign_in_is_a_503_with_retry_after(monkeypatch, caplog):
     response = admin_sign_in_failing_with(monkeypatch, HashingBusy())
 
     assert response.status_code == 503
@@ -356,6 +356,8 @@ def test_a_login_burst_during_an_admin_sign_in_is_a_503_with_retry_after(monkeyp
         "code": "service_unavailable",
     }
     assert response["Retry-After"] == "1"
+    assert [r.levelname for r in caplog.records if r.levelno >= 30] == ["WARNING"]
+    assert "Traceback" not in caplog.text
 
 
 def test_an_unexpected_error_outside_the_api_is_still_a_500(monkeypatch):

@@ -92,6 +92,10 @@ def test_logins_queueing_behind_busy_threads_get_a_quick_503(one_worker, sql, ac
     refused = [response for response in responses if response.status_code == 503]
     assert all(response.headers["Retry-After"] == "1" for response in refused)
     assert all(response.json()["code"] == "service_unavailable" for response in refused)
+    # Logged as the load shedding it is: a warning each, no error or traceback
+    assert "password hashing busy: request refused" in one_worker.output()
+    assert "Service Unavailable" not in one_worker.output()
+    assert "Traceback" not in one_worker.output()
     # And once the burst is over, a login hashes again
     again = Client(one_worker).post(
         "/api/v1/auth/login/", {"email": account.email, "password": PASSWORD}
