@@ -9,6 +9,7 @@ from accounts.validators import (
     email_hides_characters,
     email_local_part_unsendable,
     email_stored_form_invalid,
+    validate_full_name,
 )
 
 # Long enough for any real passphrase, small enough that hashing cost stays bounded.
@@ -78,7 +79,7 @@ def user_data(user) -> dict:
 
 
 class RegisterSerializer(serializers.Serializer):
-    full_name = TextField(max_length=150)
+    full_name = TextField(max_length=150, validators=[validate_full_name])
     email = EmailField(max_length=EMAIL_MAX)
     password = password_field()
 

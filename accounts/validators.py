@@ -20,6 +20,35 @@ _UNSEEN_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
 SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 
 
+# Characters a name must not hold: controls (a bell, a newline), line and paragraph separators,
+# and the direction embeddings, overrides and isolates that make text show in another order
+# than it is stored (U+202E shows "Ada" as "adA" in the admin). The zero-width joiners and the
+# direction marks stay: Persian, Indic and emoji names need them.
+_NAME_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_DIRECTION_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Letters and symbols that show as nothing: Hangul fillers and the blank braille pattern.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+NAME_INVISIBLE = "Enter a name with at least one visible character."
+NAME_CONTROL = "A name cannot hold control or text-direction characters."
+
+
+def validate_full_name(name: str) -> None:
+    """A name a person can read: something visible, and nothing that would break a line or
+    reorder the text around it where the name is shown."""
+    if any(
+        unicodedata.category(char) in _NAME_REFUSED_CATEGORIES or char in _DIRECTION_CONTROLS
+        for char in name
+    ):
+        raise ValidationError(NAME_CONTROL, code="invalid")
+    if not any(
+        unicodedata.category(char)[0] in "LNPS"
+        and char not in _BLANK_LETTERS
+        and not stringprep.in_table_b1(char)
+        for char in name
+    ):
+        raise ValidationError(NAME_INVISIBLE, code="invalid")
+
+
 def email_hides_characters(email: str) -> bool:
     """True if the email holds whitespace or a character that a reader cannot see or that
     sending would drop: such an email is not a valid address."""

@@ -134,6 +134,22 @@ def test_admin_refuses_an_email_with_an_invisible_or_look_alike_character(
     assert not User.objects.filter(full_name="Imposter").exists()
 
 
+def test_admin_refuses_a_name_that_shows_in_another_order(admin_client):
+    response = admin_client.post(
+        "/admin/accounts/user/add/",
+        {
+            "email": "grace@example.com",
+            "full_name": "\u202eecalevoL adA",
+            "password1": "a-strong-passphrase",
+            "password2": "a-strong-passphrase",
+        },
+    )
+
+    assert response.status_code == 200  # the form again, with the error
+    assert "A name cannot hold control or text-direction characters." in response.content.decode()
+    assert not User.objects.filter(email="grace@example.com").exists()
+
+
 def test_createsuperuser_refuses_an_email_with_an_invisible_character(monkeypatch, user):
     monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-strong-passphrase")
 

@@ -270,3 +270,59 @@ def test_both_spellings_of_an_international_domain_are_one_account(api, first, s
     assert again.json() == {"email": ["An account with this email already exists."]}
     assert login.status_code == 200
     assert User.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u200b",  # zero-width space
+        "\u200d\u200c",  # zero-width joiner and non-joiner, nothing to join
+        "\u0301\u0308",  # combining marks on nothing
+        "\u2800",  # braille blank
+        "\u3164",  # Hangul filler
+        "\ufe0f",  # a variation selector alone
+    ],
+)
+def test_a_name_with_nothing_visible_is_refused(api, name):
+    response = api.post(URL, {**BODY, "full_name": name}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"full_name": ["Enter a name with at least one visible character."]}
+    assert not User.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Ada\x07Lovelace",  # a control character
+        "Ada\nLovelace",
+        "Ada\u2028Lovelace",  # line separator
+        "\u202eecalevoL adA",  # right-to-left override: shows reversed in the admin
+        "Ada \u2066Lovelace\u2069",  # a directional isolate
+    ],
+)
+def test_a_name_with_control_or_direction_characters_is_refused(api, name):
+    response = api.post(URL, {**BODY, "full_name": name}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "full_name": ["A name cannot hold control or text-direction characters."]
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Zoë Ångström",
+        "محمد\u200cرضا",  # Persian: the zero-width non-joiner belongs in the name
+        "\u0915\u094d\u200d\u0937",  # Devanagari with a zero-width joiner
+        "李小龍",
+        "O'Brien-Smith Jr.",
+        "\U0001f469\u200d\U0001f4bb Ada",  # an emoji sequence
+    ],
+)
+def test_names_in_any_script_are_kept_as_typed(api, name):
+    response = api.post(URL, {**BODY, "full_name": name}, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["full_name"] == name
