@@ -2,7 +2,7 @@
 
 import re
 
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.parsers import JSONParser as DRFJSONParser
 
 # JSON may escape half of a UTF-16 pair alone ("\ud800"); Python decodes it to a string that
@@ -29,6 +29,15 @@ class JSONParser(DRFJSONParser):
     """
 
     def parse(self, stream, media_type=None, parser_context=None):
+        request = (parser_context or {}).get("request")
+        coding = request.META.get("HTTP_CONTENT_ENCODING", "") if request is not None else ""
+        if coding.strip().lower() not in ("", "identity"):
+            # Read as JSON, a compressed body would be a confusing parse error (RFC 9110:
+            # 415 for a content coding the server does not take).
+            raise UnsupportedMediaType(
+                media_type,
+                detail=f"Content-Encoding {coding!r} is not supported: send the body uncompressed.",
+            )
         try:
             data = super().parse(stream, media_type, parser_context)
             if _holds_lone_surrogate(data):

@@ -1,5 +1,7 @@
 """Client mistakes get the contract's JSON error shape, never HTML and never a 500."""
 
+import gzip
+
 import pytest
 from django.core.exceptions import PermissionDenied
 from django.db import (
@@ -42,6 +44,33 @@ def test_form_encoded_body_is_415(client):
 
     assert response.status_code == 415
     assert response.json()["code"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "gzip, identity"])
+def test_a_compressed_body_is_415_saying_to_send_it_uncompressed(client, coding):
+    body = gzip.compress(b'{"email": "a@example.com"}')
+
+    response = client.post(
+        REGISTER, data=body, content_type="application/json", headers={"content-encoding": coding}
+    )
+
+    assert response.status_code == 415
+    assert response.json() == {
+        "detail": f"Content-Encoding {coding!r} is not supported: send the body uncompressed.",
+        "code": "unsupported_media_type",
+    }
+
+
+@pytest.mark.parametrize("coding", ["identity", "Identity", ""])
+def test_an_identity_content_encoding_is_a_plain_body(client, coding):
+    response = client.post(
+        "/api/v1/auth/login/",
+        data='{"email": "nobody@example.com", "password": "a-long-passphrase"}',
+        content_type="application/json",
+        headers={"content-encoding": coding},
+    )
+
+    assert response.status_code == 401
 
 
 def test_oversized_body_is_413_json(client):
