@@ -2,9 +2,10 @@
 
 import logging
 import os
+import time
 
 from celery import Celery, Task, bootsteps
-from celery.signals import worker_shutdown, worker_shutting_down
+from celery.signals import worker_init, worker_shutdown, worker_shutting_down
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auth_service.settings")
 
@@ -26,6 +27,57 @@ class SecretArgsTask(Task):
         options.setdefault("argsrepr", "<hidden>")
         options.setdefault("kwargsrepr", "<hidden>")
         return super().apply_async(args, kwargs, **options)
+
+
+SCHEMA_POLL = 2  # seconds between looks at the database's migrations
+SCHEMA_NAG = 60  # seconds between the log lines that say the worker is still waiting
+
+
+def migrations_pending() -> list[str]:
+    """The migrations this code has that the database has not applied yet."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    try:
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    finally:
+        connection.close()
+    return [f"{migration.app_label}.{migration.name}" for migration, _ in plan]
+
+
+@worker_init.connect
+def _wait_for_schema(**_) -> None:
+    """Take no task until the database has this code's migrations. On Render the web service's
+    pre-deploy step migrates, and a worker of the same deploy can start first: its tasks and
+    sweep would meet tables without the columns they use. Messages wait in the queue meanwhile.
+    A database that cannot be reached is not waited for here: the tasks retry and the sweep
+    copes, as when it goes down later."""
+    import django
+    from django.apps import apps
+    from django.db import DatabaseError
+
+    if not apps.ready:
+        django.setup()
+    last_said = None
+    while True:
+        try:
+            pending = migrations_pending()
+        except DatabaseError as error:
+            logger.warning("schema check skipped: database unavailable (%s)", type(error).__name__)
+            return
+        if not pending:
+            if last_said is not None:
+                logger.info("migrations applied: taking tasks")
+            return
+        if last_said is None or time.monotonic() - last_said >= SCHEMA_NAG:
+            logger.warning(
+                "waiting for migrations before taking tasks (the deploy's migrate step runs "
+                "them): %s",
+                ", ".join(pending),
+            )
+            last_said = time.monotonic()
+        time.sleep(SCHEMA_POLL)
 
 
 _sweeps = []

@@ -1,6 +1,16 @@
-"""Processes that start (a deploy, a restart) while PostgreSQL or Redis is out."""
+"""Processes that start (a deploy, a restart) while PostgreSQL or Redis is out, or before the
+deploy's migrations have run."""
 
-from auth_service.tests.faults.harness import Client, WebServer, wait_for
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import closing
+
+import psycopg2
+
+from auth_service.celery import SCHEMA_POLL
+from auth_service.tests.faults.harness import ROOT, Client, WebServer, wait_for
 
 
 def test_web_starts_while_its_dependencies_are_down_and_serves_once_they_are_up(
@@ -48,3 +58,42 @@ def test_worker_started_while_redis_is_down_begins_when_it_appears(
     # Then that worker sends it
     (message,) = smtp.wait_for(1)
     assert message["To"] == account.email
+
+
+def test_a_worker_started_before_the_deploys_migrations_waits_for_them(
+    private_postgres, service_env, start_worker
+):
+    # Given a database still on the previous release's schema (Render runs the migrations in
+    # the web service's pre-deploy step; the worker of the same deploy may start first)
+    name = f"before_migrate_{uuid.uuid4().hex[:8]}"
+    with closing(psycopg2.connect(private_postgres.url())) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    url = private_postgres.url(name)
+
+    def manage(*args: str) -> None:
+        env = {**service_env, "DATABASE_URL": url}
+        subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+    try:
+        manage("migrate", "--noinput", "-v0")
+        manage("migrate", "accounts", "0005", "--noinput", "-v0")
+
+        # When the new worker starts, it says what it waits for and takes no task
+        worker = start_worker(wait=False, DATABASE_URL=url)
+        worker.wait_for_log("waiting for migrations before taking tasks")
+        assert "accounts.0006_full_name_validator" in worker.output()
+        time.sleep(2 * SCHEMA_POLL)
+        worker.check_alive()
+        assert " ready." not in worker.output()
+
+        # Then once the migrations have run, it starts taking tasks
+        manage("migrate", "--noinput", "-v0")
+        worker.wait_until_ready()
+        assert "migrations applied: taking tasks" in worker.output()
+    finally:
+        with closing(psycopg2.connect(private_postgres.url())) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
