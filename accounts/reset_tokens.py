@@ -2,7 +2,8 @@
 
 Redis holds only SHA-256 digests, never a raw token:
 
-    reset:token:<digest> -> "<user id>:<binding>"   (the token's life)
+    reset:token:<digest> -> user id       (the token's life)
+    reset:bind:<digest>  -> binding       (the account as the token was issued for; same life)
     reset:user:<id>      -> digest        (the user's current token, so a new one replaces it)
     reset:live:<id>      -> sorted set    (every token of the user that may still work, by
                                            issue time, so none is missed when they all must end)
@@ -14,6 +15,8 @@ requests with one token wins), and a new password or email set any other way end
 the same way. That makes PostgreSQL, not Redis, the judge of "used": a Redis failure after the
 new password is committed cannot leave a used link working, and one before it cannot use a link
 up without setting the password. Redis forgets the user's tokens once the password is set.
+The binding has a key of its own so that the token's key keeps the form the previous release
+reads: during a deploy, old and new processes take each other's tokens.
 
 The raw token is derived from a random 256-bit nonce with an HMAC keyed by the server secret.
 The Celery message carries only the user id and the nonce, so the broker (also Redis) never
@@ -54,6 +57,7 @@ _BINDING_SALT = "accounts.reset_tokens.binding"
 # another machine) must not put a new token before an old one.
 _ISSUE = """
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 local now = redis.call('TIME')
 local place = now[1] * 1000000 + now[2]
@@ -70,7 +74,7 @@ _RETIRE = """
 local issued = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not issued then return 0 end
 local older = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. issued)
-for _, old in ipairs(older) do redis.call('DEL', ARGV[2] .. old) end
+for _, old in ipairs(older) do redis.call('DEL', ARGV[2] .. old, ARGV[3] .. old) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. issued)
 return #older
 """
@@ -79,7 +83,7 @@ return #older
 # newest one still alive (the link already in the inbox) is current again. Deletes first: a
 # Redis out of memory still lets the script finish once it has written.
 _WITHDRAW = """
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[4])
 redis.call('ZREM', KEYS[3], ARGV[1])
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 1 end
 for _, token in ipairs(redis.call('ZREVRANGE', KEYS[3], 0, -1)) do
@@ -96,10 +100,10 @@ return 1
 # End every token of the user: a password set some other way ends every emailed link too.
 _REVOKE = """
 for _, token in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  redis.call('DEL', ARGV[1] .. token)
+  redis.call('DEL', ARGV[1] .. token, ARGV[2] .. token)
 end
 local current = redis.call('GET', KEYS[1])
-if current then redis.call('DEL', ARGV[1] .. current) end
+if current then redis.call('DEL', ARGV[1] .. current, ARGV[2] .. current) end
 redis.call('DEL', KEYS[1], KEYS[2])
 return 1
 """
@@ -115,7 +119,7 @@ class IssuedToken:
 @dataclass(frozen=True)
 class PeekedToken:
     user_id: int
-    binding: str
+    binding: str | None  # None: issued by a release before bindings (a deploy's first minutes)
 
 
 def _redis():
@@ -129,6 +133,10 @@ def digest(token: str) -> str:
 
 def _token_key(token_digest: str) -> str:
     return f"{PREFIX}token:{token_digest}"
+
+
+def _bind_key(token_digest: str) -> str:
+    return f"{PREFIX}bind:{token_digest}"
 
 
 def _user_key(user_id: int) -> str:
@@ -153,7 +161,12 @@ def binding(user: "User | None") -> str:
 
 def binds(peeked: PeekedToken, user: "User") -> bool:
     """Whether the token was issued for the account as it is now."""
-    return peeked.user_id == user.pk and hmac.compare_digest(peeked.binding, binding(user))
+    if peeked.user_id != user.pk:
+        return False
+    # No binding: a token the release before bindings issued, in a deploy's first minutes. It
+    # is judged as that release judged it, by Redis alone (a password change has Redis forget
+    # it), and the reset's UPDATE still lets only one use win.
+    return peeked.binding is None or hmac.compare_digest(peeked.binding, binding(user))
 
 
 def token_issue(*, user: "User") -> IssuedToken:
@@ -178,8 +191,8 @@ def token_replacing(*, user_id: int, binding: str) -> Iterator[IssuedToken]:
     redis_scripts.run(
         _redis(),
         _ISSUE,
-        [_user_key(user_id), _token_key(token_digest), _live_key(user_id)],
-        [token_digest, f"{user_id}:{binding}", settings.PASSWORD_RESET_TIMEOUT],
+        [_user_key(user_id), _token_key(token_digest), _live_key(user_id), _bind_key(token_digest)],
+        [token_digest, user_id, settings.PASSWORD_RESET_TIMEOUT, binding],
     )
     issued = IssuedToken(nonce=nonce, token=token, user_id=user_id)
     try:
@@ -196,7 +209,12 @@ def _withdraw(issued: IssuedToken) -> None:
         redis_scripts.run(
             _redis(),
             _WITHDRAW,
-            [_user_key(issued.user_id), _token_key(token_digest), _live_key(issued.user_id)],
+            [
+                _user_key(issued.user_id),
+                _token_key(token_digest),
+                _live_key(issued.user_id),
+                _bind_key(token_digest),
+            ],
             [token_digest, f"{PREFIX}token:"],
         )
     except RedisError as error:
@@ -217,7 +235,7 @@ def _retire_earlier(issued: IssuedToken) -> None:
             _redis(),
             _RETIRE,
             [_live_key(issued.user_id)],
-            [digest(issued.token), f"{PREFIX}token:"],
+            [digest(issued.token), f"{PREFIX}token:", f"{PREFIX}bind:"],
         )
     except RedisError as error:
         # The new link is on its way: the request succeeded. The earlier ones end with the next
@@ -229,17 +247,18 @@ def _retire_earlier(issued: IssuedToken) -> None:
         )
 
 
-def _parse(value: bytes | None) -> PeekedToken | None:
-    # A value without a binding (from before tokens had one) works no more.
-    user_id, _, bound = (value or b"").decode().partition(":")
-    return PeekedToken(user_id=int(user_id), binding=bound) if bound else None
+def _peeked(user_id: bytes | None, bound: bytes | None) -> PeekedToken | None:
+    if user_id is None:
+        return None
+    return PeekedToken(user_id=int(user_id), binding=bound.decode() if bound else None)
 
 
 def token_peek(*, token: str) -> PeekedToken | None:
     """Whose a live token is, without using it up; None if unknown or expired."""
     if not token or len(token) > TOKEN_MAX:
         return None
-    return _parse(_redis().get(_token_key(digest(token))))
+    token_digest = digest(token)
+    return _peeked(*_redis().mget(_token_key(token_digest), _bind_key(token_digest)))
 
 
 def token_revoke(*, user_id: int) -> None:
@@ -248,7 +267,7 @@ def token_revoke(*, user_id: int) -> None:
         _redis(),
         _REVOKE,
         [_user_key(user_id), _live_key(user_id)],
-        [f"{PREFIX}token:"],
+        [f"{PREFIX}token:", f"{PREFIX}bind:"],
     )
 
 
@@ -256,10 +275,12 @@ def token_time_left(*, user: "User", token: str) -> float | None:
     """Seconds the token still works for this user; None if it no longer does (expired, ended
     by a newer link, or the account changed since: a new password or email). What the worker
     checks before it emails the link, and what the email says is left."""
-    key = _token_key(digest(token))
+    token_digest = digest(token)
+    key = _token_key(token_digest)
     # One round trip, one moment: owner and time left come from the same instant (MULTI/EXEC).
-    value, left_ms = _redis().pipeline().get(key).pttl(key).execute()
-    peeked = _parse(value)
+    pipeline = _redis().pipeline().get(key).get(_bind_key(token_digest)).pttl(key)
+    owner, bound, left_ms = pipeline.execute()
+    peeked = _peeked(owner, bound)
     if peeked is None or not binds(peeked, user) or left_ms <= 0:
         return None
     return left_ms / 1000

@@ -86,9 +86,11 @@ def test_token_expires(settings):
     assert not reset_tokens.token_is_current(user_id=7, token=issued.token)
 
 
-def test_new_token_replaces_the_previous_one():
+def test_new_token_replaces_the_previous_one(redis_client):
     first = issue(7)
     second = issue(7)
+
+    assert not redis_client.exists(reset_tokens._bind_key(reset_tokens.digest(first.token)))
 
     assert reset_tokens.token_peek(token=first.token) is None
     assert not reset_tokens.token_is_current(user_id=7, token=first.token)
@@ -134,12 +136,20 @@ def test_the_binding_is_keyed_by_the_secret(settings):
     assert before not in (account(7).password, account(7).email)
 
 
-def test_a_token_stored_without_a_binding_works_no_more(redis_client):
+def test_tokens_keep_the_form_the_previous_release_reads_and_take_its_tokens(redis_client):
+    # During a deploy, old and new web and worker processes share Redis. The token's key still
+    # holds just the user id, which is what the previous release reads...
     issued = issue(7)
-    redis_client.set(reset_tokens._token_key(reset_tokens.digest(issued.token)), b"7")
+    key = reset_tokens._token_key(reset_tokens.digest(issued.token))
+    assert redis_client.get(key) == b"7"
 
-    assert reset_tokens.token_peek(token=issued.token) is None
-    assert reset_tokens.token_time_left(user=account(7), token=issued.token) is None
+    # ...and a token it issued (no binding) works for its user, and only for them
+    redis_client.delete(reset_tokens._bind_key(reset_tokens.digest(issued.token)))
+    peeked = reset_tokens.token_peek(token=issued.token)
+    assert peeked == reset_tokens.PeekedToken(user_id=7, binding=None)
+    assert reset_tokens.binds(peeked, account(7))
+    assert not reset_tokens.binds(peeked, account(8))
+    assert reset_tokens.token_time_left(user=account(7), token=issued.token) > 0
 
 
 @pytest.mark.parametrize("garbage", ["", "x", "0" * 64, "é" * 10, "a" * 5000])
@@ -195,7 +205,7 @@ def test_a_failed_first_request_leaves_no_token(redis_client):
 
     assert reset_tokens.token_peek(token=issued.token) is None
     assert not reset_tokens.token_is_current(user_id=7, token=issued.token)
-    assert list(redis_client.scan_iter(f"{reset_tokens.PREFIX}*")) == []
+    assert list(redis_client.scan_iter(f"{reset_tokens.PREFIX}*")) == []  # bindings too
 
 
 def test_a_failed_request_does_not_undo_a_newer_one():
@@ -274,7 +284,7 @@ def test_revoking_ends_links_still_in_their_window(redis_client):
 
     assert reset_tokens.token_peek(token=earlier.token) is None
     assert reset_tokens.token_peek(token=pending.token) is None
-    assert list(redis_client.scan_iter(f"{reset_tokens.PREFIX}*")) == []
+    assert list(redis_client.scan_iter(f"{reset_tokens.PREFIX}*")) == []  # bindings too
 
 
 def test_the_earlier_link_keeps_its_own_expiry_when_it_is_current_again(redis_client):
