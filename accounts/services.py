@@ -5,7 +5,7 @@ import logging
 from django.contrib.auth import authenticate, hashers
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from redis.exceptions import RedisError
 from rest_framework.exceptions import ValidationError
 
@@ -81,20 +81,18 @@ def password_set(
     proved the same thing, one wins. The other hears its current password is wrong, as it now
     is, or, with `reset`, that its link is used (a reset also needs the same email, still active).
     """
-    with transaction.atomic():
-        # The hash set directly: this function ends the reset links itself, below.
-        new_hash = hashers.make_password(password)
-        if proven_hash is None:
-            user.password = new_hash
-            user.save(update_fields=["password"])
-        elif not User.objects.password_replace(
-            user.pk, old=proven_hash, new=new_hash, email=user.email if reset else None
-        ):
-            if reset:
-                raise ResetTokenInvalid()
-            raise ValidationError({"current_password": [WRONG_PASSWORD]})
+    new_hash = hashers.make_password(password)
+    try:
+        notice = _password_store(user, new_hash, proven_hash=proven_hash, reset=reset)
+    except (OperationalError, InterfaceError):
+        if not _stored_after_all(user.pk, new_hash):
+            raise
+        # The COMMIT's reply was lost, not the COMMIT: the change holds, so the request succeeds.
+        # Its notice, committed with it, is left to the worker's sweep.
+        logger.warning("password of user %s stored although its commit failed to answer", user.pk)
         user.password = new_hash
-        notice = notices.password_changed_notice_record(user=user)
+        reset_links_end(user_id=user.pk)
+        return
     # The change is committed: nothing after this may fail the request, which would tell the
     # client its new password was not saved.
     reset_links_end(user_id=user.pk)
@@ -107,6 +105,36 @@ def password_set(
             user.pk,
             type(error).__name__,
         )
+
+
+def _password_store(user: User, new_hash: str, *, proven_hash: str | None, reset: bool):
+    with transaction.atomic():
+        # The hash set directly: password_set ends the reset links itself.
+        if proven_hash is None:
+            user.password = new_hash
+            user.save(update_fields=["password"])
+        elif not User.objects.password_replace(
+            user.pk, old=proven_hash, new=new_hash, email=user.email if reset else None
+        ):
+            if reset:
+                raise ResetTokenInvalid()
+            raise ValidationError({"current_password": [WRONG_PASSWORD]})
+        user.password = new_hash
+        return notices.password_changed_notice_record(user=user)
+
+
+def _stored_after_all(user_id: int, new_hash: str) -> bool:
+    """Whether a change whose transaction failed was stored all the same: PostgreSQL can apply
+    a COMMIT and lose the connection before it answers. The hash has a random salt, so finding
+    it stored means this request stored it. Asked on a fresh connection; False if that fails
+    too, or if the change ran inside an outer transaction (nothing was committed yet)."""
+    if connection.in_atomic_block:
+        return False
+    connection.close()
+    try:
+        return User.objects.filter(pk=user_id, password=new_hash).exists()
+    except DatabaseError:
+        return False
 
 
 def reset_links_end(*, user_id: int) -> None:

@@ -7,7 +7,7 @@ from unittest import mock
 import pytest
 from django.core import mail
 from django.core.management import call_command
-from django.db import connection
+from django.db import OperationalError, connection, connections
 from redis import exceptions as redis_errors
 
 from accounts import reset_tokens, services
@@ -15,6 +15,7 @@ from accounts.models import User
 from accounts.tests.test_reset_tokens import all_redis_bytes
 from auth_service.exceptions import ResetTokenInvalid
 from conftest import PASSWORD
+from notifications.models import PasswordChangedNotice
 
 FORGOT = "/api/v1/auth/password/forgot/"
 RESET = "/api/v1/auth/password/reset/"
@@ -240,6 +241,58 @@ def test_a_database_failure_during_reset_keeps_the_link_working(api, make_user, 
     assert retry.status_code == 200
     login = api.post(LOGIN, {"email": "ada@example.com", "password": NEW_PASSWORD}, format="json")
     assert login.status_code == 200
+
+
+@pytest.fixture
+def commit_reply_lost():
+    """PostgreSQL applies the next COMMIT, then the connection drops before its answer."""
+    wrapper = connections["default"]
+    real_commit = wrapper.commit
+    lost = []
+
+    def commit():
+        real_commit()
+        if not lost:
+            lost.append(True)
+            raise OperationalError("server closed the connection unexpectedly")
+
+    with mock.patch.object(wrapper, "commit", commit):
+        yield lost
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reset_whose_commit_answer_is_lost_succeeds_as_it_did(
+    api, client, user, commit_reply_lost, caplog
+):
+    link = reset_tokens.token_issue(user=user)
+
+    used = api.post(RESET, {"token": link.token, "password": NEW_PASSWORD}, format="json")
+
+    assert commit_reply_lost  # the answer was lost...
+    assert used.status_code == 200  # ...and the client hears what happened: the password is set
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
+    assert "stored although its commit failed to answer" in caplog.text
+    # The link is used, and the "password changed" email is owed (the worker's sweep sends it)
+    again = api.post(RESET, {"token": link.token, "password": "another-passphrase"}, format="json")
+    assert again.json() == TOKEN_INVALID
+    assert PasswordChangedNotice.objects.filter(user=user).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_password_change_whose_commit_answer_is_lost_succeeds_as_it_did(
+    auth_api, user, commit_reply_lost
+):
+    changed = auth_api.post(
+        "/api/v1/auth/password/change/",
+        {"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        format="json",
+    )
+
+    assert commit_reply_lost
+    assert changed.status_code == 204
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
 
 
 @pytest.mark.usefixtures("eager_tasks")
