@@ -61,6 +61,17 @@ class UserAdmin(BaseUserAdmin):
     list_display = ("email", "full_name", "is_active", "is_staff", "date_joined")
     search_fields = ("email", "full_name")
 
+    def save_model(self, request, obj, form, change):
+        if not change:
+            return super().save_model(request, obj, form, change)
+        # Only the columns the form changed: a full save would write back the password hash
+        # (and the rest of the row) as the form loaded it, undoing a reset or password change
+        # committed meanwhile, and bringing that reset's used link back to life.
+        columns = {field.name for field in obj._meta.concrete_fields}
+        changed = [name for name in form.changed_data if name in columns]
+        if changed:
+            obj.save(update_fields=changed)
+
     def get_search_results(self, request, queryset, search_term):
         """Also the term as emails are stored: an address typed with its international domain
         ("ada@bücher.example") finds the account stored as "ada@xn--bcher-kva.example"."""

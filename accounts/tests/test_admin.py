@@ -4,7 +4,8 @@ import pytest
 from django.core import mail
 from django.core.management import CommandError, call_command
 
-from accounts import reset_tokens
+from accounts import reset_tokens, services
+from accounts.admin import UserEditForm
 from accounts.models import User
 from conftest import PASSWORD
 
@@ -293,4 +294,37 @@ def test_an_email_changed_in_the_admin_ends_links_sent_to_the_old_address(admin_
     )
 
     assert response.status_code == 302, response.content.decode()[:2000]
+    assert not reset_works(api, link.token)
+
+
+def test_an_admin_edit_does_not_write_back_a_password_reset_meanwhile(
+    admin_client, api, user, monkeypatch
+):
+    # A reset commits while staff are saving the user's name (after the admin loaded the row)
+    link = reset_tokens.token_issue(user=user)
+    real_clean = UserEditForm.clean
+
+    def reset_meanwhile(form):
+        services.password_reset_confirm(token=link.token, password="reset-while-editing")
+        return real_clean(form)
+
+    monkeypatch.setattr(UserEditForm, "clean", reset_meanwhile)
+
+    response = admin_client.post(
+        f"/admin/accounts/user/{user.pk}/change/",
+        {
+            "email": user.email,
+            "full_name": "Ada King",
+            "is_active": "on",
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    user.refresh_from_db()
+    # The admin saved the name, and only what it changed: the reset's password holds, and the
+    # used link stays used
+    assert user.full_name == "Ada King"
+    assert user.check_password("reset-while-editing")
     assert not reset_works(api, link.token)
