@@ -262,7 +262,9 @@ def token_peek(*, token: str) -> PeekedToken | None:
 
 
 def token_revoke(*, user_id: int) -> None:
-    """Forget every token of the user (their password was set: none of them works any more)."""
+    """Forget every token of the user: after a new password or email (when none of them works
+    any more anyway), and on a deactivation (which only this ends: a reactivation must not
+    bring them back)."""
     redis_scripts.run(
         _redis(),
         _REVOKE,

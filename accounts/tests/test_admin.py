@@ -184,6 +184,7 @@ def test_a_password_set_in_the_admin_ends_sessions_and_reset_links_and_tells_the
     )
 
     assert response.status_code == 302
+    assert reset_tokens.token_peek(token=link.token) is None  # forgotten in Redis too
     assert not reset_works(api, link.token)
     assert api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").status_code == 401
     user.refresh_from_db()
@@ -201,6 +202,7 @@ def test_password_sign_in_disabled_in_the_admin_ends_reset_links(admin_client, a
     )
 
     assert response.status_code == 302
+    assert reset_tokens.token_peek(token=link.token) is None  # forgotten in Redis too
     assert not reset_works(api, link.token)
     user.refresh_from_db()
     assert not user.has_usable_password()
@@ -215,6 +217,7 @@ def test_changepassword_command_ends_reset_links(
     with django_capture_on_commit_callbacks(execute=True):
         call_command("changepassword", user.email, stdout=None)
 
+    assert reset_tokens.token_peek(token=link.token) is None  # forgotten in Redis too
     assert not reset_works(api, link.token)
     user.refresh_from_db()
     assert user.check_password("an-operators-passphrase")
@@ -253,6 +256,7 @@ def test_a_link_does_not_outlive_a_deactivation(
     user.is_active = True
     user.save()
 
+    assert reset_tokens.token_peek(token=link.token) is None  # forgotten in Redis too
     assert not reset_works(api, link.token)
     assert user.check_password(PASSWORD)
 
@@ -294,6 +298,7 @@ def test_an_email_changed_in_the_admin_ends_links_sent_to_the_old_address(admin_
     )
 
     assert response.status_code == 302, response.content.decode()[:2000]
+    assert reset_tokens.token_peek(token=link.token) is None  # forgotten in Redis too
     assert not reset_works(api, link.token)
 
 
@@ -327,4 +332,5 @@ def test_an_admin_edit_does_not_write_back_a_password_reset_meanwhile(
     # used link stays used
     assert user.full_name == "Ada King"
     assert user.check_password("reset-while-editing")
+    assert reset_tokens.token_peek(token=link.token) is None  # forgotten in Redis too
     assert not reset_works(api, link.token)

@@ -2,9 +2,12 @@
 
 import io
 import re
+import threading
 from unittest import mock
 
+import psycopg2
 import pytest
+from django.contrib.auth.hashers import make_password
 from django.core import mail
 from django.core.management import call_command
 from django.db import OperationalError, connection, connections
@@ -434,7 +437,7 @@ def change_by_the_owner(user):
 
 
 def change_by_an_operator(user):
-    # Django's changepassword saves outside any transaction of its own
+    # `manage.py changepassword`: a plain save of a new password, outside the services
     with mock.patch("getpass.getpass", return_value=NEW_PASSWORD):
         call_command("changepassword", user.email, stdout=io.StringIO())
 
@@ -462,5 +465,41 @@ def test_a_reset_link_checked_just_before_a_password_change_cannot_undo_it(
         services.password_reset_confirm(token=link.token, password="the-link-holders-pass")
 
     # And the changed password is the one that holds
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reset_waiting_on_a_change_that_holds_the_row_lock_is_refused(user):
+    link = reset_tokens.token_issue(user=user)
+    # Another session has stored a new password and holds the row until it commits
+    other = psycopg2.connect(**connection.get_connection_params())
+    with other.cursor() as cursor:
+        cursor.execute(
+            "UPDATE accounts_user SET password = %s WHERE id = %s",
+            [make_password(NEW_PASSWORD), user.pk],
+        )
+    results = []
+
+    def reset():
+        try:
+            services.password_reset_confirm(token=link.token, password="the-link-holders-pass")
+            results.append("reset")
+        except ResetTokenInvalid:
+            results.append("refused")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=reset)
+    thread.start()
+    thread.join(1)
+    assert results == []  # the reset's UPDATE waits for the row
+
+    other.commit()
+    other.close()
+    thread.join(10)
+
+    # It then finds the hash its link was bound to gone: refused, and the change holds
+    assert results == ["refused"]
     user.refresh_from_db()
     assert user.check_password(NEW_PASSWORD)
