@@ -16,6 +16,8 @@ from notifications.models import PasswordChangedNotice
 logger = logging.getLogger(__name__)
 
 SENT_PREFIX = "auth:reset:sent:"
+NOTICE_SENT_PREFIX = "auth:notice:sent:"
+NOTICE_SENT_TTL = 24 * 3600  # seconds: far past any retry of a notice whose deletion failed
 
 
 def password_reset_link(*, token: str) -> str:
@@ -84,8 +86,10 @@ def password_changed_deliver(*, notice_id: int) -> bool:
 
     The notice stays locked while its email goes out, and is deleted in the same transaction:
     a redelivered task, or the sweep, finds it gone or locked and sends nothing. If sending
-    fails, the notice stays for a retry. Only a crash between the send and the commit can
-    send it twice.
+    fails, the notice stays for a retry. A marker in Redis, set once the email is out, covers
+    the database failing before the deletion commits (a restart, a failover, a lost
+    connection): the retry then only forgets the notice. Only a crash between the send and
+    the marker, or Redis failing then too, can send it twice.
     """
     with transaction.atomic():
         notice = (
@@ -98,7 +102,39 @@ def password_changed_deliver(*, notice_id: int) -> bool:
             logger.info("password changed notice %s already sent or being sent", notice_id)
             return False
         user = notice.user
+        if _notice_sent_before(notice):
+            notice.delete()
+            logger.info("password changed notice %s was sent before; forgotten now", notice_id)
+            return False
         emails.password_changed_email_send(to=user.email)
+        _notice_mark_sent(notice)
         notice.delete()
     logger.info("password changed notice sent to user %s", user.pk)
     return True
+
+
+def _notice_sent_key(notice: PasswordChangedNotice) -> str:
+    # With the creation time: ids start again on a database restored from a backup.
+    return f"{NOTICE_SENT_PREFIX}{notice.pk}:{notice.created_at.timestamp():.6f}"
+
+
+def _notice_sent_before(notice: PasswordChangedNotice) -> bool:
+    try:
+        return bool(get_redis_connection("default").exists(_notice_sent_key(notice)))
+    except RedisError as error:
+        # Unknown: send. A second email is the lesser fault than none.
+        logger.warning(
+            "password changed notice %s: whether it was sent is unknown: %s",
+            notice.pk,
+            type(error).__name__,
+        )
+        return False
+
+
+def _notice_mark_sent(notice: PasswordChangedNotice) -> None:
+    try:
+        get_redis_connection("default").set(_notice_sent_key(notice), 1, ex=NOTICE_SENT_TTL)
+    except RedisError as error:
+        logger.warning(
+            "password changed notice %s sent, not marked sent: %s", notice.pk, type(error).__name__
+        )

@@ -303,6 +303,49 @@ def test_notice_that_cannot_be_sent_yet_is_kept_for_later(user):
     assert len(mail.outbox) == 1
 
 
+def test_a_notice_sent_whose_deletion_failed_is_not_sent_again(user, monkeypatch):
+    # The email goes out, then the database connection drops before the notice is deleted
+    notice = services.password_changed_notice_record(user=user)
+    real_delete = PasswordChangedNotice.delete
+    calls = []
+
+    def delete_fails_once(self, *args, **kwargs):
+        calls.append(self.pk)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_delete(self, *args, **kwargs)
+
+    monkeypatch.setattr(PasswordChangedNotice, "delete", delete_fails_once)
+    with pytest.raises(OperationalError):
+        services.password_changed_deliver(notice_id=notice.pk)
+    assert PasswordChangedNotice.objects.filter(pk=notice.pk).exists()  # kept for a retry
+
+    # The retry (or the sweep) finds it sent: it forgets the notice and sends nothing more
+    assert not services.password_changed_deliver(notice_id=notice.pk)
+    assert [m.subject for m in mail.outbox] == ["Your password was changed"]
+    assert not PasswordChangedNotice.objects.exists()
+
+
+def test_a_notice_reusing_the_id_of_one_sent_is_sent_too(user):
+    # A database restored from a backup hands out ids again
+    first = services.password_changed_notice_record(user=user)
+    assert services.password_changed_deliver(notice_id=first.pk)
+    again = PasswordChangedNotice.objects.create(pk=first.pk, user=user)
+
+    assert services.password_changed_deliver(notice_id=again.pk)
+    assert len(mail.outbox) == 2
+
+
+def test_a_notice_is_sent_when_redis_cannot_say_whether_it_was(user, monkeypatch):
+    notice = services.password_changed_notice_record(user=user)
+    down = redis_errors.ConnectionError("down")
+    monkeypatch.setattr(services, "get_redis_connection", mock.Mock(side_effect=down))
+
+    assert services.password_changed_deliver(notice_id=notice.pk)
+    assert len(mail.outbox) == 1
+    assert not PasswordChangedNotice.objects.exists()
+
+
 def test_publishing_to_a_broker_that_refuses_connections_fails_at_once():
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
