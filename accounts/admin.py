@@ -6,6 +6,7 @@ from accounts import services
 from accounts.managers import normalize_email
 from accounts.models import User
 from accounts.throttling import AdminLoginEmailThrottle, LoginIPThrottle, throttles_wait
+from accounts.validators import validate_full_name
 from auth_service.exceptions import allow_methods, error_body
 
 ADMIN_THROTTLED = "Too many sign-in attempts. Try again in {seconds} seconds."
@@ -25,13 +26,24 @@ def admin_login(request, extra_context=None):
     return admin.site.login(request, extra_context)
 
 
-class UserCreateForm(UserCreationForm):
+class FullNameChecked:
+    """Register's check of a full name, on a name staff type or change: one saved before the
+    check existed does not stop staff saving the account otherwise (deactivating it, say)."""
+
+    def clean_full_name(self) -> str:
+        name = self.cleaned_data["full_name"]
+        if self.instance.pk is None or "full_name" in self.changed_data:
+            validate_full_name(name)
+        return name
+
+
+class UserCreateForm(FullNameChecked, UserCreationForm):
     class Meta:
         model = User
         fields = ("email", "full_name")
 
 
-class UserEditForm(UserChangeForm):
+class UserEditForm(FullNameChecked, UserChangeForm):
     class Meta:
         model = User
         fields = ("email", "full_name")

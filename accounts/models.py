@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models.functions import Lower
 
 from accounts.managers import UserManager, email_stored_form
-from accounts.validators import validate_email_characters, validate_full_name
+from accounts.validators import validate_email_characters
 
 
 class User(AbstractUser):
@@ -16,7 +16,7 @@ class User(AbstractUser):
     first_name = None
     last_name = None
     email = models.EmailField("email address", unique=True, validators=[validate_email_characters])
-    full_name = models.CharField("full name", max_length=150, validators=[validate_full_name])
+    full_name = models.CharField("full name", max_length=150)
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"

@@ -334,3 +334,42 @@ def test_an_admin_edit_does_not_write_back_a_password_reset_meanwhile(
     assert user.check_password("reset-while-editing")
     assert reset_tokens.token_peek(token=link.token) is None  # forgotten in Redis too
     assert not reset_works(api, link.token)
+
+
+def test_staff_can_lock_an_account_whose_earlier_name_the_name_check_refuses(
+    admin_client, make_user
+):
+    # Registered before names were checked
+    abuser = make_user(email="evil@example.com", full_name="Ada\u202eecalevoL")
+
+    response = admin_client.post(
+        f"/admin/accounts/user/{abuser.pk}/change/",
+        {
+            "email": abuser.email,
+            "full_name": abuser.full_name,  # unchanged; "is_active" unticked
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    abuser.refresh_from_db()
+    assert not abuser.is_active
+
+
+def test_admin_refuses_a_changed_name_the_name_check_refuses(admin_client, user):
+    response = admin_client.post(
+        f"/admin/accounts/user/{user.pk}/change/",
+        {
+            "email": user.email,
+            "full_name": "\u200b",
+            "is_active": "on",
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+        },
+    )
+
+    assert response.status_code == 200
+    assert "Enter a name with at least one visible character." in response.content.decode()
+    user.refresh_from_db()
+    assert user.full_name == "Ada Lovelace"
