@@ -34,16 +34,24 @@ SCHEMA_NAG = 60  # seconds between the log lines that say the worker is still wa
 
 
 def migrations_pending() -> list[str]:
-    """The migrations this code has that the database has not applied yet."""
+    """The migrations this code has that would change the database's schema or data and that
+    it has not applied yet (one that only records a validator, say, changes nothing)."""
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
     try:
         executor = MigrationExecutor(connection)
         plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        # What `sqlmigrate` shows, collected without running it: nothing for a no-op, a
+        # comment for a data migration (RunPython).
+        pending = [
+            f"{migration.app_label}.{migration.name}"
+            for migration, backwards in plan
+            if executor.loader.collect_sql([(migration, backwards)])
+        ]
     finally:
         connection.close()
-    return [f"{migration.app_label}.{migration.name}" for migration, _ in plan]
+    return pending
 
 
 @worker_init.connect
@@ -51,14 +59,18 @@ def _wait_for_schema(**_) -> None:
     """Take no task until the database has this code's migrations. On Render the web service's
     pre-deploy step migrates, and a worker of the same deploy can start first: its tasks and
     sweep would meet tables without the columns they use. Messages wait in the queue meanwhile.
-    A database that cannot be reached is not waited for here: the tasks retry and the sweep
-    copes, as when it goes down later."""
+    The wait ends after WORKER_SCHEMA_WAIT all the same: a deploy whose migrate step failed
+    must not stop every email. A database that cannot be reached is not waited for here: the
+    tasks retry and the sweep copes, as when it goes down later."""
     import django
     from django.apps import apps
-    from django.db import DatabaseError
 
     if not apps.ready:
         django.setup()
+    from django.conf import settings
+    from django.db import DatabaseError
+
+    deadline = time.monotonic() + settings.WORKER_SCHEMA_WAIT
     last_said = None
     while True:
         try:
@@ -69,6 +81,13 @@ def _wait_for_schema(**_) -> None:
         if not pending:
             if last_said is not None:
                 logger.info("migrations applied: taking tasks")
+            return
+        if time.monotonic() >= deadline:
+            logger.error(
+                "migrations still not applied after %d s, taking tasks anyway: %s",
+                settings.WORKER_SCHEMA_WAIT,
+                ", ".join(pending),
+            )
             return
         if last_said is None or time.monotonic() - last_said >= SCHEMA_NAG:
             logger.warning(

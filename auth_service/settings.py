@@ -395,6 +395,8 @@ ANYMAIL["REQUESTS_TIMEOUT"] = EMAIL_TIMEOUT
 # never reached the queue: every NOTICE_SWEEP_INTERVAL s, those older than NOTICE_SWEEP_AFTER s.
 NOTICE_SWEEP_INTERVAL = env_int("NOTICE_SWEEP_INTERVAL", 60, minimum=1)
 NOTICE_SWEEP_AFTER = env_int("NOTICE_SWEEP_AFTER", 120, minimum=0)
+# At most this long a starting worker waits for the deploy's migrations (auth_service.celery).
+WORKER_SCHEMA_WAIT = env_int("WORKER_SCHEMA_WAIT", 600, minimum=0)
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 # A URL without one of these schemes would fail only at first use, or make kombu pick some

@@ -8,6 +8,7 @@ import uuid
 from contextlib import closing
 
 import psycopg2
+import pytest
 
 from auth_service.celery import SCHEMA_POLL
 from auth_service.tests.faults.harness import ROOT, Client, WebServer, wait_for
@@ -60,11 +61,11 @@ def test_worker_started_while_redis_is_down_begins_when_it_appears(
     assert message["To"] == account.email
 
 
-def test_a_worker_started_before_the_deploys_migrations_waits_for_them(
-    private_postgres, service_env, start_worker
-):
-    # Given a database still on the previous release's schema (Render runs the migrations in
-    # the web service's pre-deploy step; the worker of the same deploy may start first)
+@pytest.fixture
+def previous_schema(private_postgres, service_env):
+    """A database still on the previous release's schema (Render runs the migrations in the
+    web service's pre-deploy step; the worker of the same deploy may start first), and a
+    `manage` that runs a command against it."""
     name = f"before_migrate_{uuid.uuid4().hex[:8]}"
     with closing(psycopg2.connect(private_postgres.url())) as conn:
         conn.autocommit = True
@@ -76,24 +77,39 @@ def test_a_worker_started_before_the_deploys_migrations_waits_for_them(
         env = {**service_env, "DATABASE_URL": url}
         subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
-    try:
-        manage("migrate", "--noinput", "-v0")
-        manage("migrate", "accounts", "0005", "--noinput", "-v0")
+    manage("migrate", "--noinput", "-v0")
+    manage("migrate", "notifications", "0001", "--noinput", "-v0")
+    yield url, manage
+    with closing(psycopg2.connect(private_postgres.url())) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-        # When the new worker starts, it says what it waits for and takes no task
-        worker = start_worker(wait=False, DATABASE_URL=url)
-        worker.wait_for_log("waiting for migrations before taking tasks")
-        assert "accounts.0006_full_name_validator" in worker.output()
-        time.sleep(2 * SCHEMA_POLL)
-        worker.check_alive()
-        assert " ready." not in worker.output()
 
-        # Then once the migrations have run, it starts taking tasks
-        manage("migrate", "--noinput", "-v0")
-        worker.wait_until_ready()
-        assert "migrations applied: taking tasks" in worker.output()
-    finally:
-        with closing(psycopg2.connect(private_postgres.url())) as conn:
-            conn.autocommit = True
-            with conn.cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def test_a_worker_started_before_the_deploys_migrations_waits_for_them(
+    previous_schema, start_worker
+):
+    url, manage = previous_schema
+
+    # When the new worker starts, it says what it waits for and takes no task
+    worker = start_worker(wait=False, DATABASE_URL=url)
+    worker.wait_for_log("waiting for migrations before taking tasks")
+    assert "notifications.0002_passwordchangednotice_failed_at" in worker.output()
+    time.sleep(2 * SCHEMA_POLL)
+    worker.check_alive()
+    assert " ready." not in worker.output()
+
+    # Then once the migrations have run, it starts taking tasks
+    manage("migrate", "--noinput", "-v0")
+    worker.wait_until_ready()
+    assert "migrations applied: taking tasks" in worker.output()
+
+
+def test_a_worker_whose_migrations_never_run_starts_after_its_wait(previous_schema, start_worker):
+    url, _ = previous_schema
+
+    # A deploy whose migrate step failed must not stop every email
+    worker = start_worker(wait=False, DATABASE_URL=url, WORKER_SCHEMA_WAIT="3")
+
+    worker.wait_until_ready()
+    assert "migrations still not applied after 3 s, taking tasks anyway" in worker.output()
