@@ -97,6 +97,15 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
+# Bind a token of the previous release (it has no binding) to the account as it is now, for the
+# rest of the token's life; the binding stored (this one, or a racing request's) comes back.
+_ADOPT = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return false end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ttl, 'NX')
+return redis.call('GET', KEYS[2])
+"""
+
 # End every token of the user: a password set some other way ends every emailed link too.
 _REVOKE = """
 for _, token in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
@@ -163,9 +172,8 @@ def binds(peeked: PeekedToken, user: "User") -> bool:
     """Whether the token was issued for the account as it is now."""
     if peeked.user_id != user.pk:
         return False
-    # No binding: a token the release before bindings issued, in a deploy's first minutes. It
-    # is judged as that release judged it, by Redis alone (a password change has Redis forget
-    # it), and the reset's UPDATE still lets only one use win.
+    # No binding: a token the release before bindings issued, in a deploy's first minutes. The
+    # worker emails it as that release would; a reset binds it first (token_adopt).
     return peeked.binding is None or hmac.compare_digest(peeked.binding, binding(user))
 
 
@@ -259,6 +267,17 @@ def token_peek(*, token: str) -> PeekedToken | None:
         return None
     token_digest = digest(token)
     return _peeked(*_redis().mget(_token_key(token_digest), _bind_key(token_digest)))
+
+
+def token_adopt(*, token: str, user: "User") -> PeekedToken | None:
+    """Bind a token the previous release issued (a deploy's first minutes) to the account as
+    it is now, so that the password a reset stores with it uses it up like any other; None if
+    it is gone meanwhile."""
+    token_digest = digest(token)
+    bound = redis_scripts.run(
+        _redis(), _ADOPT, [_token_key(token_digest), _bind_key(token_digest)], [binding(user)]
+    )
+    return PeekedToken(user_id=user.pk, binding=bound.decode()) if bound else None
 
 
 def token_revoke(*, user_id: int) -> None:

@@ -174,7 +174,9 @@ def password_reset_confirm(*, token: str, password: str) -> None:
     """Set a new password with a reset token; the token is used up only if the password is valid."""
     peeked = reset_tokens.token_peek(token=token)
     user = User.objects.filter(pk=peeked.user_id, is_active=True).first() if peeked else None
-    if user is None or not reset_tokens.binds(peeked, user):
+    if user is not None and peeked.binding is None:
+        peeked = reset_tokens.token_adopt(token=token, user=user)  # the previous release's
+    if user is None or peeked is None or not reset_tokens.binds(peeked, user):
         raise ResetTokenInvalid()
     password_check_strength(password=password, user=user, field="password")
     password_set(user=user, password=password, proven_hash=user.password, reset=True)

@@ -503,3 +503,21 @@ def test_a_reset_waiting_on_a_change_that_holds_the_row_lock_is_refused(user):
     assert results == ["refused"]
     user.refresh_from_db()
     assert user.check_password(NEW_PASSWORD)
+
+
+def test_a_link_of_the_previous_release_is_used_up_like_any_other(api, user, monkeypatch):
+    # Issued before links had bindings (a deploy's first minutes)...
+    link = reset_tokens.token_issue(user=user)
+    reset_tokens._redis().delete(reset_tokens._bind_key(reset_tokens.digest(link.token)))
+    # ...and used while Redis cannot forget it afterwards
+    down = mock.Mock(side_effect=redis_errors.ConnectionError("down"))
+    monkeypatch.setattr(reset_tokens, "token_revoke", down)
+
+    first = api.post(RESET, {"token": link.token, "password": NEW_PASSWORD}, format="json")
+    again = api.post(RESET, {"token": link.token, "password": "another-passphrase"}, format="json")
+
+    assert first.status_code == 200
+    assert again.status_code == 400
+    assert again.json() == TOKEN_INVALID
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
