@@ -12,9 +12,11 @@ from accounts import services
 from accounts.serializers import PASSWORD_MAX, TOKEN_MAX
 from accounts.throttling import ResetIPThrottle
 from auth_service.exceptions import (
+    HashingBusy,
     ResetTokenInvalid,
     allow_methods,
     is_unavailable,
+    log_hashing_busy,
     log_unavailable,
 )
 
@@ -96,7 +98,7 @@ def _cross_site(request) -> bool:
 def reset_password_page(request):
     """GET and HEAD show the form (never using the token up: mail scanners prefetch links);
     POST resets."""
-    status, done, throttle = 200, False, ResetIPThrottle()
+    status, done, busy, throttle = 200, False, False, ResetIPThrottle()
     if request.method == "POST":
         form = ResetForm(request.POST)
         # The form resets passwords like the API does, so it shares the API's per-IP budget.
@@ -124,6 +126,7 @@ def reset_password_page(request):
             except APIException as error:
                 form.add_error(None, str(error.detail))
                 status = error.status_code
+                busy = isinstance(error, HashingBusy)
             except Exception as error:
                 if not is_unavailable(error):
                     raise
@@ -138,6 +141,9 @@ def reset_password_page(request):
     response = _page(request, form, status=status, done=done)
     if status == 429:
         response["Retry-After"] = str(throttle.wait())
+    if busy:
+        response["Retry-After"] = str(HashingBusy.wait)
+        log_hashing_busy(response)
     return response
 
 

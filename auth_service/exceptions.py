@@ -154,7 +154,7 @@ def json_exception_handler(exc, context):
     if response is None:
         return None
     if isinstance(exc, HashingBusy):
-        _log_hashing_busy(response)
+        log_hashing_busy(response)
     if isinstance(exc.detail, dict | list) and not isinstance(exc, exceptions.ValidationError):
         response.data = {"detail": _first_text(exc.detail), "code": _first_code(exc.get_codes())}
     elif not isinstance(exc, exceptions.ValidationError):
@@ -171,7 +171,7 @@ def json_exception_handler(exc, context):
     return response
 
 
-def _log_hashing_busy(response) -> None:
+def log_hashing_busy(response) -> None:
     """A refusal under a burst of logins is the load shedding at work, not a fault: a warning
     (the access log counts them), instead of Django's error with a traceback for every 503."""
     logger.warning("password hashing busy: request refused (503, Retry-After %s)", HashingBusy.wait)
@@ -243,7 +243,7 @@ def server_error(request):
     if isinstance(exc, HashingBusy):  # the admin's sign-in during a login burst
         response = error_body(HashingBusy.default_detail, HashingBusy.default_code, 503)
         response["Retry-After"] = str(HashingBusy.wait)
-        _log_hashing_busy(response)
+        log_hashing_busy(response)
         return response
     if exc is not None and is_unavailable(exc):
         log_unavailable(exc)

@@ -1,6 +1,7 @@
 """The reset page a person opens from the email."""
 
 import re
+from unittest import mock
 
 import pytest
 from django.core import mail
@@ -9,6 +10,7 @@ from django.test import Client
 
 from accounts import reset_tokens
 from accounts.pages import UNAVAILABLE
+from auth_service.exceptions import HashingBusy
 
 PAGE = "/reset-password/"
 NEW_PASSWORD = "a-brand-new-passphrase"
@@ -265,3 +267,20 @@ def test_opening_the_link_does_not_need_redis_or_the_database(
 
     assert response.status_code == 200
     assert f'value="{token}"' in response.content.decode()
+
+
+def test_a_reset_refused_while_hashing_is_busy_says_so_and_logs_a_warning(client, user, caplog):
+    token = reset_tokens.token_issue(user=user).token
+    caplog.set_level("INFO")
+
+    with mock.patch("accounts.hashers.hash_run", side_effect=HashingBusy()):
+        response = client.post(
+            PAGE, {"token": token, "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD}
+        )
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "1"
+    assert "The service is busy. Try again in a second." in response.content.decode()
+    assert [(r.levelname, r.name) for r in caplog.records if r.levelno >= 30] == [
+        ("WARNING", "auth_service.exceptions")
+    ]
