@@ -1,15 +1,24 @@
 from django.contrib import admin
+from django.contrib.admin.forms import AdminPasswordChangeForm as AdminOwnPasswordChangeForm
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
+from django.contrib.auth.views import PasswordChangeView
+from django.urls import reverse
 
 from accounts import services
 from accounts.managers import normalize_email
 from accounts.models import User
-from accounts.throttling import AdminLoginEmailThrottle, LoginIPThrottle, throttles_wait
+from accounts.throttling import (
+    AdminLoginEmailThrottle,
+    LoginIPThrottle,
+    PasswordChangeThrottle,
+    throttles_wait,
+)
 from accounts.validators import validate_full_name
 from auth_service.exceptions import allow_methods, error_body
 
 ADMIN_THROTTLED = "Too many sign-in attempts. Try again in {seconds} seconds."
+ADMIN_CHANGE_THROTTLED = "Too many password change attempts. Try again in {seconds} seconds."
 
 
 @allow_methods("GET", "HEAD", "POST", "OPTIONS")  # TRACE got Django's HTML 405
@@ -35,6 +44,40 @@ class FullNameChecked:
         if self.instance.pk is None or "full_name" in self.changed_data:
             validate_full_name(name)
         return name
+
+
+@allow_methods("GET", "HEAD", "POST", "OPTIONS")
+def admin_password_change(request, extra_context=None):
+    """The admin's own-password form under the API's password-change limit: it checks the
+    current password too, so a stolen staff session must not guess it at the hasher's speed.
+    The API and this form count against one budget per user."""
+    if request.method == "POST":
+        wait = throttles_wait([PasswordChangeThrottle()], request)
+        if wait:
+            response = error_body(ADMIN_CHANGE_THROTTLED.format(seconds=wait), "throttled", 429)
+            response["Retry-After"] = str(wait)
+            return response
+    return admin.site.admin_view(_own_password_change)(request, extra_context)
+
+
+class OwnPasswordForm(AdminOwnPasswordChangeForm):
+    """The admin's own-password form, saved as the API saves a changed password: every other
+    session and emailed reset link ends, and the user is told by email."""
+
+    def save(self, commit: bool = True) -> User:
+        if commit:
+            services.password_set(user=self.user, password=self.cleaned_data["new_password1"])
+        return self.user
+
+
+def _own_password_change(request, extra_context=None):
+    # AdminSite.password_change, with the form above (the site offers no way to choose one).
+    request.current_app = admin.site.name
+    return PasswordChangeView.as_view(
+        form_class=OwnPasswordForm,
+        success_url=reverse("admin:password_change_done", current_app=admin.site.name),
+        extra_context={**admin.site.each_context(request), **(extra_context or {})},
+    )(request)
 
 
 class UserCreateForm(FullNameChecked, UserCreationForm):

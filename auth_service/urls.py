@@ -4,7 +4,7 @@ from django.views.decorators.cache import never_cache
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 
-from accounts.admin import admin_login
+from accounts.admin import admin_login, admin_password_change
 from accounts.pages import reset_password_page
 from auth_service import health
 from auth_service.schema import SchemaView
@@ -33,6 +33,7 @@ urlpatterns = [
     ),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", **PUBLIC), name="redoc"),
     path("admin/login/", admin_login),
+    path("admin/password_change/", admin_password_change),
     path("admin/", admin.site.urls),
 ]
 

@@ -373,3 +373,27 @@ def test_admin_refuses_a_changed_name_the_name_check_refuses(admin_client, user)
     assert "Enter a name with at least one visible character." in response.content.decode()
     user.refresh_from_db()
     assert user.full_name == "Ada Lovelace"
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_staff_changing_their_own_password_end_other_sessions_and_are_told(client, api, make_user):
+    staff = make_user(email="root@example.com", is_staff=True, is_superuser=True)
+    login = {"email": staff.email, "password": PASSWORD}
+    pair = api.post("/api/v1/auth/login/", login, format="json").json()
+    client.force_login(staff)
+    new = "a-new-pass-4-root"
+
+    response = client.post(
+        "/admin/password_change/",
+        {"old_password": PASSWORD, "new_password1": new, "new_password2": new},
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/password_change/done/"
+    staff.refresh_from_db()
+    assert staff.check_password(new)
+    # This admin session goes on; the API session ends, and the owner is told by email
+    assert client.get("/admin/").status_code == 200
+    refreshed = api.post(REFRESH, {"refresh": pair["refresh"]}, format="json")
+    assert refreshed.status_code == 401
+    assert [m.subject for m in mail.outbox] == ["Your password was changed"]

@@ -435,3 +435,30 @@ def test_throttled_operations_document_429_with_retry_after(client, path):
         "$ref": "#/components/schemas/Error"
     }
     assert throttled["headers"]["Retry-After"]["schema"]["type"] == "integer"
+
+
+def test_the_admin_own_password_form_shares_the_password_change_limit(api, client, make_user):
+    staff = make_user(email="root@example.com", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+
+    def admin_change(current):
+        body = {
+            "old_password": current,
+            "new_password1": "a-new-pass-4-root",
+            "new_password2": "a-new-pass-4-root",
+        }
+        return client.post("/admin/password_change/", body)
+
+    # Guessing the current password from a stolen staff session stops after five tries...
+    statuses = [admin_change(WRONG).status_code for _ in range(5)]
+    refused = admin_change(PASSWORD)
+
+    assert statuses == [200] * 5  # the form again, "Your old password was entered incorrectly"
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "throttled"
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    staff.refresh_from_db()
+    assert staff.check_password(PASSWORD)  # ...and the right one, sent then, changed nothing
+    # The API's change shares that budget
+    pair = api.post(LOGIN, {"email": "root@example.com", "password": PASSWORD}, format="json")
+    assert change(APIClient(), pair.json()["access"], current=PASSWORD).status_code == 429
