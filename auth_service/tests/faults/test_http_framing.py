@@ -111,6 +111,28 @@ def test_a_static_file_answers_other_methods_with_the_contracts_json_405(web, me
     }
 
 
+def test_a_range_past_a_static_files_end_is_the_contracts_json_416(web):
+    response = requests.get(
+        web.url("/static/admin/css/base.css"),
+        headers={**IDENTITY, "Range": "bytes=99999999-"},
+        timeout=15,
+    )
+
+    assert response.status_code == 416
+    assert response.json() == {
+        "detail": "The requested range is not satisfiable.",
+        "code": "range_not_satisfiable",
+    }
+    assert response.headers["Content-Range"].startswith("bytes */")
+    # A range within the file is served as before
+    part = requests.get(
+        web.url("/static/admin/css/base.css"),
+        headers={**IDENTITY, "Range": "bytes=0-9"},
+        timeout=15,
+    )
+    assert (part.status_code, len(part.content)) == (206, 10)
+
+
 @pytest.mark.parametrize("path", HEAD_PATHS)
 def test_head_gets_the_status_and_length_of_get_and_no_body(web, api, path):
     got = requests.get(web.url(path), headers=IDENTITY, allow_redirects=False, timeout=15)
