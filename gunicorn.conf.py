@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 
-from auth_service import server_errors
+from auth_service import read_timeout, server_errors
 from auth_service.env import env_bool, env_int, env_str
 
 # Requests gunicorn refuses itself (oversized or malformed) get the API's JSON errors, not HTML.
@@ -60,9 +60,15 @@ def post_fork(server, worker):
         hash_pool.start()
 
 
+# Seconds a request has, from its first bytes, to arrive whole (auth_service/read_timeout.py).
+request_read_timeout = env_int("REQUEST_READ_TIMEOUT", 10, minimum=1)
+
+
 def post_worker_init(worker):
     _freeze_loaded_app()
     _watch_spare_threads(worker)
+    if getattr(worker, "tpool", None) is not None:  # gthread
+        read_timeout.install(worker, request_read_timeout)
 
 
 def _freeze_loaded_app():

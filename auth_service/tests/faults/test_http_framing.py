@@ -3,11 +3,12 @@ tests): chunked request bodies, and HEAD answered without one."""
 
 import json
 import socket
+import time
 
 import pytest
 import requests
 
-from auth_service.tests.faults.harness import wait_for
+from auth_service.tests.faults.harness import WebServer, wait_for
 
 LIMIT = 64 * 1024  # DATA_UPLOAD_MAX_MEMORY_SIZE
 
@@ -223,3 +224,70 @@ def test_a_request_the_server_refuses_before_the_app_gets_a_json_error(web, api,
     assert json.loads(body)["code"] == code
     # Nothing of the request is echoed back
     assert SECRET_LOOKING.encode() not in body
+
+
+def received_until_closed(client: socket.socket) -> bytes:
+    client.settimeout(5)
+    received = b""
+    while chunk := client.recv(4096):
+        received += chunk
+    return received
+
+
+def keeps_taking(client: socket.socket, seconds: float = 5) -> bool:
+    """Whether the server still takes a header line every half second for this long."""
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            client.sendall(b"X-Slow: 1\r\n")
+            time.sleep(0.5)
+    except OSError:
+        return False
+    return True
+
+
+def test_clients_that_stop_halfway_through_a_request_do_not_hold_the_server(service_env, tmp_path):
+    # One worker with four request threads, and 2 s to receive a request once it starts
+    env = {**service_env, "GUNICORN_THREADS": "4", "REQUEST_READ_TIMEOUT": "2"}
+    server = WebServer(env=env, log=tmp_path / "gunicorn.log", workers=1)
+    server.start()
+    try:
+        host = ("127.0.0.1", server.port)
+        login = b"POST /api/v1/auth/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        stalled = [
+            # in the headers
+            b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+            # in a body of known length
+            login + b'Content-Type: application/json\r\nContent-Length: 60\r\n\r\n{"email":',
+            # in a chunked body
+            login
+            + b'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"em',
+        ]
+        clients = []
+        for request in stalled + stalled[:1]:  # as many as the threads
+            client = socket.create_connection(host, timeout=10)
+            client.sendall(request)
+            clients.append(client)
+        # A client trickling a request a byte at a time gets no more time than one that stops
+        trickler = socket.create_connection(host, timeout=10)
+        trickler.sendall(b"GET /healthz HTTP/1.1\r\n")
+
+        # Every thread is taken, yet the health check is answered once their time is up
+        started = time.monotonic()
+        health = requests.get(server.url("/healthz"), timeout=15)
+        assert health.status_code == 200
+        assert time.monotonic() - started < 6
+
+        # The stalled body of known length is answered as the truncated JSON it is...
+        answer = received_until_closed(clients[1])
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert b'"code":"parse_error"' in answer
+        # ...and the others are closed
+        for client in (clients[0], clients[3]):
+            assert received_until_closed(client) == b""
+        assert not keeps_taking(trickler)
+        assert "request not received within 2 s; connection closed" in server.output()
+        for client in [*clients, trickler]:
+            client.close()
+    finally:
+        server.stop()

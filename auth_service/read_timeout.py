@@ -1,0 +1,51 @@
+"""A deadline for receiving each request once it has started arriving.
+
+gthread gives a new connection 5 s to send its first bytes, then reads the rest of the
+request, headers and body, with no time limit: a client that sends half a request and stops
+holds a request thread for good, and as many such clients as a worker has threads leave it
+answering no one, the health check included. Each request now has REQUEST_READ_TIMEOUT
+seconds from its first read to be received whole, however its bytes trickle in. Past that the
+connection's reading side is shut and the request ends where it stopped: one still in its
+headers is dropped, one in its body is answered as the body it sent (a 400, as for any
+truncated JSON), and the connection is not kept alive.
+"""
+
+import contextlib
+import logging
+import socket
+import time
+
+from gunicorn.http.unreader import SocketUnreader
+
+logger = logging.getLogger("gunicorn.error")
+
+
+def install(worker, timeout: float) -> None:
+    """Bound the reading of each request on this gthread worker by `timeout` seconds."""
+    read = SocketUnreader.chunk
+    handle = type(worker).handle
+
+    def chunk(self, size_hint=None):
+        deadline = getattr(self, "read_deadline", None)
+        if deadline is None:
+            deadline = self.read_deadline = time.monotonic() + timeout
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            self.sock.settimeout(left)
+            return read(self, size_hint)
+        except TimeoutError:
+            logger.info("request not received within %s s; connection closed", timeout)
+            with contextlib.suppress(OSError):  # already gone
+                self.sock.shutdown(socket.SHUT_RD)
+            return b""
+
+    def handle_with_deadline(self, conn):
+        # One request per call (the next on a kept-alive connection starts its own deadline).
+        if conn.parser is not None:
+            conn.parser.unreader.read_deadline = None
+        return handle(self, conn)
+
+    SocketUnreader.chunk = chunk
+    type(worker).handle = handle_with_deadline
