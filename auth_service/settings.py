@@ -53,6 +53,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "auth_service.priority.RequestPriorityMiddleware",
+    "auth_service.https_redirect.ApiHttpsRedirectMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "auth_service.security_headers.SecurityHeadersMiddleware",
     "auth_service.static_files.StaticFilesMiddleware",  # WhiteNoise

@@ -4,7 +4,7 @@ import socket
 from types import SimpleNamespace
 
 import pytest
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 
 from auth_service import exceptions, server_errors
 from conftest import cut_off_redis
@@ -116,6 +116,11 @@ def written_by_the_server(status: int):
     return emit
 
 
+def https_required(client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    return Client().get(ME)  # a new client: middleware reads the setting when it loads
+
+
 EMITTED = {
     "invalid_credentials": lambda c, s: post_json(
         c, "/api/v1/auth/login/", {"email": "who@example.com", "password": "x"}
@@ -130,6 +135,7 @@ EMITTED = {
     "not_acceptable": lambda c, s: c.get(ME, HTTP_ACCEPT="text/html"),
     "not_found": lambda c, s: c.get("/api/v1/auth/nope/"),
     "trailing_slash_required": lambda c, s: c.get("/api/v1/auth/me"),
+    "https_required": https_required,
     "throttled": throttled,
     "bad_request": bad_request,
     "permission_denied": permission_denied,

@@ -91,10 +91,34 @@ def test_plain_http_behind_the_proxy_is_redirected_but_health_checks_are_not(cli
     proxied_https = client.get("/api/v1/auth/me/", HTTP_X_FORWARDED_PROTO="https")
     health = client.get("/healthz")
 
-    assert plain.status_code == 301
+    assert plain.status_code == 308
     assert plain["Location"] == "https://testserver/api/v1/auth/me/"
     assert proxied_https.status_code == 401
     assert health.status_code == 200
+
+
+def test_an_api_post_over_plain_http_is_sent_to_https_with_its_method_kept(client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+
+    response = client.post("/api/v1/auth/login/?next=1", data="{}", content_type="application/json")
+
+    # 308, not 301: a client following it repeats the POST and its body
+    assert response.status_code == 308
+    assert response["Location"] == "https://testserver/api/v1/auth/login/?next=1"
+    assert response.json() == {
+        "detail": "The API is served over HTTPS only: https://testserver/api/v1/auth/login/?next=1",
+        "code": "https_required",
+    }
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_pages_over_plain_http_keep_the_browsers_301(client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+
+    response = client.get("/reset-password/")
+
+    assert response.status_code == 301
+    assert response["Location"] == "https://testserver/reset-password/"
 
 
 def test_a_forwarded_host_header_cannot_redirect_clients_elsewhere(client, settings):
