@@ -100,6 +100,29 @@ def document_response_headers(result, generator, request, public):
     return result
 
 
+# Errors any operation can answer with, whatever its view: the negotiation (406) and, for an
+# operation that takes a body, the parser (413, 415).
+COMMON_ERRORS = {
+    "406": ("The Accept header names no type the endpoint can answer in.", False),
+    "413": ("The body is larger than the service accepts (64 KiB).", True),
+    "415": ("The body is not application/json, or is compressed.", True),
+}
+
+
+def document_common_errors(result, generator, request, public):
+    """Schema post-processing hook: every operation lists the errors of the request's framing
+    it can get, so clients generated from the document expect them."""
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for status_code, (description, needs_body) in COMMON_ERRORS.items():
+                if needs_body and "requestBody" not in operation:
+                    continue
+                responses.setdefault(status_code, {"description": description, **error})
+    return result
+
+
 class SchemaView(SpectacularAPIView):
     """The OpenAPI document. The API has one version: a `?version=` in the query string is
     ignored, where drf-spectacular would print it into the document and its file name."""

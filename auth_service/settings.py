@@ -279,6 +279,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "auth_service.schema.document_response_headers",
+        "auth_service.schema.document_common_errors",
     ],
 }
 

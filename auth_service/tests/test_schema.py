@@ -195,3 +195,15 @@ def test_docs_answer_other_methods_with_a_json_405(client, path):
         assert response.status_code == 405
         assert response.json()["code"] == "method_not_allowed"
         assert response["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.django_db
+def test_every_operation_documents_the_framing_errors_it_can_get(schema, client):
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            expected = {"406", "413", "415"} if "requestBody" in operation else {"406"}
+            assert expected <= set(operation["responses"]), (method, path)
+    # And the service does answer them so
+    login = "/api/v1/auth/login/"
+    assert client.post(login, "{}", content_type="text/plain").status_code == 415
+    assert client.post(login, {}, HTTP_ACCEPT="text/html").status_code == 406
