@@ -16,8 +16,9 @@ import re
 
 from gunicorn.glogging import Logger
 
-# From "?" up to the next space or quote: the query of a URI quoted in a message.
-_QUERY = re.compile(r"\?[^\s'\"]+")
+# From "?" up to the next space: the query of a URI quoted in a message, and a quote a client
+# put in it (the message's closing quote goes too).
+_QUERY = re.compile(r"\?\S+")
 
 
 class QueryRedactingFilter(logging.Filter):

@@ -65,8 +65,12 @@ def test_gunicorn_error_lines_lose_the_query_of_the_request_they_quote():
         name="gunicorn.error",
         msg="Invalid HTTP request line: 'GET /reset-password/?token=s3cr3t\\xc3 HTTP/1.1'",
     )
+    quoted = record(
+        name="gunicorn.error",
+        msg='Invalid HTTP request line: "GET /reset-password/?token=AB\'s3cr3t\\x7f HTTP/1.1"',
+    )
 
-    for entry in (failed, refused):
+    for entry in (failed, refused, quoted):
         assert QueryRedactingFilter().filter(entry)
         line = JsonFormatter().format(entry)
         assert "s3cr3t" not in line
