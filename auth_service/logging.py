@@ -76,10 +76,11 @@ class DropUnavailableTraceback(logging.Filter):
         return True
 
 
-class BadHostAsWarning(logging.Filter):
-    """A request for a Host the service does not serve (a scanner, a misrouted client) gets a
-    JSON 400; Django also logs it as an ERROR with a traceback, one per probe. It is logged as
-    a warning, without the traceback: nothing of the service failed."""
+class ClientErrorAsWarning(logging.Filter):
+    """Requests a client got wrong that Django logs as an ERROR with a traceback, one per
+    request: a Host the service does not serve (a scanner, a misrouted client), a form body or
+    field count over Django's limits. Each gets a JSON 4xx; it is logged as a warning, without
+    the traceback: nothing of the service failed, and anyone could fill the error log."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.levelno, record.levelname = logging.WARNING, "WARNING"

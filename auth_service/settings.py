@@ -331,7 +331,7 @@ LOGGING = {
     "formatters": {"json": {"()": "auth_service.logging.JsonFormatter"}},
     "filters": {
         "drop_unavailable_traceback": {"()": "auth_service.logging.DropUnavailableTraceback"},
-        "bad_host_as_warning": {"()": "auth_service.logging.BadHostAsWarning"},
+        "client_error_as_warning": {"()": "auth_service.logging.ClientErrorAsWarning"},
     },
     "handlers": {
         "console": {
@@ -347,7 +347,15 @@ LOGGING = {
         "celery.pool": {"level": "INFO"},
         # A 503 outside the API's views (auth_service.exceptions.server_error).
         "django.request": {"filters": ["drop_unavailable_traceback"]},
-        "django.security.DisallowedHost": {"filters": ["bad_host_as_warning"]},
+        **{
+            f"django.security.{name}": {"filters": ["client_error_as_warning"]}
+            for name in (
+                "DisallowedHost",
+                "RequestDataTooBig",
+                "TooManyFieldsSent",
+                "TooManyFilesSent",
+            )
+        },
     },
 }
 

@@ -3,6 +3,8 @@
 import json
 import logging
 
+import pytest
+
 from auth_service.access_log import QueryRedactingFilter
 from auth_service.logging import JsonFormatter
 
@@ -85,3 +87,23 @@ def test_a_request_for_a_host_not_served_is_one_warning_without_a_traceback(clie
     (record,) = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
     assert record.levelname == "WARNING"
     assert record.exc_info is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"token": "a" * 70_000},  # over DATA_UPLOAD_MAX_MEMORY_SIZE
+        {f"field{n}": "x" for n in range(1_200)},  # over DATA_UPLOAD_MAX_NUMBER_FIELDS
+    ],
+    ids=["too big", "too many fields"],
+)
+def test_an_oversized_form_is_a_client_error_logged_as_one_warning(client, caplog, body):
+    with caplog.at_level(logging.INFO):
+        response = client.post("/reset-password/", body)
+
+    assert response.status_code in (400, 413)
+    assert response["Content-Type"] == "application/json"
+    serious = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert serious
+    assert {r.levelname for r in serious} == {"WARNING"}
+    assert all(r.exc_info is None for r in serious)
