@@ -46,4 +46,9 @@ class JSONParser(DRFJSONParser):
                 )
         except RecursionError:
             raise ParseError("JSON parse error - the body is nested too deeply.") from None
+        except ParseError as error:
+            if "integer string conversion" in str(error.detail):
+                # Python's message names sys.set_int_max_str_digits(): not the client's business.
+                raise ParseError("JSON parse error - a number has too many digits.") from None
+            raise
         return data

@@ -73,6 +73,18 @@ def test_an_identity_content_encoding_is_a_plain_body(client, coding):
     assert response.status_code == 401
 
 
+def test_a_number_with_thousands_of_digits_is_a_plain_parse_error(client):
+    response = client.post(
+        REGISTER, data='{"password": ' + "9" * 4301 + "}", content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "JSON parse error - a number has too many digits.",
+        "code": "parse_error",
+    }
+
+
 def test_oversized_body_is_413_json(client):
     body = '{"email": "' + "a" * 100_000 + '"}'
 
