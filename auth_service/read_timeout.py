@@ -7,7 +7,8 @@ answering no one, the health check included. Each request now has REQUEST_READ_T
 seconds from its first read to be received whole, however its bytes trickle in. Past that the
 connection's reading side is shut and the request ends where it stopped: one still in its
 headers is dropped, one in its body is answered as the body it sent (a 400, as for any
-truncated JSON), and the connection is not kept alive.
+truncated body), and the connection is not kept alive. Bytes that arrived in time are still
+read after the deadline, and the response is written without it.
 """
 
 import contextlib
@@ -29,17 +30,20 @@ def install(worker, timeout: float) -> None:
         deadline = getattr(self, "read_deadline", None)
         if deadline is None:
             deadline = self.read_deadline = time.monotonic() + timeout
-        left = deadline - time.monotonic()
         try:
-            if left <= 0:
-                raise TimeoutError
-            self.sock.settimeout(left)
+            # Past the deadline only what has already arrived is taken (the app may have been
+            # slow to read a body the client sent in time).
+            self.sock.settimeout(max(deadline - time.monotonic(), 0))
             return read(self, size_hint)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
             logger.info("request not received within %s s; connection closed", timeout)
             with contextlib.suppress(OSError):  # already gone
                 self.sock.shutdown(socket.SHUT_RD)
             return b""
+        finally:
+            # Blocking again: the response is written without the read's deadline.
+            with contextlib.suppress(OSError):
+                self.sock.settimeout(None)
 
     def handle_with_deadline(self, conn):
         # One request per call (the next on a kept-alive connection starts its own deadline).

@@ -7,6 +7,7 @@ import os
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.wsgi import get_wsgi_application
+from gunicorn.http.errors import NoMoreData
 
 from auth_service import server_errors
 
@@ -49,7 +50,14 @@ def read_chunked_bodies(app):
             and environ.get("wsgi.input_terminated")
         ):
             # gunicorn's input returns all that is asked for unless the body ends first.
-            body = environ["wsgi.input"].read(limit + 1)
+            try:
+                body = environ["wsgi.input"].read(limit + 1)
+            except NoMoreData:
+                # The connection ended (or REQUEST_READ_TIMEOUT cut it) before the last chunk:
+                # gunicorn would close it without an answer.
+                status, headers, error = server_errors.json_error(400)
+                start_response(status, [*headers, ("Connection", "close")])
+                return [error]
             environ["wsgi.input"] = io.BytesIO(body) if len(body) <= limit else _BodyTooLarge()
             environ["CONTENT_LENGTH"] = str(len(body))
         elif _declared_length(environ) > limit:

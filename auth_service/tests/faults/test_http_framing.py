@@ -226,8 +226,8 @@ def test_a_request_the_server_refuses_before_the_app_gets_a_json_error(web, api,
     assert SECRET_LOOKING.encode() not in body
 
 
-def received_until_closed(client: socket.socket) -> bytes:
-    client.settimeout(5)
+def received_until_closed(client: socket.socket, timeout: float = 5) -> bytes:
+    client.settimeout(timeout)
     received = b""
     while chunk := client.recv(4096):
         received += chunk
@@ -278,10 +278,14 @@ def test_clients_that_stop_halfway_through_a_request_do_not_hold_the_server(serv
         assert health.status_code == 200
         assert time.monotonic() - started < 6
 
-        # The stalled body of known length is answered as the truncated JSON it is...
+        # The stalled body of known length is answered as the truncated JSON it is, the
+        # chunked one as a body that ended early...
         answer = received_until_closed(clients[1])
         assert answer.startswith(b"HTTP/1.1 400 ")
         assert b'"code":"parse_error"' in answer
+        answer = received_until_closed(clients[2])
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert b'"code":"bad_request"' in answer
         # ...and the others are closed
         for client in (clients[0], clients[3]):
             assert received_until_closed(client) == b""
@@ -291,3 +295,65 @@ def test_clients_that_stop_halfway_through_a_request_do_not_hold_the_server(serv
             client.close()
     finally:
         server.stop()
+
+
+@pytest.fixture
+def quick_read_deadline(service_env, tmp_path):
+    """A server whose requests have 1 s to arrive."""
+    env = {**service_env, "GUNICORN_THREADS": "4", "REQUEST_READ_TIMEOUT": "1"}
+    server = WebServer(env=env, log=tmp_path / "gunicorn.log", workers=1)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_request_sent_in_time_is_served_when_the_app_reads_it_late(
+    quick_read_deadline, account, sql
+):
+    # The accounts table is locked: the request's authentication waits past the deadline
+    # before the view reads the body, which came just after the headers
+    with sql.cursor() as cursor:
+        cursor.execute("LOCK TABLE accounts_user IN ACCESS EXCLUSIVE MODE")
+    body = json.dumps({"refresh": account.refresh}).encode()
+    client = socket.create_connection(("127.0.0.1", quick_read_deadline.port), timeout=15)
+    client.sendall(
+        b"POST /api/v1/auth/logout/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + f"Authorization: Bearer {account.access}\r\n".encode()
+        + b"Content-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+    )
+    time.sleep(0.2)
+    client.sendall(body)
+    time.sleep(2.5)
+    sql.rollback()
+
+    answer = received_until_closed(client, timeout=15)
+    client.close()
+
+    assert answer.startswith(b"HTTP/1.1 204 "), answer[:200]
+
+
+def test_a_slow_reader_gets_the_whole_response(quick_read_deadline):
+    path = "/static/drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js.map"
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.settimeout(15)
+    client.connect(("127.0.0.1", quick_read_deadline.port))
+    client.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: identity\r\n".encode()
+        + b"Connection: close\r\n\r\n"
+    )
+    first = client.recv(4096)
+    time.sleep(2.5)  # the client stops reading for longer than the read deadline
+
+    answer = first + received_until_closed(client, timeout=15)
+    client.close()
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        ).split(b":")[1]
+    )
+    assert length > 1_000_000
+    assert len(body) == length
