@@ -112,6 +112,7 @@ ERROR_CODES = {
     "parse_error": "The body is not valid JSON, is nested too deeply, or holds a lone surrogate.",
     "unsupported_media_type": "The body is not application/json, or is compressed.",
     "payload_too_large": "The body is larger than the service accepts.",
+    "range_not_satisfiable": "A static file's requested Range starts past its end.",
     "method_not_allowed": "The path does not accept this HTTP method.",
     "not_acceptable": "The Accept header names no type the endpoint can answer in.",
     "not_found": "No such path.",

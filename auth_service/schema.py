@@ -104,7 +104,7 @@ def document_response_headers(result, generator, request, public):
 # operation that takes a body, the parser (413, 415).
 COMMON_ERRORS = {
     "406": ("The Accept header names no type the endpoint can answer in.", False),
-    "413": ("The body is larger than the service accepts (64 KiB).", True),
+    "413": ("The body is larger than the service accepts (DATA_UPLOAD_MAX_MEMORY_SIZE).", True),
     "415": ("The body is not application/json, or is compressed.", True),
 }
 
