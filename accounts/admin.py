@@ -64,6 +64,15 @@ class OwnPasswordForm(AdminOwnPasswordChangeForm):
     """The admin's own-password form, saved as the API saves a changed password: every other
     session and emailed reset link ends, and the user is told by email."""
 
+    def clean(self):
+        cleaned = super().clean()
+        # As the API's change: a "change" to the same password would only end every session.
+        if cleaned.get("new_password1") and cleaned.get("new_password1") == cleaned.get(
+            "old_password"
+        ):
+            self.add_error("new_password1", services.SAME_PASSWORD)
+        return cleaned
+
     def save(self, commit: bool = True) -> User:
         if commit:
             services.password_set(user=self.user, password=self.cleaned_data["new_password1"])

@@ -397,3 +397,16 @@ def test_staff_changing_their_own_password_end_other_sessions_and_are_told(clien
     refreshed = api.post(REFRESH, {"refresh": pair["refresh"]}, format="json")
     assert refreshed.status_code == 401
     assert [m.subject for m in mail.outbox] == ["Your password was changed"]
+
+
+def test_staff_changing_their_own_password_to_the_same_one_are_told(client, make_user):
+    staff = make_user(email="root@example.com", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+
+    response = client.post(
+        "/admin/password_change/",
+        {"old_password": PASSWORD, "new_password1": PASSWORD, "new_password2": PASSWORD},
+    )
+
+    assert response.status_code == 200  # the form again
+    assert "The new password must differ from the current one." in response.content.decode()
