@@ -463,6 +463,7 @@ class Bench:
             # First: the benchmark's limits are per second, so a login's keys live one second.
             "throttle counter, one request (auth:counter:*)": "auth:counter:*",
             "reset token (auth:reset:token:*)": "auth:reset:token:*",
+            "reset token's binding (auth:reset:bind:*)": "auth:reset:bind:*",
             "reset user pointer (auth:reset:user:*)": "auth:reset:user:*",
             "reset live set, one token (auth:reset:live:*)": "auth:reset:live:*",
             "reset sent marker (auth:reset:sent:*)": "auth:reset:sent:*",
