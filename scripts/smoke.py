@@ -92,9 +92,12 @@ def check_probes(base: str) -> None:
     if status != 200:
         raise CheckFailed(f"/healthz over plain HTTP answered {status}")
     say("/healthz answers a plain-HTTP probe")
-    headers, _ = expect(base, "GET", "/api/schema/", 301, headers={"X-Forwarded-Proto": "http"})
-    if not headers.get("Location", "").startswith("https://"):
-        raise CheckFailed(f"plain HTTP is redirected to {headers.get('Location')!r}")
+    plain = {"X-Forwarded-Proto": "http"}
+    # The API: a 308 (a client repeats its method and body); a page: the browsers' 301
+    for path, status in (("/api/schema/", 308), ("/reset-password/", 301)):
+        headers, _ = expect(base, "GET", path, status, headers=plain)
+        if not headers.get("Location", "").startswith("https://"):
+            raise CheckFailed(f"plain HTTP is redirected to {headers.get('Location')!r}")
     expect(base, "GET", "/api/schema/", 200)
     say("plain HTTP redirects to HTTPS; requests through the TLS proxy are served")
 
