@@ -22,6 +22,22 @@ def admin_client(client, make_user):
     return client
 
 
+def admin_add(admin_client, email: str, full_name: str):
+    """Post the admin's add-user form."""
+    body = {"email": email, "full_name": full_name}
+    body |= {"password1": "a-strong-passphrase", "password2": "a-strong-passphrase"}
+    return admin_client.post("/admin/accounts/user/add/", body)
+
+
+def admin_edit(admin_client, user, *, email: str, full_name: str, is_active: bool = True):
+    """Post the admin's change form for the user (an unticked box is left out of a form post)."""
+    body = {"email": email, "full_name": full_name}
+    body |= {"date_joined_0": "2026-01-01", "date_joined_1": "00:00:00"}
+    if is_active:
+        body["is_active"] = "on"
+    return admin_client.post(f"/admin/accounts/user/{user.pk}/change/", body)
+
+
 def test_admin_lists_and_searches_users_by_email(admin_client, make_user):
     make_user(email="grace@example.com", full_name="Grace Hopper")
 
@@ -51,15 +67,7 @@ def test_admin_edits_a_user(admin_client, user):
 
 
 def test_admin_creates_a_user_with_email_and_full_name(admin_client):
-    response = admin_client.post(
-        "/admin/accounts/user/add/",
-        {
-            "email": "New@Example.com",
-            "full_name": "New Person",
-            "password1": "a-strong-passphrase",
-            "password2": "a-strong-passphrase",
-        },
-    )
+    response = admin_add(admin_client, "New@Example.com", "New Person")
 
     assert response.status_code == 302
     created = User.objects.get(email="new@example.com")
@@ -89,15 +97,7 @@ def test_createsuperuser_asks_for_email_and_full_name(monkeypatch):
 def test_admin_refuses_an_email_that_grows_past_the_column_when_lower_cased(admin_client):
     email = "a@" + ".".join(["İ" * 60] * 4) + ".com"  # 249 typed, 489 lower-cased
 
-    response = admin_client.post(
-        "/admin/accounts/user/add/",
-        {
-            "email": email,
-            "full_name": "New Person",
-            "password1": "a-strong-passphrase",
-            "password2": "a-strong-passphrase",
-        },
-    )
+    response = admin_add(admin_client, email, "New Person")
 
     assert response.status_code == 200  # the form again, with the error
     assert "at most 254 characters" in response.content.decode()
@@ -120,15 +120,7 @@ def test_admin_deletes_a_user_who_has_spent_refresh_tokens(admin_client, user, p
 def test_admin_refuses_an_email_with_an_invisible_or_look_alike_character(
     admin_client, user, email
 ):
-    response = admin_client.post(
-        "/admin/accounts/user/add/",
-        {
-            "email": email,
-            "full_name": "Imposter",
-            "password1": "a-strong-passphrase",
-            "password2": "a-strong-passphrase",
-        },
-    )
+    response = admin_add(admin_client, email, "Imposter")
 
     assert response.status_code == 200  # the form again, with the error
     assert "Enter a valid email address." in response.content.decode()
@@ -136,15 +128,7 @@ def test_admin_refuses_an_email_with_an_invisible_or_look_alike_character(
 
 
 def test_admin_refuses_a_name_that_shows_in_another_order(admin_client):
-    response = admin_client.post(
-        "/admin/accounts/user/add/",
-        {
-            "email": "grace@example.com",
-            "full_name": "\u202eecalevoL adA",
-            "password1": "a-strong-passphrase",
-            "password2": "a-strong-passphrase",
-        },
-    )
+    response = admin_add(admin_client, "grace@example.com", "\u202eecalevoL adA")
 
     assert response.status_code == 200  # the form again, with the error
     assert "A name cannot hold control or text-direction characters." in response.content.decode()
@@ -286,15 +270,8 @@ def test_the_admin_sign_in_answers_a_method_it_does_not_serve_with_the_json_405(
 def test_an_email_changed_in_the_admin_ends_links_sent_to_the_old_address(admin_client, api, user):
     link = reset_tokens.token_issue(user=user)
 
-    response = admin_client.post(
-        f"/admin/accounts/user/{user.pk}/change/",
-        {
-            "email": "ada@new-mailbox.example",
-            "full_name": user.full_name,
-            "is_active": "on",
-            "date_joined_0": "2026-01-01",
-            "date_joined_1": "00:00:00",
-        },
+    response = admin_edit(
+        admin_client, user, email="ada@new-mailbox.example", full_name=user.full_name
     )
 
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -315,16 +292,7 @@ def test_an_admin_edit_does_not_write_back_a_password_reset_meanwhile(
 
     monkeypatch.setattr(UserEditForm, "clean", reset_meanwhile)
 
-    response = admin_client.post(
-        f"/admin/accounts/user/{user.pk}/change/",
-        {
-            "email": user.email,
-            "full_name": "Ada King",
-            "is_active": "on",
-            "date_joined_0": "2026-01-01",
-            "date_joined_1": "00:00:00",
-        },
-    )
+    response = admin_edit(admin_client, user, email=user.email, full_name="Ada King")
 
     assert response.status_code == 302, response.content.decode()[:2000]
     user.refresh_from_db()
@@ -342,14 +310,8 @@ def test_staff_can_lock_an_account_whose_earlier_name_the_name_check_refuses(
     # Registered before names were checked
     abuser = make_user(email="evil@example.com", full_name="Ada\u202eecalevoL")
 
-    response = admin_client.post(
-        f"/admin/accounts/user/{abuser.pk}/change/",
-        {
-            "email": abuser.email,
-            "full_name": abuser.full_name,  # unchanged; "is_active" unticked
-            "date_joined_0": "2026-01-01",
-            "date_joined_1": "00:00:00",
-        },
+    response = admin_edit(
+        admin_client, abuser, email=abuser.email, full_name=abuser.full_name, is_active=False
     )
 
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -358,16 +320,7 @@ def test_staff_can_lock_an_account_whose_earlier_name_the_name_check_refuses(
 
 
 def test_admin_refuses_a_changed_name_the_name_check_refuses(admin_client, user):
-    response = admin_client.post(
-        f"/admin/accounts/user/{user.pk}/change/",
-        {
-            "email": user.email,
-            "full_name": "\u200b",
-            "is_active": "on",
-            "date_joined_0": "2026-01-01",
-            "date_joined_1": "00:00:00",
-        },
-    )
+    response = admin_edit(admin_client, user, email=user.email, full_name="\u200b")
 
     assert response.status_code == 200
     assert "Enter a name with at least one visible character." in response.content.decode()
