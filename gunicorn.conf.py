@@ -65,10 +65,20 @@ request_read_timeout = env_int("REQUEST_READ_TIMEOUT", 10, minimum=1)
 
 
 def post_worker_init(worker):
+    _warn_if_static_files_uncollected(worker)
     _freeze_loaded_app()
     _watch_spare_threads(worker)
     if getattr(worker, "tpool", None) is not None:  # gthread
         read_timeout.install(worker, request_read_timeout)
+
+
+def _warn_if_static_files_uncollected(worker):
+    """Say so at start-up rather than leave the first visit to the reset page to find out."""
+    from auth_service.static_files import uncollected_warning
+
+    message = uncollected_warning()
+    if message and worker is not None:
+        worker.log.warning(message)
 
 
 def _freeze_loaded_app():

@@ -345,6 +345,62 @@ def test_gunicorn_refuses_a_zero_count_or_timeout(knob):
     assert f"{knob} must be at least 1, not 0." in result.stderr
 
 
+class RecordingWorker:
+    """What the start-up hooks use of a gunicorn worker: its log."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        self.log = self
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+@pytest.fixture
+def uncollected_static_root(settings, tmp_path):
+    """Production's storage of hashed names, over a folder collectstatic never filled."""
+    settings.DEBUG = False
+    settings.STATIC_ROOT = tmp_path
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+    return tmp_path
+
+
+def test_gunicorn_workers_warn_at_start_when_static_files_were_never_collected(
+    uncollected_static_root,
+):
+    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    worker = RecordingWorker()
+
+    config["_warn_if_static_files_uncollected"](worker)
+
+    [warning] = worker.warnings
+    assert str(uncollected_static_root) in warning
+    assert "python manage.py collectstatic --noinput" in warning
+
+
+def test_gunicorn_workers_start_quietly_once_static_files_are_collected(uncollected_static_root):
+    (uncollected_static_root / "staticfiles.json").write_text('{"paths": {}, "version": "1.1"}')
+    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    worker = RecordingWorker()
+
+    config["_warn_if_static_files_uncollected"](worker)
+
+    assert worker.warnings == []
+
+
+def test_gunicorn_workers_need_no_collected_files_in_debug(uncollected_static_root, settings):
+    settings.DEBUG = True  # Django links the unhashed names, found in the app folders
+    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    worker = RecordingWorker()
+
+    config["_warn_if_static_files_uncollected"](worker)
+
+    assert worker.warnings == []
+
+
 def test_gunicorn_workers_freeze_the_loaded_app_out_of_full_collections():
     config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     try:
