@@ -3,6 +3,7 @@
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -28,6 +29,7 @@ DEBUG = env_bool("DEBUG", default=False)
 # Only local development may run without a real secret; production must set one.
 SECRET_KEY = env_str("SECRET_KEY", "insecure-local-development-key" if DEBUG else None)
 
+# PUBLIC_URL's host joins these below, where PUBLIC_URL is read.
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 RENDER_EXTERNAL_HOSTNAME = env_str("RENDER_EXTERNAL_HOSTNAME", "")
 if RENDER_EXTERNAL_HOSTNAME:
@@ -371,6 +373,11 @@ PASSWORD_RESET_URL = env_str("PASSWORD_RESET_URL", f"{PUBLIC_URL}/reset-password
 # Links in emails: a value without its scheme ("auth.example.com") would send broken ones.
 require_url_scheme("PUBLIC_URL", PUBLIC_URL, ("http", "https"))
 require_url_scheme("PASSWORD_RESET_URL", PASSWORD_RESET_URL, ("http", "https"))
+# The service's own public address is a host it serves: a custom domain needs setting once.
+_public_host = urlsplit(PUBLIC_URL).hostname
+_public_host = f"[{_public_host}]" if _public_host and ":" in _public_host else _public_host
+if _public_host and _public_host not in ALLOWED_HOSTS:
+    ALLOWED_HOSTS.append(_public_host)
 
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "auth_service <no-reply@localhost>")
 EMAIL_BACKEND = env_str(

@@ -228,3 +228,20 @@ def test_rate_limits_come_from_the_environment(env, rates):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(rates)
+
+
+@pytest.mark.parametrize(
+    ("public_url", "host"),
+    [
+        ("https://auth.example.com", "auth.example.com"),
+        ("https://Auth.Example.com:8443/", "auth.example.com"),
+        ("http://[::1]:8000", "[::1]"),
+    ],
+)
+def test_the_public_url_is_a_host_the_service_answers_without_listing_it(public_url, host):
+    result = load_settings(
+        "s.ALLOWED_HOSTS", PUBLIC_URL=public_url, ALLOWED_HOSTS="api.example.com"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == repr(["api.example.com", host])
