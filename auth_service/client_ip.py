@@ -5,6 +5,22 @@ import ipaddress
 from django.conf import settings
 from django.http import HttpRequest
 
+# Addresses no client on the internet arrives from: a platform's own internal proxies.
+PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
+
 
 def client_ip(request: HttpRequest) -> str:
     """The address the outermost trusted proxy received the request from.
@@ -12,15 +28,28 @@ def client_ip(request: HttpRequest) -> str:
     Each trusted proxy appends the address it was reached from to X-Forwarded-For, so only the
     last ``TRUSTED_PROXY_COUNT`` entries are written by someone we trust; anything to their left
     came from the client and is ignored. Without proxies (0) the socket's address is used.
+    With ``TRUSTED_PROXY_SKIP_PRIVATE``, private addresses at the right end are the platform's
+    internal hops, appended after the counted proxies, and are dropped before counting.
     """
     remote = request.META.get("REMOTE_ADDR", "")
     trusted = settings.TRUSTED_PROXY_COUNT
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
     hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    if settings.TRUSTED_PROXY_SKIP_PRIVATE:
+        while hops and _is_private(hops[-1]):
+            hops.pop()
     if trusted == 0 or not hops:
         return _normalized(remote)
     # Fewer entries than proxies: the leftmost one was still written by a trusted proxy.
     return _normalized(hops[-min(trusted, len(hops))]) or _normalized(remote)
+
+
+def _is_private(address: str) -> bool:
+    normalized = _normalized(address)
+    if not normalized:
+        return False
+    ip = ipaddress.ip_address(normalized)
+    return any(ip in network for network in PRIVATE_NETWORKS if network.version == ip.version)
 
 
 def _normalized(address: str) -> str:

@@ -303,6 +303,10 @@ THROTTLE_RATES = {
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 2 if env_bool("RENDER") else 0)
 if TRUSTED_PROXY_COUNT < 0:
     raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more.")
+# Headers captured on Render show both "client, edge" and "client, edge, 10.x.x.x": private
+# addresses at the right end are Render's internal hops, dropped before counting. Off elsewhere,
+# where a client on a private network could otherwise append its own entries.
+TRUSTED_PROXY_SKIP_PRIVATE = env_bool("TRUSTED_PROXY_SKIP_PRIVATE", default=env_bool("RENDER"))
 
 # --- Security (production defaults; DEBUG relaxes only what local HTTP needs) -----------------
 

@@ -51,3 +51,32 @@ def test_garbage_where_a_proxy_should_have_written_falls_back_to_the_socket(sett
     settings.TRUSTED_PROXY_COUNT = 1
 
     assert client_ip(request_from(forwarded="1.1.1.1, <script>")) == "10.1.2.3"
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "expected"),
+    [
+        # Shapes of header captured on Render: with and without an internal hop at the end.
+        ("81.97.145.24, 172.71.195.123", "81.97.145.24"),
+        ("81.97.145.24, 172.71.195.123, 10.226.90.65", "81.97.145.24"),
+        ("1.1.1.1, 172.70.247.28, 10.19.6.53", "1.1.1.1"),
+        ("2.2.2.2,1.1.1.1, 172.71.95.118, 10.19.64.237", "1.1.1.1"),  # a forged first entry
+        ("81.97.145.24, 172.71.195.123, 10.0.0.9, 100.64.1.2, fd00::1", "81.97.145.24"),
+        ("10.19.6.53", "10.1.2.3"),  # only internal hops: the socket's address
+    ],
+)
+def test_on_render_internal_hops_at_the_end_are_not_counted_as_proxies(
+    settings, forwarded, expected
+):
+    settings.TRUSTED_PROXY_COUNT = 2
+    settings.TRUSTED_PROXY_SKIP_PRIVATE = True
+
+    assert client_ip(request_from(forwarded=forwarded)) == expected
+
+
+def test_elsewhere_a_client_on_a_private_network_cannot_hide_behind_its_own_entries(settings):
+    # Behind one proxy on a LAN: the client's own address is private, and what it sent is not.
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.TRUSTED_PROXY_SKIP_PRIVATE = False
+
+    assert client_ip(request_from(forwarded="1.2.3.4, 192.168.1.5")) == "192.168.1.5"

@@ -245,3 +245,11 @@ def test_the_public_url_is_a_host_the_service_answers_without_listing_it(public_
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == repr(["api.example.com", host])
+
+
+@pytest.mark.parametrize(("render", "expected"), [("true", "(2, True)"), (None, "(0, False)")])
+def test_on_render_two_proxies_and_its_internal_hops_are_trusted_by_default(render, expected):
+    result = load_settings("(s.TRUSTED_PROXY_COUNT, s.TRUSTED_PROXY_SKIP_PRIVATE)", RENDER=render)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
