@@ -17,6 +17,7 @@ from accounts.throttling import (
     ResetIPThrottle,
 )
 from auth_service import schema
+from auth_service.exceptions import ResetTokenInvalid, TokenInvalid
 
 TAG = ["auth"]
 EXAMPLE_USER = {
@@ -28,8 +29,8 @@ EXAMPLE_USER = {
 EXAMPLE_PAIR = {"access": "eyJhbGciOiJIUzI1NiJ9.access", "refresh": "eyJhbGciOiJIUzI1NiJ9.refresh"}
 TOKEN_INVALID_401 = schema.error(
     "The refresh token is invalid, expired or already used.",
-    "token_invalid",
-    "The token is invalid, expired or revoked.",
+    TokenInvalid.default_code,
+    TokenInvalid.default_detail,
 )
 
 
@@ -256,9 +257,8 @@ class PasswordResetView(OneRoundTripThrottles, APIView):
                     OpenApiExample(
                         "reset_token_invalid",
                         value={
-                            "detail": "The reset link is invalid, expired or already used. "
-                            "Ask for a new one.",
-                            "code": "reset_token_invalid",
+                            "detail": ResetTokenInvalid.default_detail,
+                            "code": ResetTokenInvalid.default_code,
                         },
                     ),
                     OpenApiExample(

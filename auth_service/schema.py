@@ -4,7 +4,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
 
-from auth_service.exceptions import ERROR_CODES
+from auth_service.exceptions import ERROR_CODES, ServiceUnavailable, TokenInvalid
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -55,13 +55,13 @@ def field_errors(description: str, example: dict) -> OpenApiResponse:
 
 UNAUTHENTICATED = error(
     "Missing, invalid or expired bearer token.",
-    "token_invalid",
-    "The token is invalid, expired or revoked.",
+    TokenInvalid.default_code,
+    TokenInvalid.default_detail,
 )
 UNAVAILABLE = error(
     "A dependency is unreachable.",
-    "service_unavailable",
-    "The service is temporarily unavailable. Try again shortly.",
+    ServiceUnavailable.default_code,
+    ServiceUnavailable.default_detail,
 )
 THROTTLED = error(
     "Too many requests. The `Retry-After` header says how many seconds to wait.",
