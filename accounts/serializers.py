@@ -4,13 +4,7 @@ from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
 from accounts.managers import EMAIL_MAX, email_stored_form
-from accounts.validators import (
-    email_domain_sends_elsewhere,
-    email_hides_characters,
-    email_local_part_unsendable,
-    email_stored_form_invalid,
-    validate_full_name,
-)
+from accounts.validators import email_hides_characters, email_is_ambiguous, validate_full_name
 
 # Long enough for any real passphrase, small enough that hashing cost stays bounded.
 PASSWORD_MAX = 128
@@ -85,11 +79,7 @@ class RegisterSerializer(serializers.Serializer):
 
     def validate_email(self, email: str) -> str:
         # New accounts only: login and forgot still find an account made before this check.
-        if (
-            email_local_part_unsendable(email)
-            or email_domain_sends_elsewhere(email)
-            or email_stored_form_invalid(email)
-        ):
+        if email_is_ambiguous(email):
             raise serializers.ValidationError(self.fields["email"].error_messages["invalid"])
         # Stored lower-cased with the domain encoded, which lengthens it (and "İ" lower-cases
         # to two characters): the stored form must fit the column too.
