@@ -119,9 +119,9 @@ def eager_tasks():
 @pytest.fixture
 def redis_client():
     """The raw client behind the cache: for asserting what Redis holds."""
-    from django_redis import get_redis_connection
+    from auth_service import redis_client
 
-    return get_redis_connection("default")
+    return redis_client.client()
 
 
 @pytest.fixture

@@ -34,11 +34,10 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.utils.crypto import salted_hmac
-from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
 from accounts.serializers import TOKEN_MAX
-from auth_service import redis_scripts
+from auth_service import redis_client
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -132,7 +131,7 @@ class PeekedToken:
 
 
 def _redis():
-    return get_redis_connection("default")
+    return redis_client.client()
 
 
 def digest(token: str) -> str:
@@ -196,7 +195,7 @@ def token_replacing(*, user_id: int, binding: str) -> Iterator[IssuedToken]:
     nonce = secrets.token_urlsafe(32)
     token = token_from_nonce(nonce)
     token_digest = digest(token)
-    redis_scripts.run(
+    redis_client.run(
         _redis(),
         _ISSUE,
         [_user_key(user_id), _token_key(token_digest), _live_key(user_id), _bind_key(token_digest)],
@@ -214,7 +213,7 @@ def token_replacing(*, user_id: int, binding: str) -> Iterator[IssuedToken]:
 def _withdraw(issued: IssuedToken) -> None:
     token_digest = digest(issued.token)
     try:
-        redis_scripts.run(
+        redis_client.run(
             _redis(),
             _WITHDRAW,
             [
@@ -239,7 +238,7 @@ def _retire_earlier(issued: IssuedToken) -> None:
     # The same one script for every forgot, whether the user had earlier tokens or not, and
     # for unknown emails too: timing must not tell them apart.
     try:
-        redis_scripts.run(
+        redis_client.run(
             _redis(),
             _RETIRE,
             [_live_key(issued.user_id)],
@@ -274,7 +273,7 @@ def token_adopt(*, token: str, user: "User") -> PeekedToken | None:
     it is now, so that the password a reset stores with it uses it up like any other; None if
     it is gone meanwhile."""
     token_digest = digest(token)
-    bound = redis_scripts.run(
+    bound = redis_client.run(
         _redis(), _ADOPT, [_token_key(token_digest), _bind_key(token_digest)], [binding(user)]
     )
     return PeekedToken(user_id=user.pk, binding=bound.decode()) if bound else None
@@ -284,7 +283,7 @@ def token_revoke(*, user_id: int) -> None:
     """Forget every token of the user: after a new password or email (when none of them works
     any more anyway), and on a deactivation (which only this ends: a reactivation must not
     bring them back)."""
-    redis_scripts.run(
+    redis_client.run(
         _redis(),
         _REVOKE,
         [_user_key(user_id), _live_key(user_id)],

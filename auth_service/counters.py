@@ -10,9 +10,7 @@ import math
 import os
 from typing import NamedTuple
 
-from django_redis import get_redis_connection
-
-from auth_service import redis_scripts
+from auth_service import redis_client
 
 KEY_PREFIX = "auth:counter:"
 
@@ -68,13 +66,13 @@ def rolling_hits(hits: list[Hit]) -> list[int]:
     """
     if not hits:
         return []
-    client = get_redis_connection("default")
+    client = redis_client.client()
     keys = [f"{KEY_PREFIX}{hit.key}" for hit in hits]
     # A unique member per request: two hits in the same millisecond must not collapse into one.
     args = [os.urandom(8)]
     for hit in hits:
         args += [hit.limit, hit.period * 1000]
-    ms_left = redis_scripts.run(client, _HITS, keys, args)
+    ms_left = redis_client.run(client, _HITS, keys, args)
     return [max(1, math.ceil(ms / 1000)) if ms > 0 else 0 for ms in map(int, ms_left)]
 
 

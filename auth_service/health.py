@@ -2,9 +2,9 @@
 
 from django.db import DatabaseError, InterfaceError, connection
 from django.http import JsonResponse
-from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
+from auth_service import redis_client
 from auth_service.exceptions import COMPACT_JSON, allow_methods
 
 # Any other method is the contract's JSON 405.
@@ -31,7 +31,7 @@ def _redis() -> str:
     # A write, not a PING: a Redis out of memory or turned read-only still answers PING, but
     # can hold no reset token then.
     try:
-        get_redis_connection("default").set(READY_KEY, 1, ex=60)
+        redis_client.client().set(READY_KEY, 1, ex=60)
     except RedisError:
         return "unavailable"
     return "ok"

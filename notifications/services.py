@@ -5,11 +5,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.db import transaction
-from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
 from accounts import reset_tokens
 from accounts.models import User
+from auth_service import redis_client
 from notifications import emails
 from notifications.models import PasswordChangedNotice
 
@@ -51,7 +51,7 @@ def password_reset_deliver(*, user_id: int, nonce: str) -> bool:
             user_id,
         )
         return False
-    redis = get_redis_connection("default")
+    redis = redis_client.client()
     sent_key = SENT_PREFIX + reset_tokens.digest(nonce)
     if redis.exists(sent_key):
         logger.info("password reset: email for user %s already sent; skipping", user_id)
@@ -120,7 +120,7 @@ def _notice_sent_key(notice: PasswordChangedNotice) -> str:
 
 def _notice_sent_before(notice: PasswordChangedNotice) -> bool:
     try:
-        return bool(get_redis_connection("default").exists(_notice_sent_key(notice)))
+        return bool(redis_client.client().exists(_notice_sent_key(notice)))
     except RedisError as error:
         # Unknown: send. A second email is the lesser fault than none.
         logger.warning(
@@ -133,7 +133,7 @@ def _notice_sent_before(notice: PasswordChangedNotice) -> bool:
 
 def _notice_mark_sent(notice: PasswordChangedNotice) -> None:
     try:
-        get_redis_connection("default").set(_notice_sent_key(notice), 1, ex=NOTICE_SENT_TTL)
+        redis_client.client().set(_notice_sent_key(notice), 1, ex=NOTICE_SENT_TTL)
     except RedisError as error:
         logger.warning(
             "password changed notice %s sent, not marked sent: %s", notice.pk, type(error).__name__

@@ -339,7 +339,7 @@ def test_a_notice_reusing_the_id_of_one_sent_is_sent_too(user):
 def test_a_notice_is_sent_when_redis_cannot_say_whether_it_was(user, monkeypatch):
     notice = services.password_changed_notice_record(user=user)
     down = redis_errors.ConnectionError("down")
-    monkeypatch.setattr(services, "get_redis_connection", mock.Mock(side_effect=down))
+    monkeypatch.setattr("auth_service.redis_client.client", mock.Mock(side_effect=down))
 
     assert services.password_changed_deliver(notice_id=notice.pk)
     assert len(mail.outbox) == 1
