@@ -9,8 +9,9 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import APIException, ValidationError
 
 from accounts import services
-from accounts.serializers import PASSWORD_MAX, TOKEN_MAX
 from accounts.throttling import ResetIPThrottle
+from accounts.tokens import TOKEN_MAX
+from accounts.validators import PASSWORD_MAX
 from auth_service.exceptions import (
     HashingBusy,
     ResetTokenInvalid,

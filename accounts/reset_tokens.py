@@ -36,7 +36,7 @@ from django.conf import settings
 from django.utils.crypto import salted_hmac
 from redis.exceptions import RedisError
 
-from accounts.serializers import TOKEN_MAX
+from accounts.tokens import TOKEN_MAX
 from auth_service import redis_client
 
 if TYPE_CHECKING:

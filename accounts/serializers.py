@@ -4,11 +4,12 @@ from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 
 from accounts.managers import EMAIL_MAX, email_stored_form
-from accounts.validators import email_hides_characters, email_is_ambiguous, validate_full_name
-
-# Long enough for any real passphrase, small enough that hashing cost stays bounded.
-PASSWORD_MAX = 128
-TOKEN_MAX = 2048  # longer than any token the service issues; refused unread
+from accounts.validators import (
+    PASSWORD_MAX,
+    email_hides_characters,
+    email_is_ambiguous,
+    validate_full_name,
+)
 
 
 class StringOnly:

@@ -31,8 +31,9 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch, get_md5_hash_password
 
 from accounts.models import RevokedTokenFamily, SpentRefreshToken, User
-from accounts.serializers import TOKEN_MAX
 from auth_service.exceptions import TokenInvalid
+
+TOKEN_MAX = 2048  # longer than any token the service issues; refused unread
 
 logger = logging.getLogger(__name__)
 

@@ -132,10 +132,14 @@ def validate_email_characters(email: str) -> None:
         raise ValidationError(EmailValidator.message, code=EmailValidator.code)
 
 
+# Long enough for any real passphrase, small enough that hashing cost stays bounded.
+PASSWORD_MAX = 128
+
+
 class MaximumLengthValidator:
     """Reject absurdly long passwords so hashing cost stays bounded."""
 
-    def __init__(self, max_length: int = 128):
+    def __init__(self, max_length: int = PASSWORD_MAX):
         self.max_length = max_length
 
     def validate(self, password: str, user=None) -> None:
