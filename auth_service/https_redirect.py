@@ -9,13 +9,10 @@ Placed before SecurityMiddleware, which `check --deploy` looks for by name, to r
 answer.
 """
 
-import json
-
 from django.conf import settings
 
 from auth_service.browser_middleware import API_PREFIX
-from auth_service.exceptions import COMPACT_JSON
-from auth_service.trailing_slash import JsonPermanentRedirect
+from auth_service.trailing_slash import json_redirect
 
 
 class ApiHttpsRedirectMiddleware:
@@ -31,12 +28,8 @@ class ApiHttpsRedirectMiddleware:
             and request.path_info.startswith(API_PREFIX)
         ):
             location = response["Location"]
-            body = {
-                "detail": f"The API is served over HTTPS only: {location}",
-                "code": "https_required",
-            }
-            response = JsonPermanentRedirect(
-                location, content=json.dumps(body, **COMPACT_JSON), content_type="application/json"
+            response = json_redirect(
+                location, f"The API is served over HTTPS only: {location}", "https_required"
             )
             response["Cache-Control"] = "no-store"
         return response

@@ -20,6 +20,15 @@ class JsonPermanentRedirect(HttpResponseRedirectBase):
     status_code = 308
 
 
+def json_redirect(location: str, detail: str, code: str) -> JsonPermanentRedirect:
+    """A 308 whose body says, in the contract's error shape, why the client was moved."""
+    return JsonPermanentRedirect(
+        location,
+        content=json.dumps({"detail": detail, "code": code}, **COMPACT_JSON),
+        content_type="application/json",
+    )
+
+
 class CommonMiddleware(common.CommonMiddleware):
     def process_response(self, request, response):
         if (
@@ -38,13 +47,9 @@ class CommonMiddleware(common.CommonMiddleware):
 
 def trailing_slash_redirect(request) -> JsonPermanentRedirect:
     """308 to the same URL with the slash (query string kept), and a JSON body that says so."""
-    body = {
-        "detail": f"This endpoint's URL ends with a slash: {request.path}/",
-        "code": "trailing_slash_required",
-    }
     # Not Django's get_full_path_with_slash: under DEBUG it raises for a POST, which a 308 keeps.
-    return JsonPermanentRedirect(
+    return json_redirect(
         request.get_full_path(force_append_slash=True),
-        content=json.dumps(body, **COMPACT_JSON),
-        content_type="application/json",
+        f"This endpoint's URL ends with a slash: {request.path}/",
+        "trailing_slash_required",
     )
