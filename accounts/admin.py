@@ -28,11 +28,15 @@ def admin_login(request, extra_context=None):
     if request.method == "POST":
         wait = throttles_wait([LoginIPThrottle(), AdminLoginEmailThrottle()], request)
         if wait:
-            # The contract's throttled response, as the API's login gives it.
-            response = error_body(ADMIN_THROTTLED.format(seconds=wait), "throttled", 429)
-            response["Retry-After"] = str(wait)
-            return response
+            return _throttled(ADMIN_THROTTLED, wait)
     return admin.site.login(request, extra_context)
+
+
+def _throttled(message: str, wait: int):
+    """The contract's throttled response, as the API's login and password change give it."""
+    response = error_body(message.format(seconds=wait), "throttled", 429)
+    response["Retry-After"] = str(wait)
+    return response
 
 
 class FullNameChecked:
@@ -54,9 +58,7 @@ def admin_password_change(request, extra_context=None):
     if request.method == "POST":
         wait = throttles_wait([PasswordChangeThrottle()], request)
         if wait:
-            response = error_body(ADMIN_CHANGE_THROTTLED.format(seconds=wait), "throttled", 429)
-            response["Retry-After"] = str(wait)
-            return response
+            return _throttled(ADMIN_CHANGE_THROTTLED, wait)
     return admin.site.admin_view(_own_password_change)(request, extra_context)
 
 
