@@ -28,11 +28,16 @@ def uncollected_warning() -> str | None:
     """Why the pages would fail, when the static files were never collected: with DEBUG off,
     a page linking a stylesheet or script (the reset page, the API docs) answers 500 until the
     manifest of hashed names exists. The build collects them; a server started by hand may not."""
+    from django.apps import apps
     from django.conf import settings
+
+    # gunicorn.conf.py also serves apps without static files (bench/reference_app.py).
+    if settings.DEBUG or not apps.is_installed("django.contrib.staticfiles"):
+        return None
     from django.contrib.staticfiles.storage import staticfiles_storage
 
     manifest = getattr(staticfiles_storage, "manifest_name", None)
-    if settings.DEBUG or manifest is None or staticfiles_storage.exists(manifest):
+    if manifest is None or staticfiles_storage.exists(manifest):
         return None
     return (
         f"Static files are not collected in {settings.STATIC_ROOT}: the reset page and the API "
