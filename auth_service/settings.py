@@ -55,9 +55,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "auth_service.priority.RequestPriorityMiddleware",
+    # Outside everything that can answer early: its headers reach every response.
+    "auth_service.security_headers.SecurityHeadersMiddleware",
     "auth_service.https_redirect.ApiHttpsRedirectMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "auth_service.security_headers.SecurityHeadersMiddleware",
     "auth_service.static_files.StaticFilesMiddleware",  # WhiteNoise
     "auth_service.health.ProbeMiddleware",
     # Session, user and messages serve the browser pages (admin, reset page) and skip /api/:

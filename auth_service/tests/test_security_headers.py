@@ -127,3 +127,36 @@ def test_a_forwarded_host_header_cannot_redirect_clients_elsewhere(client, setti
     response = client.get("/api/v1/auth/me/", HTTP_X_FORWARDED_HOST="evil.example")
 
     assert response["Location"] == "https://testserver/api/v1/auth/me/"
+
+
+BASELINE = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "strict-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "extra", "status"),
+    [
+        ("/api/v1/auth/me/", {}, 308),  # plain HTTP: the API's JSON redirect
+        ("/admin/login/", {}, 301),  # plain HTTP: a page's redirect
+        ("/healthz", {}, 200),
+        ("/readyz", {}, 200),
+        ("/static/admin/css/base.css", {"HTTP_X_FORWARDED_PROTO": "https"}, 200),
+        ("/api/v1/auth/me", {"HTTP_X_FORWARDED_PROTO": "https"}, 308),  # no trailing slash
+        ("/api/v1/auth/me/", {"HTTP_X_FORWARDED_PROTO": "https", "HTTP_HOST": "evil.example"}, 400),
+    ],
+)
+def test_responses_answered_before_the_views_carry_the_security_headers(
+    client, settings, path, extra, status
+):
+    settings.SECURE_SSL_REDIRECT = True
+
+    response = client.get(path, **extra)
+
+    assert response.status_code == status
+    for name, value in BASELINE.items():
+        assert response[name] == value, name
+    assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
