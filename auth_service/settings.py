@@ -121,7 +121,7 @@ if not _database_url.startswith(("postgres://", "postgresql://")):
 DATABASES = {
     "default": dj_database_url.parse(
         _database_url,
-        conn_max_age=env_int("DB_CONN_MAX_AGE", 600),
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 600, minimum=0),
         conn_health_checks=True,
     )
 }
@@ -301,9 +301,7 @@ THROTTLE_RATES = {
 # many places from the right. 0 means no proxy: use the socket's address. On Render two do
 # (Cloudflare's edge appends the client, Render's proxy appends the edge), and Render sets
 # RENDER=true in every service's environment.
-TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 2 if env_bool("RENDER") else 0)
-if TRUSTED_PROXY_COUNT < 0:
-    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more.")
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 2 if env_bool("RENDER") else 0, minimum=0)
 # Headers captured on Render show both "client, edge" and "client, edge, 10.x.x.x": private
 # addresses at the right end are Render's internal hops, dropped before counting. Off elsewhere,
 # where a client on a private network could otherwise append its own entries.
@@ -315,7 +313,7 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 # Platform health checks reach the process directly over HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True

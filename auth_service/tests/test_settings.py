@@ -53,6 +53,10 @@ def test_defaults_are_production_defaults():
         ({"DB_TCP_USER_TIMEOUT": "0"}, "DB_TCP_USER_TIMEOUT must be at least 1, not 0."),
         ({"DB_STATEMENT_TIMEOUT": "-1"}, "DB_STATEMENT_TIMEOUT must be at least 0, not -1."),
         ({"EMAIL_PORT": "0"}, "EMAIL_PORT must be at least 1, not 0."),
+        # where 0 means "none" (close after each request, no HSTS, no proxy), less is refused
+        ({"DB_CONN_MAX_AGE": "-5"}, "DB_CONN_MAX_AGE must be at least 0, not -5."),
+        ({"SECURE_HSTS_SECONDS": "-1"}, "SECURE_HSTS_SECONDS must be at least 0, not -1."),
+        ({"TRUSTED_PROXY_COUNT": "-1"}, "TRUSTED_PROXY_COUNT must be at least 0, not -1."),
         # reset emails would carry "auth.example.com/reset-password/?token=...", no link at all
         ({"PUBLIC_URL": "auth.example.com"}, "PUBLIC_URL must be a URL starting http:// or"),
         ({"PASSWORD_RESET_URL": "/reset"}, "PASSWORD_RESET_URL must be a URL starting http://"),
