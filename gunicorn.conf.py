@@ -1,4 +1,5 @@
-"""gunicorn settings for the web process, the one place they live; each knob reads the environment.
+"""gunicorn settings for the web process, the one place they live; the tunable ones read the
+environment.
 
 Used everywhere the web process starts: `gunicorn --config gunicorn.conf.py auth_service.wsgi`.
 """
@@ -23,7 +24,7 @@ workers = env_int("WEB_CONCURRENCY", 2, minimum=1)
 worker_class = env_str("GUNICORN_WORKER_CLASS", "gthread")
 threads = env_int("GUNICORN_THREADS", 16, minimum=1)
 
-# A request that takes longer than this is stuck (dependencies time out after 1-2 s).
+# A request that takes longer than this is stuck (its dependencies time out within about 5 s).
 timeout = env_int("GUNICORN_TIMEOUT", 30, minimum=1)
 # Finish in-flight requests on SIGTERM; the platform waits 30 s before it kills the process.
 graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 25, minimum=1)
