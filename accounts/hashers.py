@@ -30,7 +30,7 @@ class Argon2idHasher(Argon2PasswordHasher):
 
 class LegacyPBKDF2Hasher(PBKDF2PasswordHasher):
     """Django's PBKDF2 (1,000,000 iterations), for hashes made before Argon2: verified in the
-    hash pool like Argon2, since each check costs the CPU of some 25 Argon2 hashes and must
+    hash pool like Argon2, since each check costs the CPU of some 15 Argon2 hashes and must
     stay inside the pool's bound on hashes at once. Same algorithm name: such hashes still
     verify, and are re-hashed with Argon2 on the owner's next login."""
 
