@@ -153,6 +153,11 @@ for _name, _value in (("statement_timeout", _statement_timeout), ("lock_timeout"
     if _value > 0:
         _options = DATABASES["default"]["OPTIONS"].get("options", "")
         DATABASES["default"]["OPTIONS"]["options"] = f"{_options} -c {_name}={_value}".strip()
+# A server that accepts connections but does not run (its processes stopped, its storage
+# stalled) trips none of the limits above: its kernel acknowledges everything. The client
+# bounds every wait itself: the connect timeout for a new connection, the statement timeout
+# and a second for a statement (none under manage.py); auth_service/postgresql/deadline.py.
+DB_QUERY_DEADLINE = _statement_timeout / 1000 + 1 if _statement_timeout else None
 # Django's backend, with a health check of reused connections that needs no round trip unless
 # the connection sat idle (auth_service/postgresql/base.py).
 DATABASES["default"]["ENGINE"] = "auth_service.postgresql"

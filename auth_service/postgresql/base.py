@@ -11,14 +11,25 @@ nothing to read either, and TCP keepalives notice only after some 45 s. So a con
 for longer than IDLE_CHECK_AFTER is asked after all: its request then reconnects instead of
 failing on the dead connection. Busy connections, reused within milliseconds, keep the free
 check; a quiet server pays the round trip, when it has the time.
+
+Every wait for the server has a deadline of the client's own (deadline.py), installed when
+this backend loads.
 """
 
 import select
 import time
 
+from django.conf import settings
 from django.db.backends.postgresql import base
 
+from auth_service.postgresql import deadline
+
 IDLE_CHECK_AFTER = 5.0  # seconds
+
+deadline.install(
+    connect=settings.DATABASES["default"].get("OPTIONS", {}).get("connect_timeout"),
+    query=getattr(settings, "DB_QUERY_DEADLINE", None),
+)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -43,4 +54,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return False
         now, checked_at = time.monotonic(), self._checked_at
         self._checked_at = now
-        return now - checked_at <= IDLE_CHECK_AFTER or super().is_usable()
+        if now - checked_at <= IDLE_CHECK_AFTER:
+            return True
+        # A server that takes longer than a new connection may to answer is no use either.
+        with deadline.bounded(self.settings_dict["OPTIONS"].get("connect_timeout")):
+            return super().is_usable()

@@ -89,6 +89,7 @@ def api(web) -> Client:
 def postgres(private_postgres):
     """The private PostgreSQL, running again after the test whatever the test did to it."""
     yield private_postgres
+    private_postgres.thaw()
     if not private_postgres.is_running():
         private_postgres.start()
 

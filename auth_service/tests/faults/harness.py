@@ -153,6 +153,22 @@ class PrivatePostgres:
     def is_running(self) -> bool:
         return (self.data / "postmaster.pid").exists()
 
+    def freeze(self) -> None:
+        """Every process of the server stops running, as on a stalled disk or a paused host;
+        its kernel still accepts connections and acknowledges what clients send."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGSTOP)  # first: a stopped postmaster starts no backend
+        self._frozen = [postmaster, *_children(postmaster)]
+        for pid in self._frozen[1:]:
+            with suppress(ProcessLookupError):  # a backend that was just ending
+                os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in getattr(self, "_frozen", []):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self._frozen = []
+
     def create_database(self, name: str) -> None:
         """Create the service's database; its URL is then ``database_url``."""
         with closing(psycopg2.connect(self.url())) as conn:
@@ -165,6 +181,16 @@ class PrivatePostgres:
         if self.is_running():
             self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):
+            # "pid (name) state ppid ...": the name may hold spaces, so split after its ")".
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+    return children
 
 
 class PrivateRedis:

@@ -19,6 +19,8 @@ from auth_service.tests.faults.harness import (
 PROMPT = 2.0
 # A host that accepts but never answers costs the connect timeout (DB_CONNECT_TIMEOUT, 2 s).
 CONNECT_TIMEOUT_BOUND = 2.0 + 2.0
+# A server that stops running under open connections: the statement timeout (5 s) and a second.
+QUERY_DEADLINE_BOUND = 5.0 + 1.0 + 2.0
 
 
 def every_endpoint(api, account) -> dict:
@@ -112,6 +114,38 @@ def test_requests_get_503_within_the_connect_timeout_when_postgres_hangs(api, ac
     assert ready.json()["checks"]["database"] == "unavailable"
     slow = {name: r.elapsed.total_seconds() for name, r in [*responses.items(), ("ready", ready)]}
     assert max(slow.values()) < CONNECT_TIMEOUT_BOUND, slow
+
+
+def test_requests_get_503_within_the_deadline_when_postgres_stops_running(api, account, postgres):
+    # Given the workers' threads hold persistent connections
+    def all_workers_connected() -> bool:
+        concurrently([lambda: api.get("/api/v1/auth/me/", token=account.access)] * 6)
+        return service_connections(postgres) >= api.server.workers
+
+    wait_for(all_workers_connected, timeout=20, what="a connection in every worker")
+    calls = every_endpoint(api, account)
+
+    # When PostgreSQL's processes stop running (a stalled disk, a paused host): its kernel
+    # still acknowledges every query, so no server-side or TCP timeout fires
+    postgres.freeze()
+    try:
+        names = ["login", "me", "refresh"]
+        responses = dict(zip(names, concurrently([calls[name] for name in names]), strict=True))
+        ready = api.get("/readyz")
+    finally:
+        postgres.thaw()
+
+    # Then each request gets the contract's 503 within the client's deadline, not a hang
+    assert {name: outcome(r) for name, r in responses.items()} == {
+        name: (503, "application/json", UNAVAILABLE) for name in names
+    }
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["database"] == "unavailable"
+    slow = {name: r.elapsed.total_seconds() for name, r in [*responses.items(), ("ready", ready)]}
+    assert max(slow.values()) < QUERY_DEADLINE_BOUND, slow
+    # And once it runs again, the same processes serve users on new connections
+    responses = concurrently([lambda: api.get("/api/v1/auth/me/", token=account.access)] * 12)
+    assert [r.status_code for r in responses] == [200] * 12
 
 
 def test_a_postgres_restart_behind_idle_persistent_connections_costs_no_request(
