@@ -40,7 +40,17 @@ def user_register(*, email: str, full_name: str, password: str) -> User:
     user = User(email=normalize_email(email), full_name=full_name)
     password_check_strength(password=password, user=user, field="password")
     user.set_password(password)
-    if not User.objects.insert_unless_taken(user):
+    try:
+        inserted = User.objects.insert_unless_taken(user)
+    except (OperationalError, InterfaceError):
+        user_id = _stored_after_all(email=user.email, password=user.password)
+        if user_id is None:
+            raise
+        # The INSERT's reply was lost, not the INSERT: the account exists, so the client hears
+        # 201, not a 503 whose retry would say the email is taken.
+        logger.warning("account %s created although its insert failed to answer", user_id)
+        return User.objects.get(pk=user_id)
+    if not inserted:
         raise ValidationError({"email": [DUPLICATE_EMAIL]})
     return user
 
@@ -85,7 +95,7 @@ def password_set(
     try:
         notice = _password_store(user, new_hash, proven_hash=proven_hash, reset=reset)
     except (OperationalError, InterfaceError):
-        if not _stored_after_all(user.pk, new_hash):
+        if _stored_after_all(pk=user.pk, password=new_hash) is None:
             raise
         # The COMMIT's reply was lost, not the COMMIT: the change holds, so the request succeeds.
         # Its notice, committed with it, is left to the worker's sweep.
@@ -123,18 +133,19 @@ def _password_store(user: User, new_hash: str, *, proven_hash: str | None, reset
         return notices.password_changed_notice_record(user=user)
 
 
-def _stored_after_all(user_id: int, new_hash: str) -> bool:
-    """Whether a change whose transaction failed was stored all the same: PostgreSQL can apply
-    a COMMIT and lose the connection before it answers. The hash has a random salt, so finding
-    it stored means this request stored it. Asked on a fresh connection; False if that fails
-    too, or if the change ran inside an outer transaction (nothing was committed yet)."""
+def _stored_after_all(**account) -> int | None:
+    """The id of the account with these fields, if a write whose transaction failed stored it
+    all the same: PostgreSQL can apply a COMMIT and lose the connection before it answers. The
+    fields include a password hash, whose random salt makes finding it stored mean this request
+    stored it. Asked on a fresh connection; None if that fails too, or if the write ran inside
+    an outer transaction (nothing was committed yet)."""
     if connection.in_atomic_block:
-        return False
+        return None
     connection.close()
     try:
-        return User.objects.filter(pk=user_id, password=new_hash).exists()
+        return User.objects.filter(**account).values_list("pk", flat=True).first()
     except DatabaseError:
-        return False
+        return None
 
 
 def reset_links_end(*, user_id: int) -> None:

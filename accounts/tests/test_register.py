@@ -1,6 +1,8 @@
 from datetime import datetime
+from unittest import mock
 
 import pytest
+from django.db import OperationalError
 
 from accounts.models import User
 
@@ -326,3 +328,41 @@ def test_names_in_any_script_are_kept_as_typed(api, name):
 
     assert response.status_code == 201
     assert response.json()["full_name"] == name
+
+
+def insert_then_lose_the_answer(applied: bool):
+    """The registration's INSERT fails with the connection: after PostgreSQL applied it (its
+    answer was lost), or before it reached PostgreSQL."""
+    manager = type(User.objects)
+    real_insert = manager.insert_unless_taken
+
+    def insert(self, user):
+        if applied:
+            real_insert(self, user)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    return mock.patch.object(manager, "insert_unless_taken", insert)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_registration_whose_answer_is_lost_is_a_201_as_it_happened(api, caplog):
+    with insert_then_lose_the_answer(applied=True):
+        response = api.post(URL, BODY, format="json")
+
+    # The account exists, so the client hears that, not a 503 whose retry says "taken"
+    assert response.status_code == 201
+    user = User.objects.get(email=BODY["email"])
+    assert response.json()["id"] == user.pk
+    assert "created although its insert failed to answer" in caplog.text
+    login = {"email": BODY["email"], "password": BODY["password"]}
+    assert api.post("/api/v1/auth/login/", login, format="json").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_registration_that_never_reached_the_database_is_a_503(api):
+    with insert_then_lose_the_answer(applied=False):
+        response = api.post(URL, BODY, format="json")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "service_unavailable"
+    assert not User.objects.filter(email=BODY["email"]).exists()
