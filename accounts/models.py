@@ -115,6 +115,9 @@ class SpentRefreshToken(models.Model):
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
     expires_at = models.DateTimeField("token expires at")
     spent_at = models.DateTimeField("spent at")
+    # The request that spent it (a rotation: its successor's id), so that one whose answer
+    # from PostgreSQL was lost can tell it did. Empty on rows from before it was recorded.
+    spent_by = models.UUIDField("spent by", null=True, blank=True)
 
     def __str__(self) -> str:
         return str(self.jti)

@@ -23,7 +23,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
@@ -71,8 +71,8 @@ WITH holder AS (
     WHERE id = %(user_id)s AND is_active AND md5(password) = lower(%(digest)s)
       AND NOT EXISTS (SELECT FROM accounts_revokedtokenfamily WHERE family = %(family)s)
 )
-INSERT INTO accounts_spentrefreshtoken (jti, user_id, expires_at, spent_at)
-SELECT %(jti)s, holder.id, %(expires_at)s, statement_timestamp() FROM holder
+INSERT INTO accounts_spentrefreshtoken (jti, user_id, expires_at, spent_at, spent_by)
+SELECT %(jti)s, holder.id, %(expires_at)s, statement_timestamp(), %(spent_by)s FROM holder
 ON CONFLICT (jti) DO NOTHING
 RETURNING jti
 """
@@ -82,13 +82,13 @@ def refresh_token_rotate(*, raw: str) -> dict[str, str]:
     """Spend a refresh token and return its successor pair; TokenInvalid if it is invalid,
     expired, already spent, or its user is inactive or has changed password since."""
     token = _presented(raw)
-    _spend(token)
     successor = _refresh_token(
         user_id=_user_id(token),
         digest=token.get(api_settings.REVOKE_TOKEN_CLAIM),
         # A token from before families existed starts one: its chain is covered from here on.
         family=_family(token) or uuid.uuid4().hex,
     )
+    _spend(token, spent_by=uuid.UUID(hex=successor[api_settings.JTI_CLAIM]))
     return {"access": str(successor.access_token), "refresh": str(successor)}
 
 
@@ -98,7 +98,7 @@ def refresh_token_revoke(*, raw: str, user_id: int) -> None:
     token = _presented(raw)
     if _user_id(token) != user_id:
         raise TokenInvalid()
-    _spend(token)
+    _spend(token, spent_by=uuid.uuid4())
 
 
 def _presented(raw: str) -> RefreshToken:
@@ -133,7 +133,7 @@ def _family(token: RefreshToken) -> str | None:
         raise TokenInvalid() from None
 
 
-def _spend(token: RefreshToken) -> None:
+def _spend(token: RefreshToken, *, spent_by: uuid.UUID) -> None:
     digest = token.get(api_settings.REVOKE_TOKEN_CLAIM)
     try:
         jti = uuid.UUID(hex=token[api_settings.JTI_CLAIM])
@@ -142,22 +142,44 @@ def _spend(token: RefreshToken) -> None:
     if not isinstance(digest, str) or not _MD5_HEX.fullmatch(digest):
         raise TokenInvalid()
     user_id, family = _user_id(token), _family(token)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _SPEND,
-            {
-                "user_id": user_id,
-                "digest": digest,
-                "family": family,
-                "jti": str(jti),
-                "expires_at": datetime_from_epoch(token["exp"]),
-            },
-        )
-        spent = cursor.fetchone() is not None
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _SPEND,
+                {
+                    "user_id": user_id,
+                    "digest": digest,
+                    "family": family,
+                    "jti": str(jti),
+                    "expires_at": datetime_from_epoch(token["exp"]),
+                    "spent_by": str(spent_by),
+                },
+            )
+            spent = cursor.fetchone() is not None
+    except (OperationalError, InterfaceError):
+        if not _spent_after_all(jti=jti, spent_by=spent_by):
+            raise
+        # PostgreSQL spent it and lost the connection before answering: this request did spend
+        # it, and its client must get the successor (or its logout) rather than a 503 whose
+        # retry the spent token could only fail.
+        logger.warning("refresh token of user %s spent although its answer was lost", user_id)
+        return
     if not spent:
         if family is not None:
             _family_revoke_if_reused(jti=jti, user_id=user_id, family=family)
         raise TokenInvalid()
+
+
+def _spent_after_all(*, jti: uuid.UUID, spent_by: uuid.UUID) -> bool:
+    """Whether this request spent the token after all; asked on a fresh connection, False if
+    that fails too or if nothing could have committed yet (inside an outer transaction)."""
+    if connection.in_atomic_block:
+        return False
+    connection.close()
+    try:
+        return SpentRefreshToken.objects.filter(jti=jti, spent_by=spent_by).exists()
+    except DatabaseError:
+        return False
 
 
 def _family_revoke_if_reused(*, jti: uuid.UUID, user_id: int, family: str) -> None:

@@ -4,13 +4,16 @@ expire, and only their ids are stored."""
 import base64
 import json
 import time
+from contextlib import contextmanager
 from datetime import timedelta
+from unittest import mock
 
 import jwt
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
+from django.db import OperationalError, connection
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -18,6 +21,7 @@ from accounts.models import SpentRefreshToken
 
 ME = "/api/v1/auth/me/"
 REFRESH = "/api/v1/auth/token/refresh/"
+LOGOUT = "/api/v1/auth/logout/"
 TOKEN_INVALID = {"detail": "The token is invalid, expired or revoked.", "code": "token_invalid"}
 
 pytestmark = pytest.mark.django_db
@@ -229,3 +233,62 @@ def test_a_refresh_token_with_a_mangled_password_digest_is_refused(pair):
 
     assert response.status_code == 401
     assert response.json() == TOKEN_INVALID
+
+
+@contextmanager
+def spend_answer_lost(*, applied: bool):
+    """The statement that spends a refresh token fails with the connection: after PostgreSQL
+    applied it (its answer was lost), or before it reached PostgreSQL."""
+    real_execute = CursorWrapper.execute
+    lost = []
+
+    def execute(self, sql, params=None):
+        if lost or "INSERT INTO accounts_spentrefreshtoken" not in sql:
+            return real_execute(self, sql, params)
+        lost.append(sql)
+        if applied:
+            real_execute(self, sql, params)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with mock.patch.object(CursorWrapper, "execute", execute):
+        yield lost
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rotation_whose_answer_is_lost_still_gives_the_client_its_successor(
+    api, user, pair, caplog
+):
+    with spend_answer_lost(applied=True) as lost:
+        rotated = api.post(REFRESH, {"refresh": pair["refresh"]}, format="json")
+
+    assert lost
+    # The token is spent either way, so the client gets what it was spent for, not a 503
+    # whose retry could only be refused
+    assert rotated.status_code == 200
+    assert "spent although its answer was lost" in caplog.text
+    successor = rotated.json()
+    assert me_with(successor["access"]).status_code == 200
+    assert api.post(REFRESH, {"refresh": successor["refresh"]}, format="json").status_code == 200
+    assert api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").json() == TOKEN_INVALID
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rotation_that_never_reached_the_database_is_a_503_and_the_token_still_works(
+    api, user, pair
+):
+    with spend_answer_lost(applied=False):
+        failed = api.post(REFRESH, {"refresh": pair["refresh"]}, format="json")
+
+    assert failed.status_code == 503
+    assert failed.json()["code"] == "service_unavailable"
+    assert api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_logout_whose_answer_is_lost_is_a_logout(api, auth_api, user, pair):
+    with spend_answer_lost(applied=True) as lost:
+        response = auth_api.post(LOGOUT, {"refresh": pair["refresh"]}, format="json")
+
+    assert lost
+    assert response.status_code == 204
+    assert api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").json() == TOKEN_INVALID
