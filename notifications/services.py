@@ -1,6 +1,7 @@
 """What the worker does with a queued notification; Celery tasks call these."""
 
 import logging
+import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
@@ -18,6 +19,10 @@ logger = logging.getLogger(__name__)
 SENT_PREFIX = "auth:reset:sent:"
 NOTICE_SENT_PREFIX = "auth:notice:sent:"
 NOTICE_SENT_TTL = 24 * 3600  # seconds: far past any retry of a notice whose deletion failed
+# Pauses between tries to mark a sent reset email, about 10 s in all with Redis's timeouts:
+# enough to outlast a Redis that stalls for a few seconds (a failover, a paused client), in
+# which the task's acknowledgement may fail too and Celery redeliver it minutes later.
+MARK_RETRY_PAUSES = (0.5, 1.0, 2.0)
 
 
 def password_reset_link(*, token: str) -> str:
@@ -61,11 +66,11 @@ def password_reset_deliver(*, user_id: int, nonce: str) -> bool:
         link=password_reset_link(token=token),
         time_left=time_left,
     )
-    try:
-        redis.set(sent_key, 1, ex=settings.PASSWORD_RESET_TIMEOUT)
-    except RedisError as error:
+    error = _reset_mark_sent(redis, sent_key)
+    if error is not None:
         # The email is out: a retry for this would send it again. Only a redelivery of the
-        # message (a worker lost mid-task) could, within the token's life.
+        # message (a worker lost mid-task, or an acknowledgement lost to the same outage)
+        # could, within the token's life.
         logger.warning(
             "password reset: email sent to user %s, not marked sent: %s",
             user_id,
@@ -74,6 +79,20 @@ def password_reset_deliver(*, user_id: int, nonce: str) -> bool:
         return True
     logger.info("password reset: email sent to user %s", user_id)
     return True
+
+
+def _reset_mark_sent(redis, key: str) -> RedisError | None:
+    """Note a reset email as sent, trying again over a Redis stall; the last error if it
+    could not."""
+    for pause in (0.0, *MARK_RETRY_PAUSES):
+        time.sleep(pause)
+        try:
+            redis.set(key, 1, ex=settings.PASSWORD_RESET_TIMEOUT)
+        except RedisError as error:
+            failure = error
+        else:
+            return None
+    return failure
 
 
 def password_changed_notice_record(*, user: User) -> PasswordChangedNotice:

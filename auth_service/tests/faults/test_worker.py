@@ -101,6 +101,30 @@ def test_email_is_sent_once_when_the_pool_process_is_killed_mid_send(
     assert reset.status_code == 200
 
 
+def test_a_reset_email_sent_as_redis_stalls_for_seconds_is_still_marked_sent(
+    api, account, broker, smtp, start_worker
+):
+    # Given the worker is in the middle of sending a reset email
+    worker = start_worker()
+    smtp.holding = True
+    forgot(api, account.email)
+    wait_for(lambda: smtp.held, timeout=30, what="the worker at the mail server")
+
+    # When Redis stops taking writes for 3 s as the email goes out, longer than the worker's
+    # Redis timeout (1 s): the task's acknowledgement may be lost to it too, and Celery would
+    # then deliver the task again minutes later
+    broker.client_pause(3000, all=False)
+    smtp.release()
+
+    # Then the email goes out once and is noted as sent once Redis takes writes again, so a
+    # second delivery of its task would send nothing
+    (message,) = smtp.wait_for(1)
+    assert message["To"] == account.email
+    worker.wait_for_log("password reset: email sent to user")
+    assert "not marked sent" not in worker.output()
+    assert broker.keys("auth:reset:sent:*")
+
+
 def test_email_is_sent_once_when_the_whole_worker_dies_mid_send(
     api, account, broker, smtp, start_worker
 ):
