@@ -144,15 +144,17 @@ BASELINE = {
         ("/admin/login/", {}, 301),  # plain HTTP: a page's redirect
         ("/healthz", {}, 200),
         ("/readyz", {}, 200),
-        ("/static/admin/css/base.css", {"HTTP_X_FORWARDED_PROTO": "https"}, 200),
+        ("/static/probe.css", {"HTTP_X_FORWARDED_PROTO": "https"}, 200),
         ("/api/v1/auth/me", {"HTTP_X_FORWARDED_PROTO": "https"}, 308),  # no trailing slash
         ("/api/v1/auth/me/", {"HTTP_X_FORWARDED_PROTO": "https", "HTTP_HOST": "evil.example"}, 400),
     ],
 )
 def test_responses_answered_before_the_views_carry_the_security_headers(
-    client, settings, path, extra, status
+    client, settings, tmp_path, path, extra, status
 ):
     settings.SECURE_SSL_REDIRECT = True
+    settings.STATIC_ROOT = tmp_path  # a collected file, as the image has them
+    (tmp_path / "probe.css").write_text("body {}")
 
     response = client.get(path, **extra)
 
