@@ -5,11 +5,11 @@ import logging
 from django.contrib.auth import authenticate, hashers
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from redis.exceptions import RedisError
 from rest_framework.exceptions import ValidationError
 
-from accounts import reset_tokens, tokens
+from accounts import lost_answers, reset_tokens, tokens
 from accounts.managers import normalize_email
 from accounts.models import User
 from auth_service.exceptions import InvalidCredentials, ResetTokenInvalid
@@ -42,8 +42,8 @@ def user_register(*, email: str, full_name: str, password: str) -> User:
     user.set_password(password)
     try:
         inserted = User.objects.insert_unless_taken(user)
-    except (OperationalError, InterfaceError):
-        user_id = _stored_after_all(email=user.email, password=user.password)
+    except (OperationalError, InterfaceError) as error:
+        user_id = _stored_after_all(error, email=user.email, password=user.password)
         if user_id is None:
             raise
         # The INSERT's reply was lost, not the INSERT: the account exists, so the client hears
@@ -94,8 +94,8 @@ def password_set(
     new_hash = hashers.make_password(password)
     try:
         notice = _password_store(user, new_hash, proven_hash=proven_hash, reset=reset)
-    except (OperationalError, InterfaceError):
-        if _stored_after_all(pk=user.pk, password=new_hash) is None:
+    except (OperationalError, InterfaceError) as error:
+        if _stored_after_all(error, pk=user.pk, password=new_hash) is None:
             raise
         # The COMMIT's reply was lost, not the COMMIT: the change holds, so the request succeeds.
         # Its notice, committed with it, is left to the worker's sweep.
@@ -133,19 +133,13 @@ def _password_store(user: User, new_hash: str, *, proven_hash: str | None, reset
         return notices.password_changed_notice_record(user=user)
 
 
-def _stored_after_all(**account) -> int | None:
-    """The id of the account with these fields, if a write whose transaction failed stored it
-    all the same: PostgreSQL can apply a COMMIT and lose the connection before it answers. The
-    fields include a password hash, whose random salt makes finding it stored mean this request
-    stored it. Asked on a fresh connection; None if that fails too, or if the write ran inside
-    an outer transaction (nothing was committed yet)."""
-    if connection.in_atomic_block:
-        return None
-    connection.close()
-    try:
-        return User.objects.filter(**account).values_list("pk", flat=True).first()
-    except DatabaseError:
-        return None
+def _stored_after_all(error: DatabaseError, **account) -> int | None:
+    """The id of the account with these fields, if a write whose answer was lost stored it all
+    the same (accounts/lost_answers.py). The fields include a password hash, whose random salt
+    makes finding it stored mean this request stored it."""
+    return lost_answers.applied_after_all(
+        error, lambda: User.objects.filter(**account).values_list("pk", flat=True).first()
+    )
 
 
 def reset_links_end(*, user_id: int) -> None:

@@ -30,6 +30,7 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch, get_md5_hash_password
 
+from accounts import lost_answers
 from accounts.models import RevokedTokenFamily, SpentRefreshToken, User
 from auth_service.exceptions import TokenInvalid
 
@@ -156,8 +157,8 @@ def _spend(token: RefreshToken, *, spent_by: uuid.UUID) -> None:
                 },
             )
             spent = cursor.fetchone() is not None
-    except (OperationalError, InterfaceError):
-        if not _spent_after_all(jti=jti, spent_by=spent_by):
+    except (OperationalError, InterfaceError) as error:
+        if not _spent_after_all(error, jti=jti, spent_by=spent_by):
             raise
         # PostgreSQL spent it and lost the connection before answering: this request did spend
         # it, and its client must get the successor (or its logout) rather than a 503 whose
@@ -170,16 +171,13 @@ def _spend(token: RefreshToken, *, spent_by: uuid.UUID) -> None:
         raise TokenInvalid()
 
 
-def _spent_after_all(*, jti: uuid.UUID, spent_by: uuid.UUID) -> bool:
-    """Whether this request spent the token after all; asked on a fresh connection, False if
-    that fails too or if nothing could have committed yet (inside an outer transaction)."""
-    if connection.in_atomic_block:
-        return False
-    connection.close()
-    try:
-        return SpentRefreshToken.objects.filter(jti=jti, spent_by=spent_by).exists()
-    except DatabaseError:
-        return False
+def _spent_after_all(error: DatabaseError, *, jti: uuid.UUID, spent_by: uuid.UUID) -> bool:
+    """Whether this request spent the token after all, its answer lost (lost_answers.py)."""
+    return bool(
+        lost_answers.applied_after_all(
+            error, SpentRefreshToken.objects.filter(jti=jti, spent_by=spent_by).exists
+        )
+    )
 
 
 def _family_revoke_if_reused(*, jti: uuid.UUID, user_id: int, family: str) -> None:

@@ -25,6 +25,12 @@ _IN_USE = (extensions.STATUS_READY, extensions.STATUS_BEGIN, extensions.STATUS_P
 _EVENTS = {extensions.POLL_READ: select.POLLIN, extensions.POLL_WRITE: select.POLLOUT}
 
 _limits = {"connect": None, "query": None}
+
+
+class DeadlinePassed(psycopg2.OperationalError):
+    """PostgreSQL did not answer in time; the connection is closed."""
+
+
 _override = threading.local()
 
 
@@ -67,4 +73,4 @@ def wait(conn, cursor=None) -> None:
         if left == float("inf"):
             poller.poll()
         elif left <= 0 or not poller.poll(left * 1000):
-            raise psycopg2.OperationalError(f"PostgreSQL did not answer within {limit:g} s")
+            raise DeadlinePassed(f"PostgreSQL did not answer within {limit:g} s")
