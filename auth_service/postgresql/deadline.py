@@ -32,6 +32,7 @@ class DeadlinePassed(psycopg2.OperationalError):
 
 
 _override = threading.local()
+_UNSET = object()
 
 
 def install(*, connect: float | None, query: float | None) -> None:
@@ -44,33 +45,66 @@ def install(*, connect: float | None, query: float | None) -> None:
 @contextmanager
 def bounded(seconds: float | None) -> Iterator[None]:
     """Statements of this thread inside the block wait at most `seconds` (a health check)."""
+    outer = getattr(_override, "query", _UNSET)
     _override.query = seconds
     try:
         yield
     finally:
-        del _override.query
+        if outer is _UNSET:
+            del _override.query
+        else:
+            _override.query = outer
+
+
+def _limit(conn) -> float | None:
+    if conn.status not in _IN_USE:
+        # libpq's own rule for connect_timeout: at least 2 s, for each address it tries.
+        connect = _limits["connect"]
+        return None if connect is None else max(connect, 2)
+    return getattr(_override, "query", _limits["query"])
 
 
 def wait(conn, cursor=None) -> None:
     """psycopg2's wait callback: drive the connection until its call completes, or give up."""
-    limit = deadline = None
+    waiting = _Wait()
     while True:
+        try:
+            if waiting.done(conn):
+                return
+        except KeyboardInterrupt:
+            # Ctrl-C under manage.py: cancel the statement on the server too and take its
+            # error, as psycopg2's own wait_select does, rather than leave it running there.
+            conn.cancel()
+
+
+class _Wait:
+    """One call's wait, with its deadline."""
+
+    def __init__(self) -> None:
+        self.socket = self.limit = None
+        self.deadline = float("inf")
+
+    def done(self, conn) -> bool:
         state = conn.poll()
         if state == extensions.POLL_OK:
-            return
+            return True
         events = _EVENTS.get(state)
         if events is None:
             raise psycopg2.OperationalError(f"unexpected state from poll(): {state}")
-        if deadline is None:
-            if conn.status not in _IN_USE:
-                limit = _limits["connect"]
-            else:
-                limit = getattr(_override, "query", _limits["query"])
-            deadline = time.monotonic() + limit if limit is not None else float("inf")
+        if self.socket != conn.fileno():
+            # A new socket while connecting is libpq moving on to the next host or address
+            # (after one refused): each gets the full connect timeout. libpq does not move on
+            # from one that accepts and stays silent while the client drives it, so there the
+            # deadline ends the whole connect.
+            self.socket = conn.fileno()
+            self.limit = _limit(conn)
+            if self.limit is not None:
+                self.deadline = time.monotonic() + self.limit
         poller = select.poll()  # not select(): descriptors above 1023 are possible
-        poller.register(conn.fileno(), events)
-        left = deadline - time.monotonic()
+        poller.register(self.socket, events)
+        left = self.deadline - time.monotonic()
         if left == float("inf"):
             poller.poll()
         elif left <= 0 or not poller.poll(left * 1000):
-            raise DeadlinePassed(f"PostgreSQL did not answer within {limit:g} s")
+            raise DeadlinePassed(f"PostgreSQL did not answer within {self.limit:g} s")
+        return False
