@@ -6,6 +6,7 @@ from redis.exceptions import RedisError
 
 from auth_service import redis_client
 from auth_service.exceptions import COMPACT_JSON, allow_methods
+from auth_service.postgresql import deadline
 
 # Any other method is the contract's JSON 405.
 PROBE_METHODS = ("GET", "HEAD")
@@ -19,8 +20,11 @@ def healthz(request):
 
 
 def _database() -> str:
+    # A server that has stopped answering is reported within the connect timeout, before a
+    # platform's health-check timeout could cut the probe off without its answer.
+    limit = connection.settings_dict["OPTIONS"].get("connect_timeout")
     try:
-        with connection.cursor() as cursor:
+        with deadline.bounded(limit), connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except (DatabaseError, InterfaceError):  # InterfaceError: a connection already closed
         return "unavailable"
