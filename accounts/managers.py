@@ -96,10 +96,14 @@ class UserManager(BaseUserManager):
             row = cursor.fetchone()
         if row is None:
             return False
-        user.pk = row[0]
+        self.mark_inserted(user, pk=row[0])
+        return True
+
+    def mark_inserted(self, user, *, pk: int) -> None:
+        """Make the in-memory user the saved row `pk`, as a save would."""
+        user.pk = pk
         user._state.adding = False
         user._state.db = self.db
-        return True
 
     @functools.cache  # noqa: B019 - as _statement
     def _insert_statement(self) -> tuple[list, str]:

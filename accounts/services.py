@@ -49,7 +49,8 @@ def user_register(*, email: str, full_name: str, password: str) -> User:
         # The INSERT's reply was lost, not the INSERT: the account exists, so the client hears
         # 201, not a 503 whose retry would say the email is taken.
         logger.warning("account %s created although its insert failed to answer", user_id)
-        return User.objects.get(pk=user_id)
+        User.objects.mark_inserted(user, pk=user_id)
+        return user
     if not inserted:
         raise ValidationError({"email": [DUPLICATE_EMAIL]})
     return user
