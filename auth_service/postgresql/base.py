@@ -25,6 +25,7 @@ from django.db.backends.postgresql import base
 from auth_service.postgresql import deadline
 
 IDLE_CHECK_AFTER = 5.0  # seconds
+IDLE_CHECK_LIMIT = 1.0  # seconds
 
 deadline.install(
     connect=settings.DATABASES["default"].get("OPTIONS", {}).get("connect_timeout"),
@@ -56,6 +57,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self._checked_at = now
         if now - checked_at <= IDLE_CHECK_AFTER:
             return True
-        # A server that takes longer than a new connection may to answer is no use either.
-        with deadline.bounded(self.settings_dict["OPTIONS"].get("connect_timeout")):
+        # A server that takes a second to answer SELECT 1 is treated as gone: the request then
+        # pays at most that and a new connection's timeout (/readyz included) before its 503.
+        with deadline.bounded(IDLE_CHECK_LIMIT):
             return super().is_usable()
