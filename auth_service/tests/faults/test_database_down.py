@@ -1,7 +1,8 @@
 """PostgreSQL is down, hangs or restarts: quick JSON 503s, then recovery without a restart."""
 
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 
 import psycopg2
 
@@ -59,6 +60,16 @@ def service_connections(postgres) -> int:
         return cursor.fetchone()[0]
 
 
+def connect_every_worker(api, account, postgres) -> None:
+    """Traffic until every gunicorn worker holds a persistent connection."""
+
+    def all_workers_connected() -> bool:
+        concurrently([lambda: api.get("/api/v1/auth/me/", token=account.access)] * 6)
+        return service_connections(postgres) >= api.server.workers
+
+    wait_for(all_workers_connected, timeout=20, what="a connection in every worker")
+
+
 def test_every_endpoint_answers_json_503_quickly_while_postgres_is_down(api, account, postgres):
     # Given a user with a session, and then PostgreSQL goes away
     calls = every_endpoint(api, account)
@@ -93,54 +104,61 @@ def test_readyz_names_the_database_and_healthz_stays_up_while_postgres_is_down(a
     assert alive.status_code == 200
 
 
-def test_requests_get_503_within_the_connect_timeout_when_postgres_hangs(api, account, postgres):
-    # Given PostgreSQL's host accepts connections but never answers
-    calls = every_endpoint(api, account)
+@contextmanager
+def hanging(postgres) -> Iterator[None]:
+    """PostgreSQL's host accepts connections but never answers."""
     postgres.stop()
     hole = Blackhole(postgres.port)
     try:
-        # When users call the service (at once, as real traffic would)
-        names = ["login", "me", "refresh"]
-        responses = dict(zip(names, concurrently([calls[name] for name in names]), strict=True))
-        ready = api.get("/readyz")
+        yield
     finally:
         hole.close()
 
-    # Then they get a 503 after the connect timeout instead of waiting forever
+
+@contextmanager
+def stopped_running(postgres) -> Iterator[None]:
+    """PostgreSQL's processes stop (a stalled disk, a paused host): its kernel still accepts
+    connections and acknowledges every query, so no server-side or TCP timeout fires."""
+    postgres.freeze()
+    try:
+        yield
+    finally:
+        postgres.thaw()
+
+
+def users_then_readyz(outage, api, account) -> tuple[dict, object]:
+    """Login, me and refresh at once (as real traffic would come), then /readyz, during the
+    outage; each must be the contract's 503."""
+    calls = every_endpoint(api, account)
+    names = ["login", "me", "refresh"]
+    with outage:
+        responses = dict(zip(names, concurrently([calls[name] for name in names]), strict=True))
+        ready = api.get("/readyz")
     assert {name: outcome(r) for name, r in responses.items()} == {
         name: (503, "application/json", UNAVAILABLE) for name in names
     }
     assert ready.status_code == 503
     assert ready.json()["checks"]["database"] == "unavailable"
+    return responses, ready
+
+
+def test_requests_get_503_within_the_connect_timeout_when_postgres_hangs(api, account, postgres):
+    # When PostgreSQL's host accepts connections but never answers, users get a 503 after the
+    # connect timeout instead of waiting forever
+    responses, ready = users_then_readyz(hanging(postgres), api, account)
+
     slow = {name: r.elapsed.total_seconds() for name, r in [*responses.items(), ("ready", ready)]}
     assert max(slow.values()) < CONNECT_TIMEOUT_BOUND, slow
 
 
 def test_requests_get_503_within_the_deadline_when_postgres_stops_running(api, account, postgres):
     # Given the workers' threads hold persistent connections
-    def all_workers_connected() -> bool:
-        concurrently([lambda: api.get("/api/v1/auth/me/", token=account.access)] * 6)
-        return service_connections(postgres) >= api.server.workers
+    connect_every_worker(api, account, postgres)
 
-    wait_for(all_workers_connected, timeout=20, what="a connection in every worker")
-    calls = every_endpoint(api, account)
+    # When PostgreSQL stops running, each request gets the contract's 503 within the service's
+    # own deadline, not a hang...
+    responses, ready = users_then_readyz(stopped_running(postgres), api, account)
 
-    # When PostgreSQL's processes stop running (a stalled disk, a paused host): its kernel
-    # still acknowledges every query, so no server-side or TCP timeout fires
-    postgres.freeze()
-    try:
-        names = ["login", "me", "refresh"]
-        responses = dict(zip(names, concurrently([calls[name] for name in names]), strict=True))
-        ready = api.get("/readyz")
-    finally:
-        postgres.thaw()
-
-    # Then each request gets the contract's 503 within the client's deadline, not a hang
-    assert {name: outcome(r) for name, r in responses.items()} == {
-        name: (503, "application/json", UNAVAILABLE) for name in names
-    }
-    assert ready.status_code == 503
-    assert ready.json()["checks"]["database"] == "unavailable"
     slow = {name: r.elapsed.total_seconds() for name, r in responses.items()}
     assert max(slow.values()) < QUERY_DEADLINE_BOUND, slow
     # ...and /readyz says so within the connect timeout, before a platform's probe gives up
@@ -154,11 +172,7 @@ def test_a_postgres_restart_behind_idle_persistent_connections_costs_no_request(
     api, account, postgres
 ):
     # Given every gunicorn worker holds a persistent connection
-    def all_workers_connected() -> bool:
-        concurrently([lambda: api.get("/api/v1/auth/me/", token=account.access)] * 6)
-        return service_connections(postgres) >= api.server.workers
-
-    wait_for(all_workers_connected, timeout=20, what="a connection in every worker")
+    connect_every_worker(api, account, postgres)
 
     # When PostgreSQL restarts while the service is idle (those connections are now dead)
     postgres.stop()

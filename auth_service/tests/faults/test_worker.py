@@ -21,6 +21,13 @@ def forgot(api, email: str) -> None:
     assert response.status_code == 202, response.text
 
 
+def forgot_held_at_the_mail_server(api, account, smtp) -> None:
+    """A forgot whose email the worker is sending, held by the mail server at RCPT TO."""
+    smtp.holding = True
+    forgot(api, account.email)
+    wait_for(lambda: smtp.held, timeout=30, what="the worker at the mail server")
+
+
 def drained(broker) -> None:
     """Wait until no task is queued or in a worker's hands: nothing more can be sent."""
     wait_for(lambda: queued(broker) == (0, 0), timeout=30, what="an empty queue")
@@ -81,9 +88,7 @@ def test_email_is_sent_once_when_the_pool_process_is_killed_mid_send(
 ):
     # Given the worker's pool process is in the middle of talking to the mail server
     worker = start_worker()
-    smtp.holding = True
-    forgot(api, account.email)
-    wait_for(lambda: smtp.held, timeout=30, what="the worker at the mail server")
+    forgot_held_at_the_mail_server(api, account, smtp)
 
     # When the kernel kills it (out of memory, say)
     (pool_process,) = worker.pool_processes()
@@ -106,9 +111,7 @@ def test_a_reset_email_sent_as_redis_stalls_for_seconds_is_still_marked_sent(
 ):
     # Given the worker is in the middle of sending a reset email
     worker = start_worker()
-    smtp.holding = True
-    forgot(api, account.email)
-    wait_for(lambda: smtp.held, timeout=30, what="the worker at the mail server")
+    forgot_held_at_the_mail_server(api, account, smtp)
 
     # When Redis stops taking writes for 3 s as the email goes out, longer than the worker's
     # Redis timeout (1 s): the task's acknowledgement may be lost to it too, and Celery would
@@ -130,9 +133,7 @@ def test_email_is_sent_once_when_the_whole_worker_dies_mid_send(
 ):
     # Given a worker is in the middle of sending an email
     worker = start_worker(**QUICK_REDELIVERY)
-    smtp.holding = True
-    forgot(api, account.email)
-    wait_for(lambda: smtp.held, timeout=30, what="the worker at the mail server")
+    forgot_held_at_the_mail_server(api, account, smtp)
 
     # When its machine dies with it (nothing is acknowledged), and another worker runs
     worker.kill_all()
@@ -163,9 +164,7 @@ def test_sigterm_lets_the_worker_finish_the_email_in_flight(
 ):
     # Given the worker is in the middle of sending an email
     worker = start_worker(**QUICK_REDELIVERY)
-    smtp.holding = True
-    forgot(api, account.email)
-    wait_for(lambda: smtp.held, timeout=30, what="the worker at the mail server")
+    forgot_held_at_the_mail_server(api, account, smtp)
 
     # When the platform stops it for a deploy (and kills it if it outstays the grace period)
     worker.signal(signal.SIGTERM)
