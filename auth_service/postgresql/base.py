@@ -13,16 +13,18 @@ failing on the dead connection. Busy connections, reused within milliseconds, ke
 check; a quiet server pays the round trip, when it has the time.
 
 Every wait for the server has a deadline of the client's own (deadline.py), installed when
-this backend loads.
+this backend loads; new connections look up their hosts first and pass over one that stalls
+(hosts.py).
 """
 
 import select
 import time
 
+import psycopg2
 from django.conf import settings
 from django.db.backends.postgresql import base
 
-from auth_service.postgresql import deadline
+from auth_service.postgresql import deadline, hosts
 
 IDLE_CHECK_AFTER = 5.0  # seconds
 IDLE_CHECK_LIMIT = 1.0  # seconds
@@ -39,6 +41,22 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def connect(self) -> None:
         super().connect()
         self._checked_at = time.monotonic()
+
+    def get_new_connection(self, conn_params):
+        try:
+            targets = hosts.resolve(conn_params)
+        except hosts.NoAddress as error:
+            raise psycopg2.OperationalError(str(error)) from None
+        if targets is None:
+            return super().get_new_connection(conn_params)
+        while True:
+            try:
+                return super().get_new_connection(hosts.connect_params(conn_params, targets))
+            except deadline.DeadlinePassed as stalled:
+                rest = hosts.without(targets, stalled.host, stalled.port)
+                if stalled.host is None or not rest or len(rest) == len(targets):
+                    raise
+                targets = rest
 
     def is_usable(self) -> bool:
         if self.connection is None or self.connection.closed:

@@ -10,6 +10,12 @@ psycopg2 calls a wait callback, when one is installed, instead of blocking insid
 one waits for the socket with a deadline, and past it raises OperationalError, which makes
 psycopg2 close the connection: the request gets the contract's 503 and the thread's next
 request opens a new connection. Measured: a `SELECT 1` costs the same either way.
+
+The callback holds for the whole process (web, worker, manage.py). Under it psycopg2 refuses
+COPY (`copy_from`, `copy_to`, `copy_expert`) and large objects, which the service does not use;
+a data migration that needs them would remove it first
+(`extensions.set_wait_callback(None)`; manage.py runs one thread). Connecting this way also
+changes where libpq looks up host names and when it passes to the next host: hosts.py.
 """
 
 import select
@@ -28,7 +34,11 @@ _limits = {"connect": None, "query": None}
 
 
 class DeadlinePassed(psycopg2.OperationalError):
-    """PostgreSQL did not answer in time; the connection is closed."""
+    """PostgreSQL did not answer in time; the connection is closed. While connecting, `host`
+    and `port` name the server that stalled (hosts.py passes over it)."""
+
+    host: str | None = None
+    port: int | None = None
 
 
 _override = threading.local()
@@ -92,10 +102,10 @@ class _Wait:
         if events is None:
             raise psycopg2.OperationalError(f"unexpected state from poll(): {state}")
         if self.socket != conn.fileno():
-            # A new socket while connecting is libpq moving on to the next host or address
-            # (after one refused): each gets the full connect timeout. libpq does not move on
-            # from one that accepts and stays silent while the client drives it, so there the
-            # deadline ends the whole connect.
+            # The deadline starts with the call's first socket. libpq moving on to the next
+            # address (after one refused) usually reuses the descriptor's number, so the
+            # addresses of one connect share its deadline; a connect that stalls is tried
+            # again without that host (hosts.py).
             self.socket = conn.fileno()
             self.limit = _limit(conn)
             if self.limit is not None:
@@ -106,5 +116,8 @@ class _Wait:
         if left == float("inf"):
             poller.poll()
         elif left <= 0 or not poller.poll(left * 1000):
-            raise DeadlinePassed(f"PostgreSQL did not answer within {self.limit:g} s")
+            error = DeadlinePassed(f"PostgreSQL did not answer within {self.limit:g} s")
+            if conn.status not in _IN_USE:
+                error.host, error.port = conn.info.host, conn.info.port
+            raise error
         return False
