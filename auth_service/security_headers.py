@@ -14,7 +14,7 @@ and the admin also need inline styles, which their bundles inject at run time, a
 its search index in a blob: worker. A view that sets its own CSP (the reset page) keeps it.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -33,12 +33,19 @@ DOCS_PREFIXES = ("/api/docs/", "/api/redoc/", "/admin/")
 API_V1_PREFIX = "/api/v1/"
 
 
+def _policy_list(value: str | Iterable[str] | None) -> str | None:
+    """Django's setting takes a comma-separated string or a list, as its own middleware does."""
+    if value is None or isinstance(value, str):
+        return value
+    return ",".join(value)
+
+
 class SecurityHeadersMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
         baseline = {
             "X-Content-Type-Options": "nosniff" if settings.SECURE_CONTENT_TYPE_NOSNIFF else None,
-            "Referrer-Policy": settings.SECURE_REFERRER_POLICY,
+            "Referrer-Policy": _policy_list(settings.SECURE_REFERRER_POLICY),
             "Cross-Origin-Opener-Policy": settings.SECURE_CROSS_ORIGIN_OPENER_POLICY,
         }
         self.baseline = [(name, value) for name, value in baseline.items() if value]

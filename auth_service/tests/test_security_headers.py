@@ -162,3 +162,15 @@ def test_responses_answered_before_the_views_carry_the_security_headers(
     for name, value in BASELINE.items():
         assert response[name] == value, name
     assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+
+
+def test_a_referrer_policy_given_as_a_list_is_sent_as_one_header_value(client, settings):
+    # Django's setting takes a list too (a fallback for old browsers first).
+    settings.SECURE_REFERRER_POLICY = ["no-referrer", "strict-origin"]
+    settings.SECURE_SSL_REDIRECT = True
+
+    api = client.get("/api/v1/auth/me/")  # plain HTTP: answered before Django's middleware
+    page = client.get("/healthz", HTTP_X_FORWARDED_PROTO="https")
+
+    assert api.status_code == 308
+    assert api["Referrer-Policy"] == page["Referrer-Policy"] == "no-referrer,strict-origin"
