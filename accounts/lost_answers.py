@@ -7,7 +7,8 @@ password hash, the id a spent refresh token records) looks for it on a fresh con
 
 Only a lost answer leaves that doubt: a statement PostgreSQL cancelled (its timeout) or refused
 comes with an SQLSTATE and was not applied; a server that did not answer in time would keep a
-lookup waiting too.
+lookup waiting too. A server ending the session (shut down, crashed) may have committed just
+before: psycopg2 reports its FATAL with the lost connection and no SQLSTATE, so it counts as lost.
 """
 
 from collections.abc import Callable

@@ -1,8 +1,9 @@
 from datetime import datetime
 from unittest import mock
 
+import psycopg2
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
 
 from accounts.models import User
 
@@ -356,6 +357,30 @@ def test_a_registration_whose_answer_is_lost_is_a_201_as_it_happened(api, caplog
     assert "created although its insert failed to answer" in caplog.text
     login = {"email": BODY["email"], "password": BODY["password"]}
     assert api.post("/api/v1/auth/login/", login, format="json").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_registration_committed_just_before_the_server_ended_the_session_is_a_201(api):
+    manager = type(User.objects)
+    real_insert = manager.insert_unless_taken
+
+    def insert_then_shutdown(self, user):
+        real_insert(self, user)
+        # The server's administrator shutdown reaches the connection before its answer does.
+        pid = connection.connection.info.backend_pid
+        admin = psycopg2.connect(**connection.get_connection_params())
+        try:
+            admin.cursor().execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+        finally:
+            admin.close()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")  # psycopg2.errors.AdminShutdown, SQLSTATE 57P01
+
+    with mock.patch.object(manager, "insert_unless_taken", insert_then_shutdown):
+        response = api.post(URL, BODY, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["id"] == User.objects.get(email=BODY["email"]).pk
 
 
 @pytest.mark.django_db(transaction=True)
