@@ -1,5 +1,9 @@
-"""PostgreSQL URLs for the processes the tests and the benchmark start."""
+"""PostgreSQL URLs for the processes the tests and the benchmark start, and a server that
+never answers."""
 
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote, urlsplit
 
 from psycopg2.extensions import parse_dsn
@@ -19,3 +23,12 @@ def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     query = f"?{parts.query}" if parts.query else ""
     return f"{parts.scheme}://{parts.netloc}/{quote(name)}{query}"
+
+
+@contextmanager
+def silent_server() -> Iterator[int]:
+    """A port whose kernel accepts connections that nothing ever answers (a stopped server)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield listener.getsockname()[1]

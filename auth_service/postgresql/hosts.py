@@ -14,6 +14,7 @@ Everything else (refusals, authentication, target_session_attrs, load_balance_ho
 libpq's, on the addresses given.
 """
 
+import os
 import socket
 from dataclasses import dataclass
 
@@ -66,10 +67,14 @@ def connect_params(params: dict, targets: list[Target]) -> dict:
         "hostaddr": ",".join(t.address for t in targets),
     }
     if any(t.port for t in targets):
-        pointed["port"] = ",".join(t.port or "5432" for t in targets)
+        pointed["port"] = ",".join(t.port or _default_port() for t in targets)
     return pointed
 
 
 def without(targets: list[Target], host: str, port: int | str) -> list[Target]:
     """`targets` less those of the host (name and port) a connect stalled on."""
-    return [t for t in targets if (t.host, t.port or "5432") != (host, str(port))]
+    return [t for t in targets if (t.host, t.port or _default_port()) != (host, str(port))]
+
+
+def _default_port() -> str:
+    return os.environ.get("PGPORT") or "5432"  # libpq's

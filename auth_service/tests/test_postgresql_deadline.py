@@ -3,25 +3,15 @@ against the test database and listeners that never answer."""
 
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import psycopg2
 import pytest
 from django.db import connection
 
 from auth_service.postgresql import deadline
+from testing.postgres import silent_server
 
 pytestmark = pytest.mark.django_db
-
-
-@contextmanager
-def silent_server() -> Iterator[int]:
-    """A port whose kernel accepts connections that nothing ever answers (a stopped server)."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        yield listener.getsockname()[1]
 
 
 def connect(**overrides):

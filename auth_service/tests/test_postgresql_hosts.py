@@ -1,7 +1,6 @@
 """New connections: host names looked up by the service, a stalled host passed over for the
 next (auth_service/postgresql/hosts.py), against the test database."""
 
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +9,7 @@ import pytest
 from django.db import OperationalError, connection, connections
 
 from auth_service.postgresql import hosts
+from testing.postgres import silent_server
 
 pytestmark = pytest.mark.django_db
 
@@ -22,15 +22,6 @@ def wrapper(**settings) -> Iterator:
         yield other
     finally:
         other.close()
-
-
-@contextmanager
-def silent_port() -> Iterator[int]:
-    """A port whose kernel accepts connections that nothing ever answers (a stopped server)."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        yield listener.getsockname()[1]
 
 
 def real_host() -> tuple[str, str]:
@@ -46,7 +37,10 @@ def answers(db) -> bool:
 
 def test_a_host_that_stalls_is_passed_over_for_the_next_after_the_connect_timeout():
     host, port = real_host()
-    with silent_port() as silent, wrapper(HOST=f"127.0.0.1,{host}", PORT=f"{silent},{port}") as db:
+    with (
+        silent_server() as silent,
+        wrapper(HOST=f"127.0.0.1,{host}", PORT=f"{silent},{port}") as db,
+    ):
         started = time.monotonic()
         assert answers(db)
 
@@ -55,8 +49,8 @@ def test_a_host_that_stalls_is_passed_over_for_the_next_after_the_connect_timeou
 
 def test_every_host_stalling_is_a_database_error_after_each_ones_timeout():
     with (
-        silent_port() as first,
-        silent_port() as second,
+        silent_server() as first,
+        silent_server() as second,
         wrapper(HOST="127.0.0.1,127.0.0.1", PORT=f"{first},{second}") as db,
     ):
         started = time.monotonic()
@@ -107,3 +101,10 @@ def test_unix_sockets_ports_and_libpq_defaults_are_kept():
         {"dbname": "d"}, [hosts.Target("/run/postgresql", "", ""), hosts.Target("h", "::1", "")]
     )
     assert params == {"dbname": "d", "host": "/run/postgresql,h", "hostaddr": ",::1"}
+
+
+def test_a_stalled_host_on_the_default_port_is_matched_with_pgport_set(monkeypatch):
+    monkeypatch.setenv("PGPORT", "6543")
+    targets = [hosts.Target("h1", "10.0.0.1", ""), hosts.Target("h2", "10.0.0.2", "")]
+
+    assert hosts.without(targets, "h1", 6543) == [hosts.Target("h2", "10.0.0.2", "")]
