@@ -323,6 +323,13 @@ class NetworkNamespace:
     def exec_prefix(self) -> list[str]:
         return ["ip", "netns", "exec", self.name]
 
+    def use_nameserver(self, address: str) -> None:
+        """Processes started inside from now on ask `address` for names (`ip netns exec`
+        mounts this file over /etc/resolv.conf)."""
+        folder = Path("/etc/netns") / self.name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "resolv.conf").write_text(f"nameserver {address}\n")
+
     def _ip(self, *args: str) -> None:
         subprocess.run(["ip", *args], check=True, capture_output=True)
 
@@ -339,6 +346,7 @@ class NetworkNamespace:
 
     def destroy(self) -> None:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        shutil.rmtree(Path("/etc/netns") / self.name, ignore_errors=True)
 
 
 class Blackhole:

@@ -5,15 +5,12 @@ timeout on unacknowledged data a request would wait on TCP retransmissions for m
 Each test puts its dependency in a network namespace of its own and cuts it off there.
 """
 
-import os
-
 import pytest
 
 from auth_service.tests.faults.harness import (
     PASSWORD,
     UNAVAILABLE,
     Client,
-    NetworkNamespace,
     PrivatePostgres,
     PrivateRedis,
     WebServer,
@@ -25,19 +22,6 @@ from auth_service.tests.faults.harness import (
 
 # DB_TCP_USER_TIMEOUT (unacknowledged data) + DB_CONNECT_TIMEOUT (the reconnect), + margin.
 BOUND = 3.0 + 2.0 + 3.0
-
-
-@pytest.fixture
-def netns():
-    if not NetworkNamespace.available():
-        reason = "needs root with iproute2 and iptables to drop packets"
-        # CI runs as root and installs both (.ci/run): there a skip would hide a lost test.
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    namespace = NetworkNamespace()
-    yield namespace
-    namespace.destroy()
 
 
 @pytest.fixture
