@@ -13,8 +13,7 @@ failing on the dead connection. Busy connections, reused within milliseconds, ke
 check; a quiet server pays the round trip, when it has the time.
 
 Every wait for the server has a deadline of the client's own (deadline.py), installed when
-this backend loads; new connections look up their hosts first and pass over one that stalls
-(hosts.py).
+this backend loads; with several hosts, each gets a connect of its own (hosts.py).
 """
 
 import select
@@ -43,20 +42,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self._checked_at = time.monotonic()
 
     def get_new_connection(self, conn_params):
-        try:
-            targets = hosts.resolve(conn_params)
-        except hosts.NoAddress as error:
-            raise psycopg2.OperationalError(str(error)) from None
-        if targets is None:
-            return super().get_new_connection(conn_params)
-        while True:
+        failures = []
+        for params in hosts.attempts(conn_params):
             try:
-                return super().get_new_connection(hosts.connect_params(conn_params, targets))
-            except deadline.DeadlinePassed as stalled:
-                rest = hosts.without(targets, stalled.host, stalled.port)
-                if stalled.host is None or not rest or len(rest) == len(targets):
-                    raise
-                targets = rest
+                return super().get_new_connection(params)
+            except psycopg2.OperationalError as failure:
+                failures.append(failure)
+        raise hosts.together(failures)
 
     def is_usable(self) -> bool:
         if self.connection is None or self.connection.closed:

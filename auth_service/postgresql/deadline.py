@@ -15,7 +15,7 @@ The callback holds for the whole process (web, worker, manage.py). Under it psyc
 COPY (`copy_from`, `copy_to`, `copy_expert`) and large objects, which the service does not use;
 a data migration that needs them would remove it first
 (`extensions.set_wait_callback(None)`; manage.py runs one thread). Connecting this way also
-changes where libpq looks up host names and when it passes to the next host: hosts.py.
+changes how libpq treats several hosts: hosts.py.
 """
 
 import select
@@ -34,11 +34,7 @@ _limits = {"connect": None, "query": None}
 
 
 class DeadlinePassed(psycopg2.OperationalError):
-    """PostgreSQL did not answer in time; the connection is closed. While connecting, `host`
-    and `port` name the server that stalled (hosts.py passes over it)."""
-
-    host: str | None = None
-    port: int | None = None
+    """PostgreSQL did not answer in time; the connection is closed."""
 
 
 _override = threading.local()
@@ -104,8 +100,7 @@ class _Wait:
         if self.socket != conn.fileno():
             # The deadline starts with the call's first socket. libpq moving on to the next
             # address (after one refused) usually reuses the descriptor's number, so the
-            # addresses of one connect share its deadline; a connect that stalls is tried
-            # again without that host (hosts.py).
+            # addresses of one connect share its deadline (hosts.py gives each host its own).
             self.socket = conn.fileno()
             self.limit = _limit(conn)
             if self.limit is not None:
@@ -116,8 +111,8 @@ class _Wait:
         if left == float("inf"):
             poller.poll()
         elif left <= 0 or not poller.poll(left * 1000):
-            error = DeadlinePassed(f"PostgreSQL did not answer within {self.limit:g} s")
-            if conn.status not in _IN_USE:
-                error.host, error.port = conn.info.host, conn.info.port
-            raise error
+            server = "PostgreSQL"
+            if conn.status not in _IN_USE:  # connecting: name the host, as libpq's errors do
+                server = f'PostgreSQL at "{conn.info.host}", port {conn.info.port},'
+            raise DeadlinePassed(f"{server} did not answer within {self.limit:g} s")
         return False
