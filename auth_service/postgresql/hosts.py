@@ -9,8 +9,9 @@ calls, and with several hosts in one connect those differ from the blocking conn
 - libpq moves to the next host only when one fails, and enforces no connect_timeout of its own,
   so a host that is down without refusing (powered off, cut off, stopped) would end the whole
   connect at the deadline instead of passing to the next.
-So each host gets a connect of its own, in the URL's order: its name looked up first, without
-the lock, and a deadline of its own. The error after the last names what each host answered.
+So each host gets a connect of its own, in the URL's order: the first host of its connect, its
+name looked up without the lock, and a deadline of its own. The error after the last host names
+what each answered.
 
 libpq's choices across hosts (target_session_attrs=prefer-standby, load_balance_hosts=random)
 are left to libpq, with the two limits above. An authentication failure at one host no longer
