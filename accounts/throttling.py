@@ -1,5 +1,5 @@
-"""Rate limits for login, password change and password reset, counted in Redis across every
-worker and instance.
+"""Rate limits for login, registration, password change and password reset, counted in Redis
+across every worker and instance.
 
 Each limit holds in every rolling period per subject (client IP, email, user), counted atomically
 in Redis (auth_service.counters). Subjects are keyed by an HMAC, so Redis never holds an email
@@ -172,6 +172,13 @@ class AdminLoginEmailThrottle(LoginEmailThrottle):
         # NFKC first, as the admin's form applies it before authenticate(): otherwise every
         # full-width spelling of one address ("ａdmin@…") would get a budget of its own.
         return normalize_email(unicodedata.normalize("NFKC", email)) if email else None
+
+
+class RegisterIPThrottle(ClientIPThrottle):
+    """Registrations per client IP, whatever their outcome: each answer says whether the email
+    already has an account, and each costs a password hash."""
+
+    scope = "register_ip"
 
 
 class ResetIPThrottle(ClientIPThrottle):

@@ -13,6 +13,7 @@ from accounts.throttling import (
     LoginIPThrottle,
     OneRoundTripThrottles,
     PasswordChangeThrottle,
+    RegisterIPThrottle,
     ResetEmailThrottle,
     ResetIPThrottle,
 )
@@ -40,8 +41,9 @@ def parse(serializer_class, request: Request) -> dict:
     return serializer.validated_data
 
 
-class RegisterView(APIView):
+class RegisterView(OneRoundTripThrottles, APIView):
     authentication_classes = []
+    throttle_classes = [RegisterIPThrottle]
 
     @extend_schema(
         tags=TAG,
@@ -55,6 +57,7 @@ class RegisterView(APIView):
                 "Invalid field, weak password or email already registered.",
                 {"email": ["An account with this email already exists."]},
             ),
+            429: schema.THROTTLED,
             503: schema.UNAVAILABLE,
         },
         examples=[

@@ -301,6 +301,9 @@ THROTTLE_RATES = {
     "reset_ip": env_rate("THROTTLE_RESET_IP", "20/hour"),
     "reset_email": env_rate("THROTTLE_RESET_EMAIL", "5/hour"),
     "password_change": env_rate("THROTTLE_PASSWORD_CHANGE", "5/min"),
+    # Registration answers "already exists" (the contract's 400), so unlimited it would let
+    # anyone test emails for accounts at the hasher's speed.
+    "register_ip": env_rate("THROTTLE_REGISTER_IP", "20/hour"),
 }
 # How many proxies append to X-Forwarded-For in front of the app; the client is the entry that
 # many places from the right. 0 means no proxy: use the socket's address. On Render two do

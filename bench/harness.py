@@ -76,6 +76,7 @@ def service_env(*, port: int, smtp_port: int, database_url: str, redis_url: str)
             "THROTTLE_RESET_IP": NO_THROTTLE,
             "THROTTLE_RESET_EMAIL": NO_THROTTLE,
             "THROTTLE_PASSWORD_CHANGE": NO_THROTTLE,
+            "THROTTLE_REGISTER_IP": NO_THROTTLE,
         }
     )
     return env

@@ -1,5 +1,5 @@
-"""Login, password change and reset rate limits: what an attacker, and an honest user next to
-one, sees."""
+"""Login, registration, password change and reset rate limits: what an attacker, and an honest
+user next to one, sees."""
 
 import logging
 import time
@@ -10,6 +10,7 @@ from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
 from accounts import throttling
+from accounts.models import User
 from auth_service import counters
 from conftest import PASSWORD
 
@@ -17,11 +18,13 @@ LOGIN = "/api/v1/auth/login/"
 FORGOT = "/api/v1/auth/password/forgot/"
 RESET = "/api/v1/auth/password/reset/"
 CHANGE = "/api/v1/auth/password/change/"
+REGISTER = "/api/v1/auth/register/"
 RATES = {
     "login_ip": "1000/min",
     "login_email": "5/min",
     "reset_ip": "20/hour",
     "password_change": "5/min",
+    "register_ip": "1000/hour",
 }
 
 pytestmark = pytest.mark.django_db
@@ -306,7 +309,8 @@ def test_reset_page_form_counts_in_the_same_per_ip_budget(api, client, rates):
 
 
 @pytest.mark.parametrize(
-    ("path", "scope"), [(LOGIN, "login_ip"), (RESET, "reset_ip"), (FORGOT, "reset_ip")]
+    ("path", "scope"),
+    [(LOGIN, "login_ip"), (RESET, "reset_ip"), (FORGOT, "reset_ip"), (REGISTER, "register_ip")],
 )
 @pytest.mark.parametrize("method", ["get", "head", "options", "put"])
 def test_requests_with_a_method_the_endpoint_does_not_serve_spend_no_budget(
@@ -335,7 +339,8 @@ def test_bodies_the_endpoint_cannot_parse_spend_no_budget(api, rates, user, cont
 
 
 @pytest.mark.parametrize(
-    ("path", "scope"), [(LOGIN, "login_ip"), (RESET, "reset_ip"), (FORGOT, "reset_ip")]
+    ("path", "scope"),
+    [(LOGIN, "login_ip"), (RESET, "reset_ip"), (FORGOT, "reset_ip"), (REGISTER, "register_ip")],
 )
 @pytest.mark.parametrize("body", ["", '{"email": "ada@example.com"}'])
 def test_posts_without_a_content_type_spend_no_budget(client, rates, path, scope, body):
@@ -347,6 +352,45 @@ def test_posts_without_a_content_type_spend_no_budget(client, rates, path, scope
     # A body of no type is a 415; none at all lacks the fields
     assert statuses == ({415} if body else {400})
     assert get_redis_connection("default").keys(f"{counters.KEY_PREFIX}*") == []
+
+
+def register(api, email, **extra):
+    body = {"full_name": "Eve Prober", "email": email, "password": PASSWORD}
+    return api.post(REGISTER, body, format="json", **extra)
+
+
+def test_registrations_from_one_address_are_limited_whatever_their_outcome(api, rates, user):
+    # Each answer tells whether an email has an account: probing for them is what this limits.
+    rates["register_ip"] = "3/hour"
+
+    statuses = [
+        register(api, email).status_code
+        for email in [user.email, "new-one@example.com", "not-an-email", user.email]
+    ]
+
+    assert statuses == [400, 201, 400, 429]
+    response = register(api, "latecomer@example.com")
+    assert response.status_code == 429
+    assert response.json()["code"] == "throttled"
+    assert 1 <= int(response["Retry-After"]) <= 3600
+    assert not User.objects.filter(email="latecomer@example.com").exists()
+
+
+def test_the_registration_limit_spares_other_addresses_and_other_endpoints(api, rates, user):
+    rates["register_ip"] = "1/hour"
+    register(api, "first@example.com")
+
+    assert register(api, "second@example.com").status_code == 429
+    assert register(api, "second@example.com", REMOTE_ADDR="203.0.113.9").status_code == 201
+    assert attempt(api, user.email, PASSWORD).status_code == 200
+
+
+def test_registration_is_not_limited_when_redis_is_unreachable(api, rates, redis_down):
+    rates["register_ip"] = "1/hour"
+
+    statuses = [register(api, f"user{n}@example.com").status_code for n in range(3)]
+
+    assert statuses == [201, 201, 201]
 
 
 def test_the_admin_sign_in_shares_the_login_limit_per_email(api, client, make_user):
@@ -426,7 +470,7 @@ def test_sixth_password_change_of_a_user_in_a_minute_is_429(api, user, make_user
     assert change(APIClient(), other, current=PASSWORD).status_code == 204
 
 
-@pytest.mark.parametrize("path", [LOGIN, FORGOT, RESET, CHANGE])
+@pytest.mark.parametrize("path", [LOGIN, REGISTER, FORGOT, RESET, CHANGE])
 def test_throttled_operations_document_429_with_retry_after(client, path):
     document = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
 

@@ -26,6 +26,7 @@ MAX_EXAMPLES = 150
 UNLIMITED = {
     scope: "100000/min"
     for scope in ("login_ip", "login_email", "reset_ip", "reset_email", "password_change")
+    + ("register_ip",)
 }
 CHECKS = [
     schemathesis.checks.not_a_server_error,

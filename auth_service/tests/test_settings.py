@@ -206,6 +206,7 @@ def test_a_rediss_broker_connects_with_tls():
                 "reset_ip": "20/hour",
                 "reset_email": "5/hour",
                 "password_change": "5/min",
+                "register_ip": "20/hour",
             },
         ),
         (
@@ -215,6 +216,7 @@ def test_a_rediss_broker_connects_with_tls():
                 "THROTTLE_RESET_IP": "3/day",
                 "THROTTLE_RESET_EMAIL": "2/second",
                 "THROTTLE_PASSWORD_CHANGE": "9/hour",
+                "THROTTLE_REGISTER_IP": "4/min",
             },
             {
                 "login_ip": "100/minute",
@@ -222,6 +224,7 @@ def test_a_rediss_broker_connects_with_tls():
                 "reset_ip": "3/day",
                 "reset_email": "2/second",
                 "password_change": "9/hour",
+                "register_ip": "4/min",
             },
         ),
     ],

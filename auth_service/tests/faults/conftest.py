@@ -27,7 +27,7 @@ from auth_service.tests.faults.harness import (
 GENEROUS_RATES = {
     name: "100000/min"
     for name in ("THROTTLE_LOGIN_IP", "THROTTLE_LOGIN_EMAIL", "THROTTLE_RESET_IP")
-    + ("THROTTLE_RESET_EMAIL", "THROTTLE_PASSWORD_CHANGE")
+    + ("THROTTLE_RESET_EMAIL", "THROTTLE_PASSWORD_CHANGE", "THROTTLE_REGISTER_IP")
 }
 
 
