@@ -4,8 +4,9 @@ of tokens whose signature has already been checked.
 A client sends the same access token with every request for its whole lifetime (minutes), and
 verifying it (base64, JSON, HMAC, claims) was a quarter of a `me` request's CPU. The outcome for
 the same bytes never changes except by expiry, so a verified token is remembered until its
-`exp`. Everything that can change per request (the user still active, the password unchanged)
-is checked on every request, against the database.
+`exp`. Everything that can change per request (the user still active, the password unchanged,
+the login not ended by logout or reuse detection) is checked on every request, against the
+database.
 """
 
 import threading
@@ -20,6 +21,7 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
+from accounts import tokens
 from accounts.models import User
 
 
@@ -50,7 +52,8 @@ _SCHEMES = {scheme.lower().encode() for scheme in api_settings.AUTH_HEADER_TYPES
 
 
 class JWTAuthentication(authentication.JWTAuthentication):
-    """The user of a valid access token, if still active and with the same password."""
+    """The user of a valid access token, if still active, with the same password, and not
+    signed out of the login the token belongs to."""
 
     def get_raw_token(self, header: bytes) -> bytes | None:
         parts = header.split()
@@ -76,9 +79,11 @@ class JWTAuthentication(authentication.JWTAuthentication):
         return token
 
     def get_user(self, validated_token) -> User:
-        user = User.objects.active_by_id(validated_token.get(api_settings.USER_ID_CLAIM))
+        user = User.objects.active_in_session(
+            validated_token.get(api_settings.USER_ID_CLAIM), tokens.family_of(validated_token)
+        )
         if user is None:
-            raise AuthenticationFailed("The user is unknown or inactive.")
+            raise AuthenticationFailed("The user is unknown or inactive, or signed out.")
         # Access tokens carry a digest of the password hash: a password change ends them.
         digest = validated_token.get(api_settings.REVOKE_TOKEN_CLAIM)
         if digest != get_md5_hash_password(user.password):

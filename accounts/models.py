@@ -124,9 +124,10 @@ class SpentRefreshToken(models.Model):
 
 
 class RevokedTokenFamily(models.Model):
-    """The refresh tokens descended from one login, ended because a spent one among them came
-    back: the client and someone else both hold the chain, and its live token may be the
-    other's (accounts.tokens). Kept until every token of the family has expired.
+    """The tokens descended from one login, ended by its logout, or because a spent refresh
+    token among them came back: the client and someone else both hold the chain, and its live
+    token may be the other's (accounts.tokens). Its access tokens stop working too. Kept until
+    every token of the family has expired.
     """
 
     family = models.UUIDField("token family id", primary_key=True)

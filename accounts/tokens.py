@@ -27,7 +27,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.tokens import RefreshToken, Token
 from rest_framework_simplejwt.utils import datetime_from_epoch, get_md5_hash_password
 
 from accounts import lost_answers
@@ -66,17 +66,32 @@ def _refresh_token(*, user_id: int, digest: str | None, family: str | None) -> R
 # concurrency the primary key makes every other request wait for the winner's commit and then
 # insert nothing.
 _MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")
-_SPEND = """
+_HOLDER = """
 WITH holder AS (
     SELECT id FROM accounts_user
     WHERE id = %(user_id)s AND is_active AND md5(password) = lower(%(digest)s)
       AND NOT EXISTS (SELECT FROM accounts_revokedtokenfamily WHERE family = %(family)s)
-)
+)"""
+_SPEND_ROW = """
 INSERT INTO accounts_spentrefreshtoken (jti, user_id, expires_at, spent_at, spent_by)
 SELECT %(jti)s, holder.id, %(expires_at)s, statement_timestamp(), %(spent_by)s FROM holder
 ON CONFLICT (jti) DO NOTHING
-RETURNING jti
+RETURNING jti"""
+_SPEND = _HOLDER + _SPEND_ROW
+# Logout: the same, and in the same statement (so a lost answer cannot split them) the family
+# ends, which signs out the login's access tokens too (accounts.authentication). Kept as long
+# as a family revoked for reuse.
+_END_FAMILY = """
+),
+ended AS (
+    INSERT INTO accounts_revokedtokenfamily (family, user_id, revoked_at, expires_at)
+    SELECT %(family)s, %(user_id)s, statement_timestamp(), statement_timestamp() + %(lifetime)s
+    FROM spent WHERE %(family)s IS NOT NULL
+    ON CONFLICT (family) DO NOTHING
+)
+SELECT jti FROM spent
 """
+_SPEND_AND_END_FAMILY = _HOLDER + ",\nspent AS (" + _SPEND_ROW + _END_FAMILY
 
 
 def refresh_token_rotate(*, raw: str) -> dict[str, str]:
@@ -87,19 +102,20 @@ def refresh_token_rotate(*, raw: str) -> dict[str, str]:
         user_id=_user_id(token),
         digest=token.get(api_settings.REVOKE_TOKEN_CLAIM),
         # A token from before families existed starts one: its chain is covered from here on.
-        family=_family(token) or uuid.uuid4().hex,
+        family=family_of(token) or uuid.uuid4().hex,
     )
     _spend(token, spent_by=uuid.UUID(hex=successor[api_settings.JTI_CLAIM]))
     return {"access": str(successor.access_token), "refresh": str(successor)}
 
 
 def refresh_token_revoke(*, raw: str, user_id: int) -> None:
-    """Spend a refresh token of this user (logout); TokenInvalid for anyone else's, or one
+    """Logout: spend a refresh token of this user and end its login (family), so the access
+    tokens issued with it stop working too; TokenInvalid for anyone else's token, or one
     rotation would refuse."""
     token = _presented(raw)
     if _user_id(token) != user_id:
         raise TokenInvalid()
-    _spend(token, spent_by=uuid.uuid4())
+    _spend(token, spent_by=uuid.uuid4(), end_family=True)
 
 
 def _presented(raw: str) -> RefreshToken:
@@ -123,8 +139,9 @@ def _user_id(token: RefreshToken) -> int:
     return user_id
 
 
-def _family(token: RefreshToken) -> str | None:
-    """The token's family id; None for a token issued before families existed."""
+def family_of(token: Token) -> str | None:
+    """The id of the login a refresh or access token descends from (its family); None for a
+    token issued before families existed. TokenInvalid for a malformed one."""
     family = token.get(FAMILY_CLAIM)
     if family is None:
         return None
@@ -134,7 +151,7 @@ def _family(token: RefreshToken) -> str | None:
         raise TokenInvalid() from None
 
 
-def _spend(token: RefreshToken, *, spent_by: uuid.UUID) -> None:
+def _spend(token: RefreshToken, *, spent_by: uuid.UUID, end_family: bool = False) -> None:
     digest = token.get(api_settings.REVOKE_TOKEN_CLAIM)
     try:
         jti = uuid.UUID(hex=token[api_settings.JTI_CLAIM])
@@ -142,11 +159,11 @@ def _spend(token: RefreshToken, *, spent_by: uuid.UUID) -> None:
         raise TokenInvalid() from None
     if not isinstance(digest, str) or not _MD5_HEX.fullmatch(digest):
         raise TokenInvalid()
-    user_id, family = _user_id(token), _family(token)
+    user_id, family = _user_id(token), family_of(token)
     try:
         with connection.cursor() as cursor:
             cursor.execute(
-                _SPEND,
+                _SPEND_AND_END_FAMILY if end_family else _SPEND,
                 {
                     "user_id": user_id,
                     "digest": digest,
@@ -154,6 +171,7 @@ def _spend(token: RefreshToken, *, spent_by: uuid.UUID) -> None:
                     "jti": str(jti),
                     "expires_at": datetime_from_epoch(token["exp"]),
                     "spent_by": str(spent_by),
+                    "lifetime": api_settings.REFRESH_TOKEN_LIFETIME,
                 },
             )
             spent = cursor.fetchone() is not None

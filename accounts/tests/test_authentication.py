@@ -2,15 +2,17 @@
 user lookups, the direct user payload, the unrecorded login, content negotiation."""
 
 import time
+import uuid
 from datetime import timedelta
 
 import jwt
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts import serializers
-from accounts.models import SpentRefreshToken, User
+from accounts.models import RevokedTokenFamily, SpentRefreshToken, User
 from conftest import PASSWORD
 
 ME = "/api/v1/auth/me/"
@@ -61,7 +63,7 @@ def test_the_bearer_scheme_is_recognised_in_any_letter_case(pair, scheme):
 def test_user_lookup_loads_the_same_row_as_the_orm(make_user):
     user = make_user(full_name="Grace Hopper")
 
-    loaded = User.objects.active_by_id(str(user.pk))
+    loaded = User.objects.active_in_session(str(user.pk), None)
 
     expected = User.objects.get(pk=user.pk)
     assert loaded is not None
@@ -74,13 +76,25 @@ def test_user_lookup_loads_the_same_row_as_the_orm(make_user):
 
 @pytest.mark.parametrize("user_id", [None, "", "abc", "1.5", [], 10**6])
 def test_user_lookup_finds_nobody_for_ids_that_name_no_user(user, user_id):
-    assert User.objects.active_by_id(user_id) is None
+    assert User.objects.active_in_session(user_id, None) is None
 
 
 def test_user_lookup_skips_inactive_users(make_user):
     user = make_user(is_active=False)
 
-    assert User.objects.active_by_id(user.pk) is None
+    assert User.objects.active_in_session(user.pk, None) is None
+
+
+def test_user_lookup_skips_users_of_an_ended_login_only(user):
+    ended, live = uuid.uuid4(), uuid.uuid4()
+    now = timezone.now()
+    RevokedTokenFamily.objects.create(
+        family=ended, user=user, revoked_at=now, expires_at=now + timedelta(days=7)
+    )
+
+    assert User.objects.active_in_session(user.pk, ended.hex) is None
+    assert User.objects.active_in_session(user.pk, live.hex) == user
+    assert User.objects.active_in_session(user.pk, None) == user
 
 
 def test_user_payload_matches_the_documented_serializer(user):

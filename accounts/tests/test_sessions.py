@@ -63,9 +63,13 @@ def test_a_spent_refresh_token_used_again_ends_the_chain_it_belongs_to(api, pair
 
     assert reuse.status_code == 401
     assert reuse.json() == TOKEN_INVALID
-    # The chain the stolen token continued is dead: its live token no longer refreshes
+    # The chain the stolen token continued is dead: its live token no longer refreshes, and
+    # the access tokens of that login stop working at once
     assert refresh(api, thiefs["refresh"]).status_code == 401
+    assert bearer(thiefs["access"]).get(ME).status_code == 401
+    assert bearer(pair["access"]).get(ME).status_code == 401
     # Sessions of other logins go on
+    assert bearer(other_device["access"]).get(ME).status_code == 200
     assert refresh(api, other_device["refresh"]).status_code == 200
     assert "used again: its login's sessions are ended" in caplog.text
     assert pair["refresh"] not in caplog.text
@@ -129,6 +133,25 @@ def test_a_signed_refresh_token_with_a_malformed_family_is_refused(api, pair, fa
     assert refresh(api, token).status_code == 401
 
 
+def test_an_access_token_carries_its_logins_family(pair):
+    assert claims(pair["access"])["fam"] == claims(pair["refresh"])["fam"]
+
+
+def test_an_access_token_from_before_families_still_works(pair):
+    legacy = claims(pair["access"])
+    del legacy["fam"]
+
+    assert bearer(sign(legacy)).get(ME).status_code == 200
+
+
+@pytest.mark.parametrize("family", [42, "not-a-uuid", ["x"], {"a": 1}, "0" * 33])
+def test_a_signed_access_token_with_a_malformed_family_is_401(pair, family):
+    response = bearer(sign({**claims(pair["access"]), "fam": family})).get(ME)
+
+    assert response.status_code == 401
+    assert response.json() == TOKEN_INVALID
+
+
 def test_flushexpiredtokens_forgets_revoked_families_after_their_tokens_expired(api, pair, user):
     now = timezone.now()
     RevokedTokenFamily.objects.create(
@@ -182,6 +205,38 @@ def test_logout_blacklists_the_refresh_token(auth_api, api, pair):
     assert api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").status_code == 401
 
 
+def test_logout_signs_the_login_out_at_once_access_tokens_included(auth_api, api, pair, login):
+    rotated = refresh(api, pair["refresh"]).json()
+    other_device = login()
+
+    response = bearer(rotated["access"]).post(
+        LOGOUT, {"refresh": rotated["refresh"]}, format="json"
+    )
+
+    assert response.status_code == 204
+    # Every access token of that login stops working, not only after its 5 minutes
+    for access in (pair["access"], rotated["access"]):
+        me = bearer(access).get(ME)
+        assert me.status_code == 401
+        assert me.json() == TOKEN_INVALID
+    assert refresh(api, rotated["refresh"]).status_code == 401
+    # The user's other logins go on
+    assert bearer(other_device["access"]).get(ME).status_code == 200
+    assert refresh(api, other_device["refresh"]).status_code == 200
+
+
+def test_logout_from_one_device_of_another_ends_only_the_login_it_names(api, pair, login):
+    other_device = login()
+
+    response = bearer(other_device["access"]).post(
+        LOGOUT, {"refresh": pair["refresh"]}, format="json"
+    )
+
+    assert response.status_code == 204
+    assert bearer(pair["access"]).get(ME).status_code == 401
+    assert bearer(other_device["access"]).get(ME).status_code == 200
+
+
 def test_logout_needs_a_bearer_token(api, pair):
     response = api.post(LOGOUT, {"refresh": pair["refresh"]}, format="json")
 
@@ -197,12 +252,13 @@ def test_logout_with_garbage_is_401_token_invalid(auth_api, garbage):
     assert response.json() == TOKEN_INVALID
 
 
-def test_logout_with_a_spent_refresh_token_is_401(auth_api, api, pair):
+def test_logout_with_a_spent_refresh_token_is_401(auth_api, api, pair, login):
     rotated = api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").json()
+    other_device = bearer(login()["access"])
 
     spent = auth_api.post(LOGOUT, {"refresh": pair["refresh"]}, format="json")
     assert auth_api.post(LOGOUT, {"refresh": rotated["refresh"]}, format="json").status_code == 204
-    twice = auth_api.post(LOGOUT, {"refresh": rotated["refresh"]}, format="json")
+    twice = other_device.post(LOGOUT, {"refresh": rotated["refresh"]}, format="json")
 
     assert (spent.status_code, twice.status_code) == (401, 401)
     assert spent.json() == twice.json() == TOKEN_INVALID

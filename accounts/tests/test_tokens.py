@@ -292,3 +292,4 @@ def test_a_logout_whose_answer_is_lost_is_a_logout(api, auth_api, user, pair):
     assert lost
     assert response.status_code == 204
     assert api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").json() == TOKEN_INVALID
+    assert auth_api.get(ME).json() == TOKEN_INVALID  # the login ended with it
