@@ -95,8 +95,8 @@ class UserManager(BaseUserManager):
         families = self.model._meta.apps.get_model("accounts", "RevokedTokenFamily")._meta
         quote = connections[self.db].ops.quote_name
         # Only the model's own quoted table and column names go into the text; values are bound.
-        table, column = quote(families.db_table), quote(families.pk.column)
-        return columns, f"{by_id} AND NOT EXISTS (SELECT FROM {table} WHERE {column} = %s)"
+        template = "{} AND NOT EXISTS (SELECT FROM {} WHERE {} = %s)"
+        return columns, template.format(by_id, quote(families.db_table), quote(families.pk.column))
 
     def insert_unless_taken(self, user) -> bool:
         """Insert a new, unsaved user unless its email (in any letter case) is taken; True if
