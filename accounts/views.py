@@ -142,6 +142,11 @@ class LogoutView(APIView):
     @extend_schema(
         tags=TAG,
         summary="Log out (revoke a refresh token)",
+        description=(
+            "Ends the login the refresh token belongs to: that refresh token and every access "
+            "token issued along its chain of refreshes get 401 token_invalid from then on. "
+            "The user's other logins go on. The token must be the signed-in user's."
+        ),
         request=serializers.RefreshSerializer,
         responses={
             204: None,
