@@ -24,6 +24,7 @@ from accounts.managers import normalize_email
 from auth_service import counters
 from auth_service.client_ip import client_ip
 from auth_service.env import parse_rate
+from auth_service.exceptions import HashingBusy
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,10 @@ class RateThrottle(BaseThrottle):
         return self.seconds_left
 
 
+# Where throttles_wait notes, on the request, the hits it recorded (for refund_hits).
+_COUNTED = "_throttle_hits_counted"
+
+
 def throttles_wait(throttles: list[RateThrottle], request: Request) -> int:
     """Count the request against every throttle if all allow it, in one Redis round trip; the
     longest wait among those that refuse it, 0 if all allow it."""
@@ -97,14 +102,32 @@ def throttles_wait(throttles: list[RateThrottle], request: Request) -> int:
     hits = {throttle: hit for throttle, hit in hits.items() if hit}
     if not hits or outage.ongoing():
         return 0
+    member = counters.new_member()
     try:
-        waits = counters.rolling_hits(list(hits.values()))
+        waits = counters.rolling_hits(list(hits.values()), member)
     except RedisError as error:
         outage.record(error)
         return 0
     for throttle, wait in zip(hits, waits, strict=True):
         throttle.seconds_left = wait or None
+    if not any(waits):
+        setattr(request, _COUNTED, (list(hits.values()), member))
     return max(waits)
+
+
+def refund_hits(request: Request) -> None:
+    """Take back what throttles_wait counted for this request, as if it had not been sent."""
+    counted = getattr(request, _COUNTED, None)
+    if counted is None:
+        return
+    setattr(request, _COUNTED, None)
+    try:
+        counters.refund(*counted)
+    except RedisError as error:
+        # The hits age out with their period, as any other.
+        logger.warning(
+            "throttle hits of a refused request not taken back: %s", type(error).__name__
+        )
 
 
 class OneRoundTripThrottles:
@@ -132,6 +155,13 @@ class OneRoundTripThrottles:
         wait = throttles_wait(self.get_throttles(), request)
         if wait:
             self.throttled(request, wait)
+
+    def handle_exception(self, exc: Exception):
+        # A request refused before its password was hashed (the hash pool full) checked
+        # nothing and told nothing: it must not spend the budget its retry needs.
+        if isinstance(exc, HashingBusy):
+            refund_hits(self.request)
+        return super().handle_exception(exc)
 
 
 class ClientIPThrottle(RateThrottle):

@@ -57,9 +57,15 @@ class Hit(NamedTuple):
     period: int
 
 
-def rolling_hits(hits: list[Hit]) -> list[int]:
-    """Record a hit for every key, unless any of them already had its limit in its last
-    period: then for none.
+def new_member() -> bytes:
+    """A request's own entry in its counters: two hits in the same millisecond must not
+    collapse into one, and a refund must take back this request's hit, no other."""
+    return os.urandom(8)
+
+
+def rolling_hits(hits: list[Hit], member: bytes | None = None) -> list[int]:
+    """Record a hit for every key (as `member`, a new one if not given), unless any of them
+    already had its limit in its last period: then for none.
 
     Returns, per hit, 0 if it was allowed, else the whole seconds until that key's oldest hit
     ages out and one more would be (at least 1).
@@ -68,8 +74,7 @@ def rolling_hits(hits: list[Hit]) -> list[int]:
         return []
     client = redis_client.client()
     keys = [f"{KEY_PREFIX}{hit.key}" for hit in hits]
-    # A unique member per request: two hits in the same millisecond must not collapse into one.
-    args = [os.urandom(8)]
+    args = [member or new_member()]
     for hit in hits:
         args += [hit.limit, hit.period * 1000]
     ms_left = redis_client.run(client, _HITS, keys, args)
@@ -79,3 +84,12 @@ def rolling_hits(hits: list[Hit]) -> list[int]:
 def rolling_hit(*, key: str, limit: int, period: int) -> int:
     """rolling_hits for one key."""
     return rolling_hits([Hit(key, limit, period)])[0]
+
+
+def refund(hits: list[Hit], member: bytes) -> None:
+    """Take back the hits rolling_hits recorded as `member` (RedisError if Redis fails)."""
+    client = redis_client.client()
+    with client.pipeline(transaction=False) as pipe:
+        for hit in hits:
+            pipe.zrem(f"{KEY_PREFIX}{hit.key}", member)
+        pipe.execute()
