@@ -1,5 +1,8 @@
 """Fixtures shared by every test: an API client, users, and a clean Redis database."""
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
@@ -7,7 +10,7 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from accounts import throttling
+from accounts import hash_pool, throttling
 from accounts.models import User
 
 PASSWORD = "correct horse battery staple"
@@ -45,6 +48,28 @@ def _clean_redis():
 @pytest.fixture
 def api() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def hashing_full(monkeypatch, settings, api):
+    """A process whose hash pool already has its limit of hashes waiting or running: the next
+    hash is refused busy. Call the function it gives to end them (it waits until they have)."""
+    monkeypatch.setattr(hash_pool, "_executor", None)
+    settings.PASSWORD_HASH_MAX_PENDING = 2
+    api.get("/healthz")  # the client loads the middleware, which starts the hash threads
+    release = threading.Event()
+    with ThreadPoolExecutor(max_workers=2) as callers:
+        held = [callers.submit(hash_pool.hash_run, release.wait, 10) for _ in range(2)]
+        deadline = time.monotonic() + 5
+        while hash_pool._pending._value and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+        def end() -> None:
+            release.set()
+            assert all(future.result(timeout=10) for future in held)
+
+        yield end
+        end()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 user next to one, sees."""
 
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,7 +9,7 @@ import pytest
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
-from accounts import hash_pool, throttling
+from accounts import throttling
 from accounts.models import User
 from auth_service import counters
 from conftest import PASSWORD
@@ -386,31 +385,13 @@ def test_the_registration_limit_spares_other_addresses_and_other_endpoints(api, 
     assert attempt(api, user.email, PASSWORD).status_code == 200
 
 
-@pytest.fixture
-def hashing_full(monkeypatch, settings, api):
-    """A process whose hash pool already has its limit of hashes waiting or running; set the
-    event to end them."""
-    monkeypatch.setattr(hash_pool, "_executor", None)
-    settings.PASSWORD_HASH_MAX_PENDING = 2
-    api.get("/healthz")  # the client loads the middleware, which starts the hash threads
-    release = threading.Event()
-    with ThreadPoolExecutor(max_workers=2) as callers:
-        held = [callers.submit(hash_pool.hash_run, release.wait, 10) for _ in range(2)]
-        deadline = time.monotonic() + 5
-        while hash_pool._pending._value and time.monotonic() < deadline:
-            time.sleep(0.01)
-        yield release
-        release.set()
-        assert all(future.result(timeout=10) for future in held)
-
-
 def test_registrations_refused_while_hashing_is_full_spend_none_of_the_limit(
     api, rates, hashing_full
 ):
     rates["register_ip"] = "2/hour"
 
     refused = [register(api, f"busy{n}@example.com").status_code for n in range(3)]
-    hashing_full.set()
+    hashing_full()
     later = [register(api, f"calm{n}@example.com").status_code for n in range(3)]
 
     assert refused == [503, 503, 503]
@@ -419,7 +400,7 @@ def test_registrations_refused_while_hashing_is_full_spend_none_of_the_limit(
 
 def test_logins_refused_while_hashing_is_full_leave_the_emails_budget(api, user, hashing_full):
     refused = [attempt(api, user.email).status_code for _ in range(6)]
-    hashing_full.set()
+    hashing_full()
 
     assert refused == [503] * 6
     assert attempt(api, user.email, PASSWORD).status_code == 200
