@@ -12,6 +12,7 @@ from accounts.throttling import (
     AdminLoginEmailThrottle,
     LoginIPThrottle,
     PasswordChangeThrottle,
+    refunded_if_busy,
     throttles_wait,
 )
 from accounts.validators import validate_full_name
@@ -29,7 +30,8 @@ def admin_login(request, extra_context=None):
         wait = throttles_wait([LoginIPThrottle(), AdminLoginEmailThrottle()], request)
         if wait:
             return _throttled(ADMIN_THROTTLED, wait)
-    return admin.site.login(request, extra_context)
+    with refunded_if_busy(request):
+        return admin.site.login(request, extra_context)
 
 
 def _throttled(message: str, wait: int):
@@ -59,7 +61,8 @@ def admin_password_change(request, extra_context=None):
         wait = throttles_wait([PasswordChangeThrottle()], request)
         if wait:
             return _throttled(ADMIN_CHANGE_THROTTLED, wait)
-    return admin.site.admin_view(_own_password_change)(request, extra_context)
+    with refunded_if_busy(request):
+        return admin.site.admin_view(_own_password_change)(request, extra_context)
 
 
 class OwnPasswordForm(AdminOwnPasswordChangeForm):

@@ -8,11 +8,13 @@ matters more than throttling for the minutes Redis is gone, and the outage is lo
 minute.
 """
 
+import contextlib
 import ipaddress
 import logging
 import threading
 import time
 import unicodedata
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.utils.crypto import salted_hmac
@@ -128,6 +130,16 @@ def refund_hits(request: Request) -> None:
         logger.warning(
             "throttle hits of a refused request not taken back: %s", type(error).__name__
         )
+
+
+@contextlib.contextmanager
+def refunded_if_busy(request) -> Iterator[None]:
+    """Around a view outside DRF (the admin's forms): a HashingBusy refusal refunds the hits."""
+    try:
+        yield
+    except HashingBusy:
+        refund_hits(request)
+        raise
 
 
 class OneRoundTripThrottles:

@@ -6,6 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.test import Client
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
@@ -404,6 +405,52 @@ def test_logins_refused_while_hashing_is_full_leave_the_emails_budget(api, user,
 
     assert refused == [503] * 6
     assert attempt(api, user.email, PASSWORD).status_code == 200
+
+
+@pytest.fixture
+def staff(make_user):
+    return make_user(email="root@example.com", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def admin():
+    """A browser on the admin, its client's middleware loaded (which waits for the hash
+    threads to start: it must, before hashing_full holds them)."""
+    browser = Client(raise_request_exception=False)
+    browser.get("/healthz")
+    return browser
+
+
+def test_admin_sign_ins_refused_while_hashing_is_full_leave_the_emails_budget(
+    staff, admin, hashing_full
+):
+
+    def sign_in():
+        body = {"username": "root@example.com", "password": PASSWORD}
+        return admin.post("/admin/login/?next=/admin/", body)
+
+    refused = [sign_in().status_code for _ in range(6)]
+    hashing_full()
+
+    assert refused == [503] * 6
+    assert sign_in().status_code == 302  # signed in
+
+
+def test_admin_password_changes_refused_while_hashing_is_full_leave_the_users_budget(
+    staff, admin, hashing_full
+):
+    admin.force_login(staff)
+    body = {
+        "old_password": PASSWORD,
+        "new_password1": "a-new-pass-4-root",
+        "new_password2": "a-new-pass-4-root",
+    }
+
+    refused = [admin.post("/admin/password_change/", body).status_code for _ in range(6)]
+    hashing_full()
+
+    assert refused == [503] * 6
+    assert admin.post("/admin/password_change/", body).status_code == 302  # changed
 
 
 def test_registration_is_not_limited_when_redis_is_unreachable(api, rates, redis_down):
