@@ -9,7 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import APIException, ValidationError
 
 from accounts import services
-from accounts.throttling import ResetIPThrottle
+from accounts.throttling import ResetIPThrottle, refund_hits
 from accounts.tokens import TOKEN_MAX
 from accounts.validators import PASSWORD_MAX
 from auth_service.exceptions import (
@@ -128,6 +128,8 @@ def reset_password_page(request):
                 form.add_error(None, str(error.detail))
                 status = error.status_code
                 busy = isinstance(error, HashingBusy)
+                if busy:  # turned away before hashing: its retry must not find the budget spent
+                    refund_hits(request)
             except Exception as error:
                 if not is_unavailable(error):
                     raise

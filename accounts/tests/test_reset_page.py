@@ -284,3 +284,26 @@ def test_a_reset_refused_while_hashing_is_busy_says_so_and_logs_a_warning(client
     assert [(r.levelname, r.name) for r in caplog.records if r.levelno >= 30] == [
         ("WARNING", "auth_service.exceptions")
     ]
+
+
+@pytest.fixture
+def browser():
+    """The reset page's visitor, its client's middleware loaded (which waits for the hash
+    threads to start: it must, before hashing_full holds them)."""
+    visitor = Client()
+    visitor.get("/healthz")
+    return visitor
+
+
+def test_a_reset_the_busy_service_turned_away_spends_none_of_the_budget(
+    settings, user, token, browser, hashing_full
+):
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "reset_ip": "2/hour"}
+
+    refused = [submit(browser, token).status_code for _ in range(3)]
+    hashing_full()
+
+    assert refused == [503, 503, 503]
+    assert submit(browser, token).status_code == 200
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
