@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from accounts import throttling
 from accounts.models import User
 from auth_service import counters
-from conftest import PASSWORD
+from conftest import PASSWORD, cut_off_redis
 
 LOGIN = "/api/v1/auth/login/"
 FORGOT = "/api/v1/auth/password/forgot/"
@@ -451,6 +451,20 @@ def test_admin_password_changes_refused_while_hashing_is_full_leave_the_users_bu
 
     assert refused == [503] * 6
     assert admin.post("/admin/password_change/", body).status_code == 302  # changed
+
+
+def test_a_refund_redis_cannot_take_leaves_the_hit_to_age_out(rates, settings, caplog, rf):
+    rates["login_ip"] = "1/min"
+    request = rf.post(LOGIN)
+    assert throttling.throttles_wait([throttling.LoginIPThrottle()], request) == 0
+    reachable = settings.CACHES
+
+    cut_off_redis(settings)
+    throttling.refund_hits(request)  # Redis went away between the count and the refund
+    settings.CACHES = reachable
+
+    assert "throttle hits of a refused request not taken back" in caplog.text
+    assert throttling.throttles_wait([throttling.LoginIPThrottle()], rf.post(LOGIN)) > 0
 
 
 def test_registration_is_not_limited_when_redis_is_unreachable(api, rates, redis_down):
