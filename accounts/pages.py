@@ -37,6 +37,10 @@ LINK_INVALID = (
     "This link is invalid, expired or already used. If you just sent this form, your new "
     "password may already be set: try signing in with it. Otherwise ask for a new link."
 )
+LINK_DEAD = (
+    "This link is invalid, expired or already used: each link works once, for a limited time. "
+    "Ask for a new one in the app."
+)
 UNAVAILABLE = "The service is briefly unavailable; nothing was changed. Try again in a minute."
 
 
@@ -97,9 +101,9 @@ def _cross_site(request) -> bool:
 # HEAD for link checkers; it is answered like GET.
 @allow_methods("GET", "HEAD", "POST")
 def reset_password_page(request):
-    """GET and HEAD show the form (never using the token up: mail scanners prefetch links);
-    POST resets."""
-    status, done, busy, throttle = 200, False, False, ResetIPThrottle()
+    """GET and HEAD show the form, or say at once that the link no longer works (never using
+    the token up: mail scanners prefetch links); POST resets."""
+    status, done, dead, busy, throttle = 200, False, False, False, ResetIPThrottle()
     if request.method == "POST":
         form = ResetForm(request.POST)
         # The form resets passwords like the API does, so it shares the API's per-IP budget.
@@ -140,8 +144,11 @@ def reset_password_page(request):
         else:
             status = 400
     else:
-        form = ResetForm(initial={"token": request.GET.get("token", "")[:TOKEN_MAX]})
-    response = _page(request, form, status=status, done=done)
+        token = request.GET.get("token", "")[:TOKEN_MAX]
+        form = ResetForm(initial={"token": token})
+        # 200 either way, as Django's own reset view answers: the page is there, the link is not.
+        dead = bool(token) and not _link_alive(token)
+    response = _page(request, form, status=status, done=done, dead=dead)
     if status == 429:
         response["Retry-After"] = str(throttle.wait())
     if busy:
@@ -150,7 +157,19 @@ def reset_password_page(request):
     return response
 
 
-def _page(request, form, *, status: int, done: bool = False):
+def _link_alive(token: str) -> bool:
+    """Whether the link may still work; when Redis cannot say, the form is shown and its post
+    gets the answer."""
+    try:
+        return services.reset_link_alive(token=token)
+    except Exception as error:
+        if not is_unavailable(error):
+            raise
+        log_unavailable(error)
+        return True
+
+
+def _page(request, form, *, status: int, done: bool = False, dead: bool = False):
     missing_token = not (form["token"].value() or "")
     response = render(
         request,
@@ -158,6 +177,8 @@ def _page(request, form, *, status: int, done: bool = False):
         {
             "form": form,
             "done": done,
+            "dead": dead,
+            "link_dead": LINK_DEAD,
             "missing_token": missing_token,
             "errors": form.non_field_errors(),
             "referrer_policy": PAGE_REFERRER_POLICY,

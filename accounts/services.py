@@ -176,6 +176,13 @@ def password_reset_request(*, email: str) -> None:
         tasks.send_password_reset_email.delay(user_id, issued.nonce)
 
 
+def reset_link_alive(*, token: str) -> bool:
+    """Whether a reset link may still work, read without using it up: what the reset page tells
+    before anyone types a password. Redis alone answers (a used, replaced or expired token is
+    gone from it); whether the account still matches is left to the reset itself."""
+    return reset_tokens.token_peek(token=token) is not None
+
+
 def password_reset_confirm(*, token: str, password: str) -> None:
     """Set a new password with a reset token; the token is used up only if the password is valid."""
     peeked = reset_tokens.token_peek(token=token)

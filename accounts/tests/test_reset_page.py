@@ -51,6 +51,44 @@ def test_a_link_checker_head_request_is_200_and_does_not_use_the_token(client, t
     assert reset_tokens.token_peek(token=token) is not None
 
 
+def expire(token):
+    """The token's ten minutes are up: Redis drops its keys."""
+    token_digest = reset_tokens.digest(token)
+    redis = reset_tokens._redis()
+    redis.delete(reset_tokens._token_key(token_digest), reset_tokens._bind_key(token_digest))
+
+
+@pytest.mark.parametrize("how", ["used", "expired", "unknown"])
+def test_opening_a_link_that_no_longer_works_says_so_before_any_typing(client, token, how):
+    if how == "used":
+        assert submit(client, token).status_code == 200
+    elif how == "expired":
+        expire(token)
+    else:
+        token = "0" * 64
+
+    response = client.get(PAGE, {"token": token})
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<title>Reset link no longer works</title>" in html
+    assert "invalid, expired or already used" in html
+    assert "Ask for a new one in the app." in html
+    assert "<form" not in html
+    assert token not in html
+    assert response["Referrer-Policy"] == "no-referrer"
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_a_link_replaced_by_a_newer_one_says_so(client, api, user):
+    for _ in range(2):
+        api.post("/api/v1/auth/password/forgot/", {"email": user.email}, format="json")
+    first, second = (re.search(r"token=([0-9a-f]{64})", m.body).group(1) for m in mail.outbox)
+
+    assert "<form" not in client.get(PAGE, {"token": first}).content.decode()
+    assert "<form" in client.get(PAGE, {"token": second}).content.decode()
+
+
 @pytest.mark.parametrize("method", ["put", "delete", "options", "patch"])
 def test_another_method_is_a_json_405_naming_the_allowed_ones(client, method):
     response = getattr(client, method)("/reset-password/")
