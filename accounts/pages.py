@@ -39,7 +39,7 @@ LINK_INVALID = (
 )
 LINK_DEAD = (
     "This link is invalid, expired or already used: each link works once, for a limited time. "
-    "Ask for a new one in the app."
+    "Ask for a new one in the app; this form cannot set a password with it."
 )
 UNAVAILABLE = "The service is briefly unavailable; nothing was changed. Try again in a minute."
 
@@ -101,8 +101,8 @@ def _cross_site(request) -> bool:
 # HEAD for link checkers; it is answered like GET.
 @allow_methods("GET", "HEAD", "POST")
 def reset_password_page(request):
-    """GET and HEAD show the form, or say at once that the link no longer works (never using
-    the token up: mail scanners prefetch links); POST resets."""
+    """GET and HEAD show the form, saying at once if the link no longer works (never using the
+    token up: mail scanners prefetch links); POST resets."""
     status, done, dead, busy, throttle = 200, False, False, False, ResetIPThrottle()
     if request.method == "POST":
         form = ResetForm(request.POST)
@@ -177,10 +177,9 @@ def _page(request, form, *, status: int, done: bool = False, dead: bool = False)
         {
             "form": form,
             "done": done,
-            "dead": dead,
-            "link_dead": LINK_DEAD,
             "missing_token": missing_token,
-            "errors": form.non_field_errors(),
+            # A dead link keeps its form (the contract's page has one): the warning comes first.
+            "errors": [LINK_DEAD] if dead else form.non_field_errors(),
             "referrer_policy": PAGE_REFERRER_POLICY,
         },
         status=status,
