@@ -1,6 +1,7 @@
 """Request and response shapes. Shape only: the decisions are in services."""
 
 from django.core.validators import ProhibitNullCharactersValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.managers import EMAIL_MAX, email_stored_form
@@ -10,6 +11,7 @@ from accounts.validators import (
     email_is_ambiguous,
     validate_full_name,
 )
+from auth_service.schema import NEW_PASSWORD_MARK
 
 
 class StringOnly:
@@ -46,8 +48,18 @@ class TokenField(TextField):
         ]
 
 
-def password_field(**kwargs) -> TextField:
-    return TextField(max_length=PASSWORD_MAX, trim_whitespace=False, write_only=True, **kwargs)
+def password_field() -> TextField:
+    return TextField(max_length=PASSWORD_MAX, trim_whitespace=False, write_only=True)
+
+
+@extend_schema_field({"type": "string", NEW_PASSWORD_MARK: True})
+class NewPasswordField(TextField):
+    """A password being set: checked by the password validators in services, and documented
+    with their rules (auth_service.schema.document_password_rules)."""
+
+
+def new_password_field() -> NewPasswordField:
+    return NewPasswordField(max_length=PASSWORD_MAX, trim_whitespace=False, write_only=True)
 
 
 class UserSerializer(serializers.Serializer):
@@ -76,7 +88,7 @@ def user_data(user) -> dict:
 class RegisterSerializer(serializers.Serializer):
     full_name = TextField(max_length=150, validators=[validate_full_name])
     email = EmailField(max_length=EMAIL_MAX)
-    password = password_field()
+    password = new_password_field()
 
     def validate_email(self, email: str) -> str:
         # New accounts only: login and forgot still find an account made before this check.
@@ -108,7 +120,7 @@ class RefreshSerializer(serializers.Serializer):
 
 class PasswordChangeSerializer(serializers.Serializer):
     current_password = password_field()
-    new_password = password_field()
+    new_password = new_password_field()
 
 
 class PasswordForgotSerializer(serializers.Serializer):
@@ -117,7 +129,7 @@ class PasswordForgotSerializer(serializers.Serializer):
 
 class PasswordResetSerializer(serializers.Serializer):
     token = TokenField()
-    password = password_field()
+    password = new_password_field()
 
 
 class DetailSerializer(serializers.Serializer):

@@ -1,5 +1,10 @@
 """OpenAPI pieces shared by every view: the error body and its documented codes."""
 
+from django.contrib.auth.password_validation import (
+    MinimumLengthValidator,
+    get_default_password_validators,
+    password_validators_help_texts,
+)
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
@@ -120,6 +125,26 @@ def document_common_errors(result, generator, request, public):
                 if needs_body and "requestBody" not in operation:
                     continue
                 responses.setdefault(status_code, {"description": description, **error})
+    return result
+
+
+# Marks a request field that sets a password (accounts.serializers.NewPasswordField). The
+# rules it must pass are settings.AUTH_PASSWORD_VALIDATORS, checked after the field itself (so
+# that a short password gets their message), which the schema generator cannot see.
+NEW_PASSWORD_MARK = "x-new-password"  # noqa: S105 (a schema key, not a secret)
+
+
+def document_password_rules(result, generator, request, public):
+    """Schema post-processing hook: a new password's minimum length and rules, from the
+    configured password validators, replace the field's own "any non-empty string"."""
+    validators = get_default_password_validators()
+    lengths = [v.min_length for v in validators if isinstance(v, MinimumLengthValidator)]
+    rules = " ".join(password_validators_help_texts(validators))
+    for component in result.get("components", {}).get("schemas", {}).values():
+        for field in component.get("properties", {}).values():
+            if field.pop(NEW_PASSWORD_MARK, False):
+                field["minLength"] = max([1, *lengths])
+                field["description"] = rules
     return result
 
 

@@ -288,6 +288,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "auth_service.schema.document_response_headers",
         "auth_service.schema.document_common_errors",
+        "auth_service.schema.document_password_rules",
     ],
 }
 

@@ -39,6 +39,52 @@ def test_every_operation_has_a_summary_and_documented_errors(schema):
             assert any(code.startswith("4") for code in operation["responses"]), f"{method} {path}"
 
 
+def request_fields(schema, path):
+    body = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    return schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]["properties"]
+
+
+NEW_PASSWORDS = [
+    ("/api/v1/auth/register/", "password"),
+    ("/api/v1/auth/password/change/", "new_password"),
+    ("/api/v1/auth/password/reset/", "password"),
+]
+
+
+@pytest.mark.parametrize(("path", "field"), NEW_PASSWORDS)
+def test_a_new_password_is_documented_with_the_rules_it_must_pass(schema, path, field):
+    documented = request_fields(schema, path)[field]
+
+    assert (documented["minLength"], documented["maxLength"]) == (10, 128)
+    assert documented["writeOnly"] is True
+    for rule in ("at least 10 characters", "commonly used password", "entirely numeric"):
+        assert rule in documented["description"]
+    assert not any(key.startswith("x-") for key in documented)
+
+
+@pytest.mark.django_db
+def test_a_password_shorter_than_the_documented_minimum_is_refused(schema, api):
+    minimum = request_fields(schema, "/api/v1/auth/register/")["password"]["minLength"]
+    body = {"full_name": "Ada", "email": "ada@example.com", "password": "q7#Lm2!xZp"}
+
+    short = api.post("/api/v1/auth/register/", {**body, "password": "q7#Lm2!xZ"}, format="json")
+    enough = api.post("/api/v1/auth/register/", body, format="json")
+
+    assert len(body["password"]) == minimum
+    assert short.status_code == 400
+    assert "at least 10 characters" in short.json()["password"][0]
+    assert enough.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [("/api/v1/auth/login/", "password"), ("/api/v1/auth/password/change/", "current_password")],
+)
+def test_a_password_being_proven_has_no_minimum_beyond_non_empty(schema, path, field):
+    # An account may hold a password set under older, laxer rules: clients must still send it.
+    assert request_fields(schema, path)[field]["minLength"] == 1
+
+
 def test_me_declares_bearer_auth(schema):
     me = schema["paths"]["/api/v1/auth/me/"]["get"]
     assert me["security"] == [{"jwtAuth": []}]
