@@ -153,7 +153,13 @@ class LogoutView(APIView):
             400: schema.field_errors(
                 "Malformed request.", {"refresh": ["This field is required."]}
             ),
-            401: TOKEN_INVALID_401,
+            401: schema.error(
+                "No bearer token (`not_authenticated`); or the bearer token, or the refresh "
+                "token, is invalid, expired, already used or another user's (`token_invalid`).",
+                TokenInvalid.default_code,
+                TokenInvalid.default_detail,
+                schema.NO_BEARER,
+            ),
             503: schema.UNAVAILABLE,
         },
     )

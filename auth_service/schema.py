@@ -8,6 +8,7 @@ from django.contrib.auth.password_validation import (
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
+from rest_framework.exceptions import NotAuthenticated
 
 from auth_service.exceptions import ERROR_CODES, ServiceUnavailable, TokenInvalid
 
@@ -30,12 +31,15 @@ FIELD_ERRORS_SCHEMA = {
 }
 
 
-def error(description: str, code: str, detail: str) -> OpenApiResponse:
-    """A documented `{"detail", "code"}` response with one example."""
+def error(description: str, code: str, detail: str, *more: tuple[str, str]) -> OpenApiResponse:
+    """A documented `{"detail", "code"}` response with an example of each (code, detail)."""
     return OpenApiResponse(
         ErrorSerializer,
         description=description,
-        examples=[OpenApiExample(code, value={"detail": detail, "code": code})],
+        examples=[
+            OpenApiExample(code, value={"detail": detail, "code": code})
+            for code, detail in ((code, detail), *more)
+        ],
     )
 
 
@@ -58,10 +62,13 @@ def field_errors(description: str, example: dict) -> OpenApiResponse:
     )
 
 
+# Sent without a bearer token: DRF's own answer, with its code.
+NO_BEARER = (NotAuthenticated.default_code, str(NotAuthenticated.default_detail))
 UNAUTHENTICATED = error(
-    "Missing, invalid or expired bearer token.",
+    "Missing (`not_authenticated`), or invalid, expired or revoked (`token_invalid`) bearer token.",
     TokenInvalid.default_code,
     TokenInvalid.default_detail,
+    NO_BEARER,
 )
 UNAVAILABLE = error(
     "A dependency is unreachable.",

@@ -85,6 +85,28 @@ def test_a_password_being_proven_has_no_minimum_beyond_non_empty(schema, path, f
     assert request_fields(schema, path)[field]["minLength"] == 1
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/auth/me/"),
+        ("post", "/api/v1/auth/logout/"),
+        ("post", "/api/v1/auth/password/change/"),
+    ],
+)
+def test_each_401_a_bearer_endpoint_sends_is_one_of_its_documented_examples(
+    schema, api, method, path
+):
+    documented = schema["paths"][path][method]["responses"]["401"]["content"]["application/json"]
+    examples = [example["value"] for example in documented["examples"].values()]
+
+    for authorization in (None, "Bearer not-a-token"):
+        headers = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+        response = getattr(api, method)(path, {}, format="json", **headers)
+        assert response.status_code == 401
+        assert response.json() in examples, authorization
+
+
 def test_me_declares_bearer_auth(schema):
     me = schema["paths"]["/api/v1/auth/me/"]["get"]
     assert me["security"] == [{"jwtAuth": []}]
