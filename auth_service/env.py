@@ -105,6 +105,29 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return by_upper[value]
 
 
+def env_origins(name: str) -> list[str]:
+    """Comma-separated web origins (`https://app.example.com`, a port allowed): a scheme and a
+    host and nothing else, since a browser's Origin header never carries a path and an entry
+    with one would silently match nothing. Lower-cased, as browsers send them."""
+    origins = [origin.lower() for origin in env_list(name)]
+    for origin in origins:
+        parsed = urlsplit(origin)
+        if (
+            parsed.scheme not in ("http", "https")
+            or not parsed.hostname
+            or parsed.path
+            or parsed.query
+            or parsed.fragment
+            or parsed.username is not None
+            or origin != f"{parsed.scheme}://{parsed.netloc}"
+        ):
+            raise ImproperlyConfigured(
+                f"{name} takes origins like https://app.example.com (scheme and host, a port "
+                f"allowed, no path); got {origin!r}."
+            )
+    return origins
+
+
 def require_url_scheme(name: str, url: str, schemes: tuple[str, ...]) -> None:
     """Fail start-up on a URL without one of these schemes, or (but for unix:) without a host."""
     parsed = urlsplit(url)

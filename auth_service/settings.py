@@ -15,6 +15,7 @@ from auth_service.env import (
     env_choice,
     env_int,
     env_list,
+    env_origins,
     env_rate,
     env_seconds,
     env_str,
@@ -35,6 +36,15 @@ RENDER_EXTERNAL_HOSTNAME = env_str("RENDER_EXTERNAL_HOSTNAME", "")
 if RENDER_EXTERNAL_HOSTNAME:
     ALLOWED_HOSTS.append(RENDER_EXTERNAL_HOSTNAME)
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+# Browser front ends on other origins that may call the API (none by default: same-origin and
+# non-browser clients need nothing). Bearer tokens, not cookies: no credentials mode.
+CORS_ALLOWED_ORIGINS = env_origins("CORS_ALLOWED_ORIGINS")
+CORS_URLS_REGEX = r"^/api/v1/"
+CORS_ALLOW_METHODS = ("GET", "HEAD", "OPTIONS", "POST")
+# Not safelisted for scripts: a front end needs them to wait out a 429 or 503, and to tell
+# which scheme a 401 asks for.
+CORS_EXPOSE_HEADERS = ("Retry-After", "WWW-Authenticate")
 # A refused form post (the admin) gets the contract's JSON 403, as every other error does.
 CSRF_FAILURE_VIEW = "auth_service.exceptions.csrf_failure"
 
@@ -48,6 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "corsheaders",  # its system checks; the middleware is auth_service.cors's
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "notifications",
@@ -57,6 +68,8 @@ MIDDLEWARE = [
     "auth_service.priority.RequestPriorityMiddleware",
     # Outside everything that can answer early: its headers reach every response.
     "auth_service.security_headers.SecurityHeadersMiddleware",
+    # Outside the redirects and the API's own answers, so a front end's script can read them.
+    "auth_service.cors.CorsMiddleware",
     "auth_service.https_redirect.ApiHttpsRedirectMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "auth_service.static_files.StaticFilesMiddleware",  # WhiteNoise

@@ -1,4 +1,5 @@
-"""The service's HTML pages in headless Chromium: the reset form, the admin login, the API docs.
+"""The service in headless Chromium: the reset form, the admin login, the API docs, and a front
+end on another origin calling the API.
 
 Django's test client ignores a page's referrer policy, so it cannot show what a browser sends
 with a form's POST: from the reset page (no-referrer) `Origin: null` and no Referer, from the
@@ -6,6 +7,8 @@ admin (strict-origin) the origin its CSRF check needs.
 """
 
 import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from selenium import webdriver
@@ -16,6 +19,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from accounts import reset_tokens
+from conftest import PASSWORD
 
 NEW_PASSWORD = "a-brand-new-passphrase"
 
@@ -135,3 +139,84 @@ def test_api_docs_render_under_their_content_security_policy(browser, live_serve
     )
     assert "auth_service" in title.text.lower()
     assert policy_violations(browser) == []
+
+
+class FrontEndPage(BaseHTTPRequestHandler):
+    """An empty page, served from another origin as a separate front end would be."""
+
+    def do_GET(self):
+        body = b"<!doctype html><title>front end</title>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def front_end():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FrontEndPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+# What a front end's script does: log in (a JSON POST: preflighted), call `me` with the bearer
+# token (preflighted too), and read a refusal's status, body and headers.
+FRONT_END_SCRIPT = """
+const [api, email, password, done] = arguments;
+const login = (secret) => fetch(api + "/api/v1/auth/login/", {
+  method: "POST",
+  headers: {"Content-Type": "application/json"},
+  body: JSON.stringify({email: email, password: secret}),
+});
+(async () => {
+  const pair = await (await login(password)).json();
+  const me = await fetch(api + "/api/v1/auth/me/", {
+    headers: {Authorization: "Bearer " + pair.access},
+  });
+  const stranger = await fetch(api + "/api/v1/auth/me/", {
+    headers: {Authorization: "Bearer not-a-token"},
+  });
+  const throttled = await login("not-the-password");
+  return {
+    me: await me.json(),
+    refused: [stranger.status, (await stranger.json()).code,
+              stranger.headers.get("WWW-Authenticate")],
+    throttled: [throttled.status, (await throttled.json()).code,
+                throttled.headers.get("Retry-After")],
+  };
+})().then(done, (error) => done({error: String(error)}));
+"""
+
+
+def test_a_front_end_on_a_configured_origin_uses_the_api_and_reads_its_refusals(
+    browser, live_server, front_end, settings, user
+):
+    settings.CORS_ALLOWED_ORIGINS = [front_end]
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "login_email": "1/minute"}
+    browser.get(front_end)
+
+    seen = browser.execute_async_script(FRONT_END_SCRIPT, live_server.url, user.email, PASSWORD)
+
+    assert seen.get("error") is None
+    assert seen["me"]["email"] == user.email
+    assert seen["refused"] == [401, "token_invalid", 'Bearer realm="api"']
+    status, code, retry_after = seen["throttled"]
+    assert (status, code) == (429, "throttled")
+    assert int(retry_after) > 0
+
+
+def test_a_front_end_on_any_other_origin_is_refused_by_the_browser(
+    browser, live_server, front_end, settings, user
+):
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
+    browser.get(front_end)
+
+    seen = browser.execute_async_script(FRONT_END_SCRIPT, live_server.url, user.email, PASSWORD)
+
+    assert seen == {"error": "TypeError: Failed to fetch"}

@@ -61,6 +61,10 @@ def test_defaults_are_production_defaults():
         ({"PUBLIC_URL": "auth.example.com"}, "PUBLIC_URL must be a URL starting http:// or"),
         ({"PASSWORD_RESET_URL": "/reset"}, "PASSWORD_RESET_URL must be a URL starting http://"),
         ({"REDIS_URL": "127.0.0.1:6379"}, "REDIS_URL must be a URL starting redis://"),
+        # a browser's Origin never has a path or a trailing slash: such an entry matches nothing
+        ({"CORS_ALLOWED_ORIGINS": "https://app.example.com/"}, "CORS_ALLOWED_ORIGINS takes"),
+        ({"CORS_ALLOWED_ORIGINS": "app.example.com"}, "CORS_ALLOWED_ORIGINS takes origins"),
+        ({"CORS_ALLOWED_ORIGINS": "*"}, "CORS_ALLOWED_ORIGINS takes origins like"),
         ({"CELERY_BROKER_URL": "http://x"}, "CELERY_BROKER_URL must be a URL starting redis://"),
         ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING"),
         ({"PASSWORD_HASH_THREADS": "0"}, "PASSWORD_HASH_THREADS must be at least 1, not 0."),
@@ -79,6 +83,16 @@ def test_bad_configuration_refuses_to_start_with_a_clear_message(env, message):
 
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_cors_origins_are_a_list_in_the_letter_case_browsers_send():
+    result = load_settings(
+        "s.CORS_ALLOWED_ORIGINS",
+        CORS_ALLOWED_ORIGINS="https://App.Example.com, http://localhost:3000",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['https://app.example.com', 'http://localhost:3000']"
 
 
 def test_anymail_switches_written_true_or_false_are_booleans():
