@@ -118,7 +118,7 @@ accesslog = "-"
 errorlog = "-"
 # Path without the query string: reset links carry their token there. The logger class builds
 # only the atoms this format uses (auth_service/access_log.py).
-access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms %({x-request-id}o)s'
 logger_class = "auth_service.access_log.AccessLogger"
 if not env_bool("DEBUG", default=False):
     logconfig_dict = {

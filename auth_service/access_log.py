@@ -43,6 +43,7 @@ class AccessLogger(Logger):
         status = resp.status
         if isinstance(status, str):
             status = status.split(None, 1)[0]
+        request_id = next((v for k, v in resp.headers if k.lower() == "x-request-id"), "-")
         return {
             "h": environ.get("REMOTE_ADDR", "-"),
             "m": environ.get("REQUEST_METHOD"),
@@ -51,4 +52,6 @@ class AccessLogger(Logger):
             "s": status,
             "B": getattr(resp, "sent", None),
             "M": request_time.seconds * 1000 + request_time.microseconds // 1000,
+            # gunicorn's name for a response header's atom: %({x-request-id}o)s
+            "{x-request-id}o": request_id,
         }

@@ -54,6 +54,7 @@ class JsonFormatter(logging.Formatter):
             "status": int(status) if str(status).isdigit() else status,
             "duration_ms": atoms["M"],
             "remote_addr": atoms["h"],
+            "request_id": atoms.get("{x-request-id}o", "-"),
         }
 
 

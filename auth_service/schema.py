@@ -101,14 +101,25 @@ RESPONSE_HEADERS = {
 }
 
 
+# Sent with every response (auth_service/request_id.py).
+REQUEST_ID_HEADER = {
+    "X-Request-ID": {
+        "description": "The request's id, as in the service's logs: the `X-Request-ID` the "
+        "request carried if it looked like one (8-128 letters, digits and `._:-`), else a new "
+        "one. Quote it when reporting a problem.",
+        "schema": {"type": "string"},
+        "required": True,
+    }
+}
+
+
 def document_response_headers(result, generator, request, public):
-    """Schema post-processing hook: every 401 declares WWW-Authenticate, every 429 Retry-After."""
+    """Schema post-processing hook: every response declares X-Request-ID, every 401
+    WWW-Authenticate, every 429 Retry-After."""
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
-            for status_code, headers in RESPONSE_HEADERS.items():
-                response = operation.get("responses", {}).get(status_code)
-                if response is not None:
-                    response["headers"] = headers
+            for status_code, response in operation.get("responses", {}).items():
+                response["headers"] = {**RESPONSE_HEADERS.get(status_code, {}), **REQUEST_ID_HEADER}
     return result
 
 

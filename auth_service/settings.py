@@ -42,9 +42,9 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 CORS_ALLOWED_ORIGINS = env_origins("CORS_ALLOWED_ORIGINS")
 CORS_URLS_REGEX = r"^/api/v1/"
 CORS_ALLOW_METHODS = ("GET", "HEAD", "OPTIONS", "POST")
-# Not safelisted for scripts: a front end needs them to wait out a 429 or 503, and to tell
-# which scheme a 401 asks for.
-CORS_EXPOSE_HEADERS = ("Retry-After", "WWW-Authenticate")
+# Not safelisted for scripts: a front end needs them to wait out a 429 or 503, to tell which
+# scheme a 401 asks for, and to quote a request's id in a report.
+CORS_EXPOSE_HEADERS = ("Retry-After", "WWW-Authenticate", "X-Request-ID")
 # A refused form post (the admin) gets the contract's JSON 403, as every other error does.
 CSRF_FAILURE_VIEW = "auth_service.exceptions.csrf_failure"
 
@@ -65,6 +65,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: every answer, however early, carries the id its log lines carry.
+    "auth_service.request_id.RequestIdMiddleware",
     "auth_service.priority.RequestPriorityMiddleware",
     # Outside everything that can answer early: its headers reach every response.
     "auth_service.security_headers.SecurityHeadersMiddleware",
@@ -299,8 +301,9 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "auth_service.schema.document_response_headers",
         "auth_service.schema.document_common_errors",
+        # After the common errors: their responses carry the headers too.
+        "auth_service.schema.document_response_headers",
         "auth_service.schema.document_password_rules",
     ],
 }
@@ -359,11 +362,13 @@ LOGGING = {
     "filters": {
         "drop_unavailable_traceback": {"()": "auth_service.logging.DropUnavailableTraceback"},
         "client_error_as_warning": {"()": "auth_service.logging.ClientErrorAsWarning"},
+        "request_id": {"()": "auth_service.request_id.RequestIdFilter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
+            "filters": ["request_id"],
             **({} if DEBUG else {"formatter": "json"}),
         }
     },

@@ -70,7 +70,7 @@ def test_a_front_end_can_read_an_error_and_the_headers_that_go_with_it(client, s
     for response in (refused, throttled):
         assert response["Access-Control-Allow-Origin"] == FRONT_END
         exposed = response["Access-Control-Expose-Headers"].split(", ")
-        assert {"Retry-After", "WWW-Authenticate"} <= set(exposed)
+        assert {"Retry-After", "WWW-Authenticate", "X-Request-ID"} <= set(exposed)
         assert "origin" in response["Vary"].lower()  # a shared cache keeps answers apart
     assert throttled["Retry-After"]
 

@@ -107,6 +107,14 @@ def test_each_401_a_bearer_endpoint_sends_is_one_of_its_documented_examples(
         assert response.json() in examples, authorization
 
 
+def test_every_response_declares_its_request_id(schema, client):
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for status_code, response in operation["responses"].items():
+                assert response["headers"]["X-Request-ID"]["required"], (method, path, status_code)
+    assert client.get("/api/schema/")["X-Request-ID"]
+
+
 def test_me_declares_bearer_auth(schema):
     me = schema["paths"]["/api/v1/auth/me/"]["get"]
     assert me["security"] == [{"jwtAuth": []}]

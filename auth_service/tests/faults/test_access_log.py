@@ -3,6 +3,8 @@
 import json
 import socket
 
+import requests
+
 from auth_service.tests.faults.harness import wait_for
 
 
@@ -63,3 +65,34 @@ def test_a_refused_request_line_is_logged_without_its_query(web):
     output = web.output()[seen:]
     assert "s3cr3t-reset-token" not in output
     assert "/reset-password/?..." in output
+
+
+def test_an_answers_request_id_leads_to_its_access_line_and_its_log_lines(web):
+    seen = len(web.output())
+
+    response = requests.get(web.url("/api/v1/nothing-here/"), timeout=5)
+    traced = requests.get(
+        web.url("/healthz"), headers={"X-Request-ID": "client-trace-0001"}, timeout=5
+    )
+
+    request_id = response.headers["X-Request-ID"]
+    assert response.status_code == 404
+    assert traced.headers["X-Request-ID"] == "client-trace-0001"
+
+    def lines_of(rid):
+        return [
+            line
+            for line in map(
+                json.loads, (x for x in web.output()[seen:].splitlines() if x[:1] == "{")
+            )
+            if line.get("request_id") == rid
+        ]
+
+    wait_for(lambda: len(lines_of(request_id)) == 2, timeout=5, what="both lines of the 404")
+    found, access = sorted(lines_of(request_id), key=lambda line: line["logger"])
+    assert (found["logger"], found["message"]) == (
+        "django.request",
+        "Not Found: /api/v1/nothing-here/",
+    )
+    assert (access["logger"], access["status"]) == ("gunicorn.access", 404)
+    wait_for(lambda: lines_of("client-trace-0001"), timeout=5, what="the traced access line")

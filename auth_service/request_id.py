@@ -1,0 +1,57 @@
+"""A request id on every answer (`X-Request-ID`) and on every log line written while serving it,
+so that a client's report, the access line and an error's traceback lead to one another."""
+
+import contextvars
+import logging
+import re
+import secrets
+
+from django.core.signals import request_finished
+from django.dispatch import receiver
+
+HEADER = "X-Request-ID"
+# An id a proxy or client sends along is kept when it could only be an id (a UUID, a trace id):
+# nothing in it can break a log line or pass for another field.
+_WELL_FORMED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
+
+_current: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+def request_id_new() -> str:
+    return secrets.token_hex(16)
+
+
+def request_id_current() -> str | None:
+    """The id of the request this thread is serving, if any."""
+    return _current.get()
+
+
+class RequestIdMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        given = request.META.get("HTTP_X_REQUEST_ID", "")
+        request.request_id = given if _WELL_FORMED.fullmatch(given) else request_id_new()
+        # Kept until the response is closed, not only while the middleware runs: Django logs a
+        # 4xx or 5xx answer ("Not Found: ...") after the middleware has returned it.
+        _current.set(request.request_id)
+        response = self.get_response(request)
+        response[HEADER] = request.request_id
+        return response
+
+
+@receiver(request_finished, dispatch_uid="auth_service.request_id")
+def _request_id_forget(**kwargs) -> None:
+    # Each gthread thread serves request after request: an id must not outlive its request.
+    _current.set(None)
+
+
+class RequestIdFilter(logging.Filter):
+    """Give a record written while a request is served that request's id (`request_id`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = _current.get()
+        if request_id is not None:
+            record.request_id = request_id
+        return True
