@@ -15,6 +15,9 @@ app = Celery("auth_service")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+# Its task signals carry a request's id from the web process to the worker's log lines.
+from auth_service import request_id  # noqa: E402, F401
+
 
 class SecretArgsTask(Task):
     """A task whose arguments are secret: logs, task events and monitors see them as hidden.

@@ -1,11 +1,13 @@
 """A request id on every answer (`X-Request-ID`) and on every log line written while serving it,
-so that a client's report, the access line and an error's traceback lead to one another."""
+so that a client's report, the access line and an error's traceback lead to one another. Tasks
+the request queues carry it in their message, and the worker's lines about them carry it too."""
 
 import contextvars
 import logging
 import re
 import secrets
 
+from celery.signals import before_task_publish, task_postrun, task_prerun
 from django.core.signals import request_finished
 from django.dispatch import receiver
 
@@ -44,6 +46,26 @@ class RequestIdMiddleware:
 @receiver(request_finished, dispatch_uid="auth_service.request_id")
 def _request_id_forget(**kwargs) -> None:
     # Each gthread thread serves request after request: an id must not outlive its request.
+    _current.set(None)
+
+
+@before_task_publish.connect(dispatch_uid="auth_service.request_id.publish")
+def _request_id_send(headers=None, **kwargs) -> None:
+    """A task queued while serving a request (or running a task that had one) carries its id:
+    a task message header, which becomes an attribute of the task's request in the worker."""
+    request_id = _current.get()
+    if request_id is not None and headers is not None:
+        headers.setdefault("request_id", request_id)
+
+
+@task_prerun.connect(dispatch_uid="auth_service.request_id.task_start")
+def _request_id_task_start(task=None, **kwargs) -> None:
+    given = getattr(task.request, "request_id", None) if task is not None else None
+    _current.set(given if isinstance(given, str) and _WELL_FORMED.fullmatch(given) else None)
+
+
+@task_postrun.connect(dispatch_uid="auth_service.request_id.task_end")
+def _request_id_task_end(**kwargs) -> None:
     _current.set(None)
 
 

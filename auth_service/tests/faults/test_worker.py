@@ -1,10 +1,12 @@
 """Worker down, killed or stopped: reset emails still arrive, once, while their link works."""
 
+import json
 import os
 import signal
 import subprocess
 
 import pytest
+import requests
 
 from auth_service.tests.faults.harness import link_token, queued, wait_for
 
@@ -249,3 +251,26 @@ def test_a_database_outage_delays_the_email_but_does_not_lose_it(
         "/api/v1/auth/password/reset/", {"token": link_token(message), "password": NEW_PASSWORD}
     )
     assert reset.status_code == 200
+
+
+def test_the_worker_lines_about_an_email_carry_the_id_of_the_request_that_asked(
+    web, account, smtp, start_worker
+):
+    worker = start_worker()
+
+    response = requests.post(
+        web.url("/api/v1/auth/password/forgot/"),
+        json={"email": account.email},
+        headers={"X-Request-ID": "forgot-trace-0001"},
+        timeout=15,
+    )
+
+    assert response.status_code == 202
+    assert response.headers["X-Request-ID"] == "forgot-trace-0001"
+    smtp.wait_for(1)
+    worker.wait_for_log("password reset: email sent")
+    lines = [json.loads(x) for x in worker.output().splitlines() if x[:1] == "{"]
+    sent = [line for line in lines if line["message"].startswith("password reset: email sent")]
+    assert [line.get("request_id") for line in sent] == ["forgot-trace-0001"]
+    # The worker's own lines, outside any task, name no request.
+    assert not any(line.get("request_id") for line in lines if "ready" in line["message"])
