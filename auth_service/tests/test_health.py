@@ -21,6 +21,17 @@ def test_readyz_reports_each_dependency(client):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_no_cache_in_between_may_keep_a_probes_answer(client, settings, path):
+    ok = client.get(path)
+    cut_off_redis(settings)
+    down = client.get("/readyz")
+
+    assert ok["Cache-Control"] == down["Cache-Control"] == "no-store"
+    assert down.status_code == 503
+
+
+@pytest.mark.django_db
 def test_readyz_is_503_naming_redis_when_redis_is_unreachable(client, settings):
     cut_off_redis(settings)
 
