@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from accounts import hash_pool, throttling
+from accounts import hash_pool, pages, throttling
 from accounts.models import User
 
 PASSWORD = "correct horse battery staple"
@@ -43,6 +43,7 @@ def _clean_redis():
     cache.clear()
     # Nor may a Redis outage one test simulated: rate limits would stay off for seconds.
     throttling.outage.reset()
+    pages.link_check_outage.reset()
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
 """The server-rendered page a reset email links to: a plain form, no JavaScript."""
 
+import logging
+
 from django import forms
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import ProhibitNullCharactersValidator
@@ -9,7 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import APIException, ValidationError
 
 from accounts import services
-from accounts.throttling import ResetIPThrottle, refund_hits
+from accounts.throttling import RedisOutage, ResetIPThrottle, refund_hits
 from accounts.tokens import TOKEN_MAX
 from accounts.validators import PASSWORD_MAX
 from auth_service.exceptions import (
@@ -157,15 +159,25 @@ def reset_password_page(request):
     return response
 
 
+# Opening the page is not rate-limited and mail scanners open links too: while Redis is known
+# to be down, the page shows its form at once rather than wait a socket timeout each time.
+link_check_outage = RedisOutage(
+    "Reset page: dead links are told only once their form is sent: Redis is unreachable (%s).",
+    level=logging.WARNING,
+)
+
+
 def _link_alive(token: str) -> bool:
     """Whether the link may still work; when Redis cannot say, the form is shown and its post
     gets the answer."""
+    if link_check_outage.ongoing():
+        return True
     try:
         return services.reset_link_alive(token=token)
     except Exception as error:
         if not is_unavailable(error):
             raise
-        log_unavailable(error)
+        link_check_outage.record(error)
         return True
 
 

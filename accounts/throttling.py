@@ -37,7 +37,14 @@ class RedisOutage:
     retry_after = 5.0
     log_interval = 60.0
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        message: str = (
+            "Rate limits are not enforced: Redis is unreachable (%s). Requests are let through."
+        ),
+        level: int = logging.ERROR,
+    ) -> None:
+        self.message, self.level = message, level
         self._lock = threading.Lock()
         self.reset()
 
@@ -56,10 +63,7 @@ class RedisOutage:
             if now - self._logged_at < self.log_interval:
                 return
             self._logged_at = now
-        logger.error(
-            "Rate limits are not enforced: Redis is unreachable (%s). Requests are let through.",
-            type(error).__name__,
-        )
+        logger.log(self.level, self.message, type(error).__name__)
 
 
 outage = RedisOutage()

@@ -8,7 +8,7 @@ from django.core import mail
 from django.db import connection
 from django.test import Client
 
-from accounts import reset_tokens
+from accounts import reset_tokens, services
 from accounts.pages import UNAVAILABLE
 from auth_service.exceptions import HashingBusy
 
@@ -310,6 +310,19 @@ def test_opening_the_link_does_not_need_redis_or_the_database(
 
     assert response.status_code == 200
     assert f'value="{token}"' in response.content.decode()
+
+
+def test_while_redis_is_down_the_page_waits_for_it_once_and_says_so_once(
+    client, token, redis_down, caplog
+):
+    with mock.patch.object(services, "reset_link_alive", wraps=services.reset_link_alive) as asked:
+        pages = [client.get(PAGE, {"token": token}) for _ in range(3)]
+
+    assert [page.status_code for page in pages] == [200, 200, 200]
+    assert all(f'value="{token}"' in page.content.decode() for page in pages)
+    assert asked.call_count == 1  # the next openings show the form without waiting on Redis
+    warnings = [r for r in caplog.records if "dead links are told only" in r.getMessage()]
+    assert [r.levelname for r in warnings] == ["WARNING"]
 
 
 def test_a_reset_refused_while_hashing_is_busy_says_so_and_logs_a_warning(client, user, caplog):
