@@ -108,9 +108,10 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 def env_origins(name: str) -> list[str]:
     """Comma-separated web origins (`https://app.example.com`, a port allowed): a scheme and a
     host and nothing else, since a browser's Origin header never carries a path and an entry
-    with one would silently match nothing. Lower-cased, as browsers send them."""
-    origins = [origin.lower() for origin in env_list(name)]
-    for origin in origins:
+    with one would silently match nothing. Lower-cased and without the scheme's own port, as
+    browsers send them."""
+    origins = []
+    for origin in (entry.lower() for entry in env_list(name)):
         parsed = urlsplit(origin)
         if (
             parsed.scheme not in ("http", "https")
@@ -125,6 +126,8 @@ def env_origins(name: str) -> list[str]:
                 f"{name} takes origins like https://app.example.com (scheme and host, a port "
                 f"allowed, no path); got {origin!r}."
             )
+        default_port = {"http": ":80", "https": ":443"}[parsed.scheme]
+        origins.append(origin.removesuffix(default_port))
     return origins
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from corsheaders.defaults import default_headers as cors_default_headers
 from django.core.exceptions import ImproperlyConfigured
 
 from auth_service.cpus import available_cpus
@@ -42,6 +43,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 CORS_ALLOWED_ORIGINS = env_origins("CORS_ALLOWED_ORIGINS")
 CORS_URLS_REGEX = r"^/api/v1/"
 CORS_ALLOW_METHODS = ("GET", "HEAD", "OPTIONS", "POST")
+# The library's list, and a front end's own request id (auth_service/request_id.py).
+CORS_ALLOW_HEADERS = (*cors_default_headers, "x-request-id")
 # Not safelisted for scripts: a front end needs them to wait out a 429 or 503, to tell which
 # scheme a 401 asks for, and to quote a request's id in a report.
 CORS_EXPOSE_HEADERS = ("Retry-After", "WWW-Authenticate", "X-Request-ID")
@@ -70,10 +73,11 @@ MIDDLEWARE = [
     "auth_service.priority.RequestPriorityMiddleware",
     # Outside everything that can answer early: its headers reach every response.
     "auth_service.security_headers.SecurityHeadersMiddleware",
-    # Outside the redirects and the API's own answers, so a front end's script can read them.
-    "auth_service.cors.CorsMiddleware",
     "auth_service.https_redirect.ApiHttpsRedirectMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Inside the HTTPS redirects (a preflight over plain HTTP gets them), outside the rest, so
+    # that a front end's script can read every answer of the API's.
+    "auth_service.cors.CorsMiddleware",
     "auth_service.static_files.StaticFilesMiddleware",  # WhiteNoise
     "auth_service.health.ProbeMiddleware",
     # Session, user and messages serve the browser pages (admin, reset page) and skip /api/:

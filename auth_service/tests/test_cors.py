@@ -32,7 +32,7 @@ def front_end(settings):
 
 
 def test_with_no_origin_configured_the_api_answers_as_it_always_has(client, settings):
-    assert settings.CORS_ALLOWED_ORIGINS == []  # the default
+    settings.CORS_ALLOWED_ORIGINS = []  # the default
 
     answer = preflight(client, ME)
     me = client.get(ME, HTTP_ORIGIN=FRONT_END)
@@ -52,7 +52,7 @@ def test_a_configured_origin_may_send_json_and_a_bearer_token(client, path, meth
     assert headers["access-control-allow-origin"] == FRONT_END
     assert method in headers["access-control-allow-methods"].split(", ")
     allowed = headers["access-control-allow-headers"].split(", ")
-    assert {"authorization", "content-type"} <= set(allowed)
+    assert {"authorization", "content-type", "x-request-id"} <= set(allowed)
     assert int(headers["access-control-max-age"]) > 0
     # Bearer tokens, not cookies: a script's requests carry no credentials of the browser's.
     assert "access-control-allow-credentials" not in headers
@@ -76,12 +76,40 @@ def test_a_front_end_can_read_an_error_and_the_headers_that_go_with_it(client, s
 
 
 @pytest.mark.usefixtures("front_end")
-@pytest.mark.parametrize("origin", ["https://evil.example", "http://app.example.com", "null"])
-def test_any_other_origin_gets_no_cors_headers(client, origin):
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example", "http://app.example.com", "null", "http://[::1"]
+)
+def test_any_other_origin_gets_no_cors_headers_and_its_preflight_no_shortcut(client, origin):
     answer = preflight(client, ME, origin=origin)
     me = client.get(ME, HTTP_ORIGIN=origin)
 
     assert cors_headers(answer) == cors_headers(me) == {}
+    assert answer.status_code == 401  # the stack's own answer to an OPTIONS without a token
+    assert answer.json()["code"] == "not_authenticated"
+
+
+@pytest.mark.usefixtures("front_end")
+def test_a_preflight_for_a_host_the_service_does_not_serve_is_the_usual_400(client):
+    answer = client.options(
+        ME,
+        HTTP_HOST="evil.example",
+        HTTP_ORIGIN=FRONT_END,
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
+    )
+
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "bad_request"
+    assert cors_headers(answer) == {}
+
+
+@pytest.mark.usefixtures("front_end")
+def test_a_preflight_over_plain_http_gets_the_https_redirect(client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+
+    answer = preflight(client, ME)
+
+    assert answer.status_code == 308
+    assert answer["Location"].startswith("https://")
 
 
 @pytest.mark.usefixtures("front_end")

@@ -88,11 +88,13 @@ def test_bad_configuration_refuses_to_start_with_a_clear_message(env, message):
 def test_cors_origins_are_a_list_in_the_letter_case_browsers_send():
     result = load_settings(
         "s.CORS_ALLOWED_ORIGINS",
-        CORS_ALLOWED_ORIGINS="https://App.Example.com, http://localhost:3000",
+        CORS_ALLOWED_ORIGINS="https://App.Example.com, http://localhost:3000, https://b.example:443",
     )
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "['https://app.example.com', 'http://localhost:3000']"
+    assert result.stdout.strip() == (
+        "['https://app.example.com', 'http://localhost:3000', 'https://b.example']"
+    )
 
 
 def test_anymail_switches_written_true_or_false_are_booleans():
