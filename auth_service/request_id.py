@@ -8,7 +8,7 @@ import re
 import secrets
 
 from celery.signals import before_task_publish, task_postrun, task_prerun
-from django.core.signals import request_finished
+from django.core.signals import request_finished, request_started
 from django.dispatch import receiver
 
 HEADER = "X-Request-ID"
@@ -43,9 +43,11 @@ class RequestIdMiddleware:
         return response
 
 
+@receiver(request_started, dispatch_uid="auth_service.request_id.start")
 @receiver(request_finished, dispatch_uid="auth_service.request_id")
 def _request_id_forget(**kwargs) -> None:
-    # Each gthread thread serves request after request: an id must not outlive its request.
+    # Each gthread thread serves request after request: an id must not outlive its request,
+    # even one whose response was never closed (cleared again as the next one starts).
     _current.set(None)
 
 
@@ -60,13 +62,25 @@ def _request_id_send(headers=None, **kwargs) -> None:
 
 @task_prerun.connect(dispatch_uid="auth_service.request_id.task_start")
 def _request_id_task_start(task=None, **kwargs) -> None:
-    given = getattr(task.request, "request_id", None) if task is not None else None
-    _current.set(given if isinstance(given, str) and _WELL_FORMED.fullmatch(given) else None)
+    if task is None:
+        return
+    # A worker finds a message header among the request's attributes; a task run in-process
+    # (apply) keeps it in `headers`.
+    given = getattr(task.request, "request_id", None) or (task.request.headers or {}).get(
+        "request_id"
+    )
+    if not (isinstance(given, str) and _WELL_FORMED.fullmatch(given)):
+        given = None
+    # Restored after the task: one run in-process (eagerly, inside a request) must not take the
+    # request's id away from the request's later lines.
+    task.request.request_id_restore = _current.set(given)
 
 
 @task_postrun.connect(dispatch_uid="auth_service.request_id.task_end")
-def _request_id_task_end(**kwargs) -> None:
-    _current.set(None)
+def _request_id_task_end(task=None, **kwargs) -> None:
+    restore = getattr(task.request, "request_id_restore", None) if task is not None else None
+    if restore is not None:
+        _current.reset(restore)
 
 
 class RequestIdFilter(logging.Filter):

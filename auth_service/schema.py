@@ -119,7 +119,11 @@ def document_response_headers(result, generator, request, public):
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
             for status_code, response in operation.get("responses", {}).items():
-                response["headers"] = {**RESPONSE_HEADERS.get(status_code, {}), **REQUEST_ID_HEADER}
+                response["headers"] = {
+                    **response.get("headers", {}),  # a view's own (a Location, say)
+                    **RESPONSE_HEADERS.get(status_code, {}),
+                    **REQUEST_ID_HEADER,
+                }
     return result
 
 

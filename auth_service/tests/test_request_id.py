@@ -5,6 +5,8 @@ import re
 
 import pytest
 
+from auth_service import request_id
+from auth_service.celery import app
 from auth_service.request_id import RequestIdFilter, request_id_current
 
 pytestmark = pytest.mark.django_db
@@ -89,3 +91,21 @@ def test_the_filter_names_the_request_only_inside_one():
 
     assert RequestIdFilter().filter(record) is True
     assert not hasattr(record, "request_id")
+
+
+@app.task(name="tests.request_id_probe")
+def request_id_probe():
+    return request_id_current()
+
+
+def test_a_task_sees_its_requests_id_and_leaves_the_caller_its_own():
+    outer = request_id._current.set("request-id-0001")
+    try:
+        seen = request_id_probe.apply(headers={"request_id": "queued-by-0002"}).get()
+        after = request_id_current()
+    finally:
+        request_id._current.reset(outer)
+
+    # Run in-process inside a request (as the tests' eager tasks are), the task must not take
+    # the request's id away from the request's later log lines.
+    assert (seen, after) == ("queued-by-0002", "request-id-0001")

@@ -7,6 +7,7 @@ alone; the shared servers on the standard ports are never touched.
 """
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -588,6 +589,12 @@ class _Holding(_Collector):
 def queued(redis_client) -> tuple[int, int]:
     """Messages waiting in the Celery queue, and messages taken by a worker but not yet acked."""
     return redis_client.llen("celery"), redis_client.hlen("unacked")
+
+
+def json_lines(output: str) -> list[dict]:
+    """The JSON log lines of a process's output, but for the last one if it is still being
+    written (no newline yet)."""
+    return [json.loads(line) for line in output.split("\n")[:-1] if line.startswith("{")]
 
 
 def link_token(message) -> str:

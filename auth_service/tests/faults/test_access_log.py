@@ -1,16 +1,14 @@
 """Access lines of the real gunicorn (shared with the fault tests): JSON, no secrets."""
 
-import json
 import socket
 
 import requests
 
-from auth_service.tests.faults.harness import wait_for
+from auth_service.tests.faults.harness import json_lines, wait_for
 
 
 def access_lines(output: str) -> list[dict]:
-    lines = [json.loads(x) for x in output.splitlines() if x.startswith("{")]
-    return [line for line in lines if line.get("logger") == "gunicorn.access"]
+    return [line for line in json_lines(output) if line.get("logger") == "gunicorn.access"]
 
 
 def test_access_lines_name_the_request_but_never_its_token_or_credentials(web, api, account):
@@ -80,13 +78,7 @@ def test_an_answers_request_id_leads_to_its_access_line_and_its_log_lines(web):
     assert traced.headers["X-Request-ID"] == "client-trace-0001"
 
     def lines_of(rid):
-        return [
-            line
-            for line in map(
-                json.loads, (x for x in web.output()[seen:].splitlines() if x[:1] == "{")
-            )
-            if line.get("request_id") == rid
-        ]
+        return [line for line in json_lines(web.output()[seen:]) if line.get("request_id") == rid]
 
     wait_for(lambda: len(lines_of(request_id)) == 2, timeout=5, what="both lines of the 404")
     found, access = sorted(lines_of(request_id), key=lambda line: line["logger"])

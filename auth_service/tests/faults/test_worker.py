@@ -1,6 +1,5 @@
 """Worker down, killed or stopped: reset emails still arrive, once, while their link works."""
 
-import json
 import os
 import signal
 import subprocess
@@ -8,7 +7,7 @@ import subprocess
 import pytest
 import requests
 
-from auth_service.tests.faults.harness import link_token, queued, wait_for
+from auth_service.tests.faults.harness import json_lines, link_token, queued, wait_for
 
 NEW_PASSWORD = "a brand new passphrase"
 # The broker hands an unacknowledged task to another worker after its visibility timeout (5 min
@@ -269,7 +268,7 @@ def test_the_worker_lines_about_an_email_carry_the_id_of_the_request_that_asked(
     assert response.headers["X-Request-ID"] == "forgot-trace-0001"
     smtp.wait_for(1)
     worker.wait_for_log("password reset: email sent")
-    lines = [json.loads(x) for x in worker.output().splitlines() if x[:1] == "{"]
+    lines = json_lines(worker.output())
     sent = [line for line in lines if line["message"].startswith("password reset: email sent")]
     assert [line.get("request_id") for line in sent] == ["forgot-trace-0001"]
     # The worker's own lines, outside any task, name no request.
