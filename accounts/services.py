@@ -170,6 +170,10 @@ def password_change(*, user: User, current_password: str, new_password: str) -> 
 def password_reset_request(*, email: str) -> None:
     """Issue a reset token for an active account and queue the email; silent otherwise."""
     user = User.objects.active_by_email(email)
+    # An account whose password staff disabled (unusable) gets no link, as with Django's own
+    # reset form: whoever holds the mailbox could otherwise undo the lock. Answered as unknown.
+    if user is not None and not user.has_usable_password():
+        user = None
     user_id = user.pk if user is not None else NO_ACCOUNT
     binding = reset_tokens.binding(user)
     with reset_tokens.token_replacing(user_id=user_id, binding=binding) as issued:

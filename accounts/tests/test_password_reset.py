@@ -94,6 +94,23 @@ def test_link_is_built_from_configuration_not_the_host_header(api, user, setting
     assert "evil.example.net" not in mail.outbox[0].body
 
 
+@pytest.mark.usefixtures("eager_tasks")
+def test_an_account_whose_password_staff_disabled_gets_no_link_and_the_same_answer(api, make_user):
+    locked = make_user(email="locked@example.com")
+    locked.set_unusable_password()
+    locked.save()
+
+    response = forgot(api, "locked@example.com")
+    unknown = forgot(api, "nobody@example.com")
+
+    assert response.status_code == 202
+    assert response.content == unknown.content
+    assert mail.outbox == []
+    assert reset_tokens._redis().get(reset_tokens._user_key(locked.pk)) is None
+    locked.refresh_from_db()
+    assert not locked.has_usable_password()
+
+
 def test_forgot_queues_the_email_without_the_raw_token_anywhere_in_redis(api, user, redis_client):
     forgot(api)
 
