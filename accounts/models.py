@@ -30,6 +30,12 @@ class User(AbstractUser):
             models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_unique"),
         ]
 
+    def validate_constraints(self, exclude=None):
+        # clean() stores the email lower-cased, so the field's own unique check already reports
+        # a taken address, on the field; the lower-case constraint, which guards rows written
+        # around the model, would repeat it under its internal name.
+        super().validate_constraints(exclude={*(exclude or ()), "email"})
+
     def clean(self):
         super().clean()
         # Field validation saw the email as typed; encoding its domain lengthens it, as

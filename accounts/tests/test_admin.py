@@ -94,6 +94,25 @@ def test_createsuperuser_asks_for_email_and_full_name(monkeypatch):
     assert User.USERNAME_FIELD == "email"
 
 
+@pytest.mark.parametrize("how", ["add", "edit"])
+def test_admin_says_a_taken_email_once_on_its_field_in_any_letter_case(
+    admin_client, make_user, how
+):
+    make_user(email="ada@example.com")
+    other = make_user(email="bob@example.com")
+
+    if how == "add":
+        response = admin_add(admin_client, "ADA@Example.com", "New Person")
+    else:
+        response = admin_edit(admin_client, other, email="ADA@Example.com", full_name="Bob")
+
+    assert response.status_code == 200  # the form again, with the error
+    assert response.context["adminform"].form.errors == {
+        "email": ["User with this Email address already exists."]
+    }
+    assert "Constraint" not in response.content.decode()
+
+
 def test_admin_refuses_an_email_that_grows_past_the_column_when_lower_cased(admin_client):
     email = "a@" + ".".join(["İ" * 60] * 4) + ".com"  # 249 typed, 489 lower-cased
 
