@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.forms import AdminPasswordChangeForm as AdminOwnPasswordChangeForm
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
@@ -20,6 +21,20 @@ from auth_service.exceptions import allow_methods, error_body
 
 ADMIN_THROTTLED = "Too many sign-in attempts. Try again in {seconds} seconds."
 ADMIN_CHANGE_THROTTLED = "Too many password change attempts. Try again in {seconds} seconds."
+
+
+class StaffSignInForm(AdminAuthenticationForm):
+    # Django's own text says both fields may be case-sensitive; an email address is not here.
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "invalid_login": (
+            "Please enter the correct email address and password for a staff account. The "
+            "password is case-sensitive; the email address is not."
+        ),
+    }
+
+
+admin.site.login_form = StaffSignInForm
 
 
 @allow_methods("GET", "HEAD", "POST", "OPTIONS")  # TRACE got Django's HTML 405

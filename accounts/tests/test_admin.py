@@ -275,6 +275,19 @@ def test_saving_a_user_otherwise_leaves_their_reset_link_working(
     assert reset_works(api, link.token)
 
 
+def test_a_failed_staff_sign_in_does_not_call_the_email_case_sensitive(client, make_user):
+    make_user(email="staff@example.com", is_staff=True)
+
+    response = client.post(
+        "/admin/login/", {"username": "staff@example.com", "password": "not-the-password"}
+    )
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "The password is case-sensitive; the email address is not." in html
+    assert "both fields may be case-sensitive" not in html
+
+
 def test_the_admin_sign_in_answers_a_method_it_does_not_serve_with_the_json_405(client):
     response = client.generic("TRACE", "/admin/login/")
 
