@@ -12,8 +12,13 @@ freezes them: otherwise a collection's cost follows how many modules a build imp
 builds differ by that instead of by their requests. What this leaves out: gunicorn (the same
 for every build), PostgreSQL's and Redis's own CPU, and time spent waiting.
 
-    bench/run instructions                 # me, refresh and forgot, 400 requests each
+`verify` and `hash` are the configured hasher alone (`check_password`, `make_password`), so
+that a login or a registration shows what the service adds to its password hash.
+
+    bench/run instructions                 # every scenario: me, refresh, forgot 400 requests
+                                           # each; login, register, verify, hash 20 each
     bench/run instructions --only me --requests 1000
+    bench/run instructions --only verify,login
 
 Two builds: check the other out with `git worktree add` and run the same command there.
 """
@@ -33,8 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness as h  # noqa: E402
 
-SCENARIOS = ("me", "refresh", "forgot")
+SCENARIOS = ("me", "refresh", "forgot", "verify", "login", "hash", "register")
+# Login and register are mostly their password hash: each is also shown beyond the in-process
+# verify or hash of the configured hasher, which is what the service adds to it.
+HASH_OF = {"login": "verify", "register": "hash"}
+HASHING = {"login", "register", "verify", "hash"}
 WARM_UP = 20
+HASHING_WARM_UP = 3
 EMAIL = "instructions@example.com"
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -76,6 +86,7 @@ def _requests(scenario: str, count: int) -> None:
     django.setup()
     import gc
 
+    from django.contrib.auth.hashers import check_password, make_password
     from django.core.handlers.wsgi import WSGIHandler
 
     from accounts import services
@@ -97,10 +108,23 @@ def _requests(scenario: str, count: int) -> None:
     if not User.objects.filter(email=EMAIL).exists():
         User.objects.create_user(email=EMAIL, password=h.PASSWORD, full_name="Instruction Count")
     tokens = services.user_login(email=EMAIL, password=h.PASSWORD)
+    encoded = User.objects.get(email=EMAIL).password
     gc.collect()
     gc.freeze()  # as gunicorn.conf.py does once the app is loaded
     for i in range(count):
-        if scenario == "me":
+        if scenario == "verify":
+            check_password(h.PASSWORD, encoded)
+        elif scenario == "hash":
+            make_password(h.PASSWORD)
+        elif scenario == "login":
+            body = {"email": EMAIL, "password": h.PASSWORD}
+            call(_environ("POST", "/api/v1/auth/login/", body), 200)
+        elif scenario == "register":
+            # Addresses of one length, new in every run: the same work for each request.
+            email = f"r{os.getpid():08d}{i:06d}@example.com"
+            body = {"full_name": "Instruction Count", "email": email, "password": h.PASSWORD}
+            call(_environ("POST", "/api/v1/auth/register/", body), 201)
+        elif scenario == "me":
             call(_environ("GET", "/api/v1/auth/me/", bearer=tokens["access"]), 200)
         elif scenario == "refresh":
             body = {"refresh": tokens["refresh"]}
@@ -165,15 +189,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(SCENARIOS))
     parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--hashing-requests", type=int, default=20)
     parser.add_argument("--inside", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inside:
         _requests(args.inside[0], int(args.inside[1]))
         return
-    scenarios = [s for s in args.only.split(",") if s]
-    unknown = set(scenarios) - set(SCENARIOS)
+    requested = {s for s in args.only.split(",") if s}
+    unknown = requested - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    scenarios = [s for s in SCENARIOS if s in requested]  # each hash before what reads it
 
     valgrind = ensure_valgrind()
     database_url = h.with_database(
@@ -194,16 +220,32 @@ def main() -> None:
     ).stdout.strip()
     print(
         f"Instructions per request at `{commit or 'unknown'}` ({args.requests} requests, "
-        f"warm-up {WARM_UP}):\n"
+        f"{args.hashing_requests} for the hashing ones):\n"
     )
-    print("| scenario | instructions per request |")
-    print("|---|---|")
+    print("| scenario | instructions per request | beyond its hash |")
+    print("|---|---|---|")
+    counts = {}
     for scenario in scenarios:
-        h.say(f"{scenario}: {WARM_UP} and {WARM_UP + args.requests} requests under callgrind")
+        warm_up, requests = (
+            (HASHING_WARM_UP, args.hashing_requests)
+            if scenario in HASHING
+            else (WARM_UP, args.requests)
+        )
+        h.say(f"{scenario}: {warm_up} and {warm_up + requests} requests under callgrind")
         prepared(env, scenario)
-        short = counted(valgrind, env, scenario, WARM_UP)
-        long = counted(valgrind, env, scenario, WARM_UP + args.requests)
-        print(f"| {scenario} | {per_request(short, long, args.requests):,.0f} |", flush=True)
+        short = counted(valgrind, env, scenario, warm_up)
+        long = counted(valgrind, env, scenario, warm_up + requests)
+        counts[scenario] = per_request(short, long, requests)
+        print(f"| {scenario} | {counts[scenario]:,.0f} | {beyond(counts, scenario)} |", flush=True)
+
+
+def beyond(counts: dict, scenario: str) -> str:
+    """What a login or register adds to its hash, once the hash was counted in the same run."""
+    floor = counts.get(HASH_OF.get(scenario, ""))
+    if not floor:
+        return ""
+    extra = counts[scenario] - floor
+    return f"{extra:,.0f} ({extra / counts[scenario]:.1%} of it)"
 
 
 if __name__ == "__main__":
