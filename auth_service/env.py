@@ -3,7 +3,8 @@
 import os
 from urllib.parse import urlsplit
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.validators import validate_email
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -129,6 +130,24 @@ def env_origins(name: str) -> list[str]:
         default_port = {"http": ":80", "https": ":443"}[parsed.scheme]
         origins.append(origin.removesuffix(default_port))
     return origins
+
+
+def env_contact(name: str) -> str:
+    """An email address or an http(s) page where people reach support; empty if unset. Checked
+    at start-up: a typo would otherwise send people from every notice to nowhere."""
+    contact = env_str(name, "").strip()
+    if not contact:
+        return ""
+    if "://" in contact:
+        require_url_scheme(name, contact, ("https", "http"))
+        return contact
+    try:
+        validate_email(contact)
+    except ValidationError:
+        raise ImproperlyConfigured(
+            f"{name} must be an email address or a URL starting https://; got {contact!r}."
+        ) from None
+    return contact
 
 
 def require_url_scheme(name: str, url: str, schemes: tuple[str, ...]) -> None:

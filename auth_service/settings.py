@@ -14,6 +14,7 @@ from auth_service.env import (
     REDIS_SCHEMES,
     env_bool,
     env_choice,
+    env_contact,
     env_int,
     env_list,
     env_origins,
@@ -407,6 +408,9 @@ PASSWORD_RESET_URL = env_str("PASSWORD_RESET_URL", f"{PUBLIC_URL}/reset-password
 # Links in emails: a value without its scheme ("auth.example.com") would send broken ones.
 require_url_scheme("PUBLIC_URL", PUBLIC_URL, ("http", "https"))
 require_url_scheme("PASSWORD_RESET_URL", PASSWORD_RESET_URL, ("http", "https"))
+# Where the password-changed notice sends someone who did not change the password: an address
+# or a page. Without one the notice can only say "contact support".
+SUPPORT_CONTACT = env_contact("SUPPORT_CONTACT")
 # The service's own public address is a host it serves: a custom domain needs setting once.
 _public_host = urlsplit(PUBLIC_URL).hostname
 _public_host = f"[{_public_host}]" if _public_host and ":" in _public_host else _public_host

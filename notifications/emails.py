@@ -57,4 +57,15 @@ def password_reset_email_send(*, to: str, link: str, time_left: float) -> None:
 
 
 def password_changed_email_send(*, to: str) -> None:
-    email_send(to=to, template="password_changed", context={})
+    email_send(to=to, template="password_changed", context=_support())
+
+
+def _support() -> dict:
+    """SUPPORT_CONTACT, as the notice shows it and as its link."""
+    contact = settings.SUPPORT_CONTACT
+    if not contact:
+        return {}
+    return {
+        "support": contact,
+        "support_href": contact if "://" in contact else f"mailto:{contact}",
+    }

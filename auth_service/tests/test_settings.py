@@ -65,6 +65,9 @@ def test_defaults_are_production_defaults():
         ({"CORS_ALLOWED_ORIGINS": "https://app.example.com/"}, "CORS_ALLOWED_ORIGINS takes"),
         ({"CORS_ALLOWED_ORIGINS": "app.example.com"}, "CORS_ALLOWED_ORIGINS takes origins"),
         ({"CORS_ALLOWED_ORIGINS": "*"}, "CORS_ALLOWED_ORIGINS takes origins like"),
+        # the password-changed notice would send people to nowhere
+        ({"SUPPORT_CONTACT": "help at pay.example"}, "SUPPORT_CONTACT must be an email address"),
+        ({"SUPPORT_CONTACT": "ftp://pay.example/help"}, "SUPPORT_CONTACT must be a URL starting"),
         ({"CELERY_BROKER_URL": "http://x"}, "CELERY_BROKER_URL must be a URL starting redis://"),
         ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING"),
         ({"PASSWORD_HASH_THREADS": "0"}, "PASSWORD_HASH_THREADS must be at least 1, not 0."),
@@ -95,6 +98,17 @@ def test_cors_origins_are_a_list_in_the_letter_case_browsers_send():
     assert result.stdout.strip() == (
         "['https://app.example.com', 'http://localhost:3000', 'https://b.example']"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, ""), (" help@pay.example ", "help@pay.example"), ("https://pay.example/help", None)],
+)
+def test_a_support_contact_is_an_address_or_a_page(value, expected):
+    result = load_settings("repr(s.SUPPORT_CONTACT)", SUPPORT_CONTACT=value)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == repr(value if expected is None else expected)
 
 
 def test_anymail_switches_written_true_or_false_are_booleans():

@@ -48,6 +48,38 @@ def test_password_changed_notice_carries_no_text_the_registrant_typed(make_user)
         assert "evil.example" not in part
 
 
+def test_password_changed_notice_without_a_support_contact_says_only_contact_support(settings):
+    settings.SUPPORT_CONTACT = ""
+
+    emails.password_changed_email_send(to="ada@example.com")
+
+    (message,) = mail.outbox
+    assert message.body.endswith("reset your password now and contact support.\n")
+    assert "contact support.</p>" in html_of(message)
+    assert "href" not in html_of(message)
+
+
+@pytest.mark.parametrize(
+    ("contact", "href"),
+    [
+        ("help@pay.example", 'href="mailto:help@pay.example"'),
+        (
+            "https://pay.example/help?topic=account&lang=en",
+            'href="https://pay.example/help?topic=account&amp;lang=en"',
+        ),
+    ],
+)
+def test_password_changed_notice_tells_where_to_reach_support(settings, contact, href):
+    # Someone whose password was changed by another needs a way to act on it, not only advice.
+    settings.SUPPORT_CONTACT = contact
+
+    emails.password_changed_email_send(to="ada@example.com")
+
+    (message,) = mail.outbox
+    assert message.body.endswith(f"contact support:\n\n{contact}\n")
+    assert href in html_of(message)
+
+
 def test_link_with_an_ampersand_works_in_both_parts():
     link = "https://app.example.com/reset?lang=en&token=abc"
 
