@@ -107,13 +107,26 @@ def password_set(
     # The change is committed: nothing after this may fail the request, which would tell the
     # client its new password was not saved.
     reset_links_end(user_id=user.pk)
+    _notice_queue(notice)
+
+
+def email_changed(*, user: User, old_email: str) -> None:
+    """Tell the old address that the account's email moved away from it: the owner hears of a
+    change someone talked staff into. Call where the change is saved (accounts.signals); the
+    notice is queued once that commits. Sessions go on: the password still holds."""
+    notice = notices.email_changed_notice_record(user=user, old_email=old_email)
+    transaction.on_commit(lambda: _notice_queue(notice))
+
+
+def _notice_queue(notice) -> None:
     try:
-        tasks.send_password_changed_notice.delay(notice.pk)
+        tasks.send_account_notice.delay(notice.pk)
     except Exception as error:
         # The notice is recorded: the worker's sweep sends it once the queue is back.
         logger.warning(
-            "password changed notice for user %s left to the sweep: %s",
-            user.pk,
+            "%s notice for user %s left to the sweep: %s",
+            notice.kind,
+            notice.user_id,
             type(error).__name__,
         )
 

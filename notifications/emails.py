@@ -56,8 +56,9 @@ def password_reset_email_send(*, to: str, link: str, time_left: float) -> None:
     )
 
 
-def password_changed_email_send(*, to: str) -> None:
-    email_send(to=to, template="password_changed", context=_support())
+def account_notice_send(*, kind: str, to: str) -> None:
+    """Email a security notice: `kind` names its template (password_changed, email_changed)."""
+    email_send(to=to, template=kind, context=_support())
 
 
 def _support() -> dict:

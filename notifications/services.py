@@ -12,7 +12,7 @@ from accounts import reset_tokens
 from accounts.models import User
 from auth_service import redis_client
 from notifications import emails
-from notifications.models import PasswordChangedNotice
+from notifications.models import AccountNotice
 
 logger = logging.getLogger(__name__)
 
@@ -95,13 +95,20 @@ def _reset_mark_sent(redis, key: str) -> RedisError | None:
     return failure
 
 
-def password_changed_notice_record(*, user: User) -> PasswordChangedNotice:
+def password_changed_notice_record(*, user: User) -> AccountNotice:
     """Owe the user a "password changed" email; call inside the change's transaction."""
-    return PasswordChangedNotice.objects.create(user=user)
+    return AccountNotice.objects.create(user=user, kind=AccountNotice.Kind.PASSWORD_CHANGED)
 
 
-def password_changed_deliver(*, notice_id: int) -> bool:
-    """Send one owed "password changed" email and forget it; True if sent.
+def email_changed_notice_record(*, user: User, old_email: str) -> AccountNotice:
+    """Owe the old address an "email changed" email; call inside the change's transaction."""
+    return AccountNotice.objects.create(
+        user=user, kind=AccountNotice.Kind.EMAIL_CHANGED, address=old_email
+    )
+
+
+def account_notice_deliver(*, notice_id: int) -> bool:
+    """Send one owed account notice and forget it; True if sent.
 
     The notice stays locked while its email goes out, and is deleted in the same transaction:
     a redelivered task, or the sweep, finds it gone or locked and sends nothing. If sending
@@ -112,48 +119,47 @@ def password_changed_deliver(*, notice_id: int) -> bool:
     """
     with transaction.atomic():
         notice = (
-            PasswordChangedNotice.objects.select_for_update(skip_locked=True, of=("self",))
+            AccountNotice.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("user")
             .filter(pk=notice_id)
             .first()
         )
         if notice is None:
-            logger.info("password changed notice %s already sent or being sent", notice_id)
+            logger.info("account notice %s already sent or being sent", notice_id)
             return False
-        user = notice.user
         if _notice_sent_before(notice):
             notice.delete()
-            logger.info("password changed notice %s was sent before; forgotten now", notice_id)
+            logger.info("account notice %s was sent before; forgotten now", notice_id)
             return False
-        emails.password_changed_email_send(to=user.email)
+        emails.account_notice_send(kind=notice.kind, to=notice.address or notice.user.email)
         _notice_mark_sent(notice)
         notice.delete()
-    logger.info("password changed notice sent to user %s", user.pk)
+    logger.info("%s notice sent for user %s", notice.kind, notice.user_id)
     return True
 
 
-def _notice_sent_key(notice: PasswordChangedNotice) -> str:
+def _notice_sent_key(notice: AccountNotice) -> str:
     # With the creation time: ids start again on a database restored from a backup.
     return f"{NOTICE_SENT_PREFIX}{notice.pk}:{notice.created_at.timestamp():.6f}"
 
 
-def _notice_sent_before(notice: PasswordChangedNotice) -> bool:
+def _notice_sent_before(notice: AccountNotice) -> bool:
     try:
         return bool(redis_client.client().exists(_notice_sent_key(notice)))
     except RedisError as error:
         # Unknown: send. A second email is the lesser fault than none.
         logger.warning(
-            "password changed notice %s: whether it was sent is unknown: %s",
+            "account notice %s: whether it was sent is unknown: %s",
             notice.pk,
             type(error).__name__,
         )
         return False
 
 
-def _notice_mark_sent(notice: PasswordChangedNotice) -> None:
+def _notice_mark_sent(notice: AccountNotice) -> None:
     try:
         redis_client.client().set(_notice_sent_key(notice), 1, ex=NOTICE_SENT_TTL)
     except RedisError as error:
         logger.warning(
-            "password changed notice %s sent, not marked sent: %s", notice.pk, type(error).__name__
+            "account notice %s sent, not marked sent: %s", notice.pk, type(error).__name__
         )

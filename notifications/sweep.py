@@ -1,11 +1,12 @@
-"""The worker's sweep: sends the password-changed notices whose queued message never came.
+"""The worker's sweep: sends the account notices (password or email changed) whose queued
+message never came.
 
 The web records each notice in PostgreSQL before it queues the message
-(accounts.services.password_set). When Redis is out at that moment the message is never
-queued, and when sending fails for good the task stops retrying. Every NOTICE_SWEEP_INTERVAL
-seconds the Celery worker's main process sends each notice older than NOTICE_SWEEP_AFTER
-itself, through PostgreSQL and the email backend alone (SMTP or the provider's API), so the
-email goes out even while Redis is still down.
+(accounts.services.password_set and email_changed). When Redis is out at that moment the
+message is never queued, and when sending fails for good the task stops retrying. Every
+NOTICE_SWEEP_INTERVAL seconds the Celery worker's main process sends each notice older than
+NOTICE_SWEEP_AFTER itself, through PostgreSQL and the email backend alone (SMTP or the
+provider's API), so the email goes out even while Redis is still down.
 """
 
 import logging
@@ -19,7 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from notifications import services
-from notifications.models import PasswordChangedNotice
+from notifications.models import AccountNotice
 from notifications.tasks import Failure, failure_kind
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
     """
     cutoff = timezone.now() - older_than
     # Those no sweep has kept first: a few that fail every time must not hold up the rest.
-    owed = PasswordChangedNotice.objects.filter(created_at__lt=cutoff).order_by(
+    owed = AccountNotice.objects.filter(created_at__lt=cutoff).order_by(
         F("failed_at").asc(nulls_first=True), "created_at"
     )
     sent = unexpected = 0
@@ -50,14 +51,14 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
         if stop is not None and stop.is_set():
             break
         try:
-            sent += services.password_changed_deliver(notice_id=notice_id)
+            sent += services.account_notice_deliver(notice_id=notice_id)
         except Exception as error:
             kind = failure_kind(error)
             if kind is Failure.REFUSED:
                 logger.error(
                     "notice sweep: giving up notice %s: %s", notice_id, type(error).__name__
                 )
-                PasswordChangedNotice.objects.filter(pk=notice_id).delete()
+                AccountNotice.objects.filter(pk=notice_id).delete()
                 continue
             if kind is Failure.UNEXPECTED or _refused_by_policy(error, kind):
                 # Perhaps this notice's data, or this recipient's policy, alone: kept, and the
@@ -100,7 +101,7 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
 
 def _kept(notice_id: int) -> None:
     try:
-        PasswordChangedNotice.objects.filter(pk=notice_id).update(failed_at=timezone.now())
+        AccountNotice.objects.filter(pk=notice_id).update(failed_at=timezone.now())
     except DatabaseError as error:
         # A task sending this notice meanwhile holds its row past the statement timeout: it
         # is being taken care of, and the sweep goes on.

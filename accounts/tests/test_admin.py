@@ -1,5 +1,7 @@
 """Operators manage users in the Django admin by email."""
 
+from unittest import mock
+
 import pytest
 from django.core import mail
 from django.core.management import CommandError, call_command
@@ -8,6 +10,7 @@ from accounts import reset_tokens, services
 from accounts.admin import UserEditForm
 from accounts.models import User
 from conftest import PASSWORD
+from notifications.models import AccountNotice
 
 RESET = "/api/v1/auth/password/reset/"
 REFRESH = "/api/v1/auth/token/refresh/"
@@ -309,6 +312,80 @@ def test_an_email_changed_in_the_admin_ends_links_sent_to_the_old_address(admin_
     assert response.status_code == 302, response.content.decode()[:2000]
     assert reset_tokens.token_peek(token=link.token) is None  # forgotten in Redis too
     assert not reset_works(api, link.token)
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_an_email_changed_in_the_admin_is_told_to_the_old_address(
+    admin_client, api, user, pair, django_capture_on_commit_callbacks
+):
+    # Someone talked staff into moving the account to their mailbox: the owner hears of it
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_edit(
+            admin_client, user, email="ada@new-mailbox.example", full_name=user.full_name
+        )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    (message,) = mail.outbox
+    assert message.to == ["ada@example.com"]
+    assert message.subject == "The email address of your account was changed"
+    assert "ada@new-mailbox.example" not in message.body + message.alternatives[0][0]
+    assert not AccountNotice.objects.exists()  # sent, so forgotten
+    # The password still holds: the change alone signs no one out
+    assert api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").status_code == 200
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_an_admin_edit_that_keeps_the_email_sends_nothing(
+    admin_client, user, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_edit(admin_client, user, email=user.email, full_name="Ada King")
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert mail.outbox == []
+    assert not AccountNotice.objects.exists()
+
+
+def test_an_email_change_refused_by_the_form_owes_no_notice(admin_client, make_user):
+    make_user(email="taken@example.com")
+    other = make_user(email="bob@example.com")
+
+    response = admin_edit(admin_client, other, email="taken@example.com", full_name="Bob")
+
+    assert response.status_code == 200
+    assert not AccountNotice.objects.exists()
+
+
+def test_an_email_changed_in_a_shell_is_told_to_the_old_address_too(
+    user, django_capture_on_commit_callbacks
+):
+    queuing = mock.patch("notifications.tasks.send_account_notice.delay")
+    with queuing as queued, django_capture_on_commit_callbacks(execute=True):
+        user.email = "ada@new-mailbox.example"
+        user.save()
+
+    (notice,) = AccountNotice.objects.all()
+    assert (notice.kind, notice.address) == ("email_changed", "ada@example.com")
+    queued.assert_called_once_with(notice.pk)
+
+
+def test_an_email_change_whose_notice_cannot_be_queued_leaves_it_to_the_sweep(
+    user, django_capture_on_commit_callbacks, caplog
+):
+    # Redis is out as staff save: the save stands, and the notice waits in PostgreSQL
+    queuing = mock.patch(
+        "notifications.tasks.send_account_notice.delay", side_effect=ConnectionError("down")
+    )
+    with queuing, django_capture_on_commit_callbacks(execute=True):
+        user.email = "ada@new-mailbox.example"
+        user.save()
+
+    user.refresh_from_db()
+    assert user.email == "ada@new-mailbox.example"
+    (notice,) = AccountNotice.objects.all()
+    assert notice.address == "ada@example.com"
+    assert "email_changed notice for user" in caplog.text
+    assert "left to the sweep: ConnectionError" in caplog.text
 
 
 def test_an_admin_edit_does_not_write_back_a_password_reset_meanwhile(

@@ -39,7 +39,7 @@ def test_password_changed_notice_carries_no_text_the_registrant_typed(make_user)
     user = make_user(full_name=NAME)
     notice = services.password_changed_notice_record(user=user)
 
-    services.password_changed_deliver(notice_id=notice.pk)
+    services.account_notice_deliver(notice_id=notice.pk)
 
     (message,) = mail.outbox
     assert message.subject == "Your password was changed"
@@ -48,17 +48,25 @@ def test_password_changed_notice_carries_no_text_the_registrant_typed(make_user)
         assert "evil.example" not in part
 
 
-def test_password_changed_notice_without_a_support_contact_says_only_contact_support(settings):
+@pytest.mark.parametrize(
+    ("kind", "advice"),
+    [
+        ("password_changed", "reset your password now and contact support.\n"),
+        ("email_changed", "If you did not ask for this, contact support.\n"),
+    ],
+)
+def test_account_notice_without_a_support_contact_says_only_contact_support(settings, kind, advice):
     settings.SUPPORT_CONTACT = ""
 
-    emails.password_changed_email_send(to="ada@example.com")
+    emails.account_notice_send(kind=kind, to="ada@example.com")
 
     (message,) = mail.outbox
-    assert message.body.endswith("reset your password now and contact support.\n")
+    assert message.body.endswith(advice)
     assert "contact support.</p>" in html_of(message)
     assert "href" not in html_of(message)
 
 
+@pytest.mark.parametrize("kind", ["password_changed", "email_changed"])
 @pytest.mark.parametrize(
     ("contact", "href"),
     [
@@ -69,11 +77,11 @@ def test_password_changed_notice_without_a_support_contact_says_only_contact_sup
         ),
     ],
 )
-def test_password_changed_notice_tells_where_to_reach_support(settings, contact, href):
-    # Someone whose password was changed by another needs a way to act on it, not only advice.
+def test_account_notice_tells_where_to_reach_support(settings, contact, href, kind):
+    # Someone whose account was changed by another needs a way to act on it, not only advice.
     settings.SUPPORT_CONTACT = contact
 
-    emails.password_changed_email_send(to="ada@example.com")
+    emails.account_notice_send(kind=kind, to="ada@example.com")
 
     (message,) = mail.outbox
     assert message.body.endswith(f"contact support:\n\n{contact}\n")

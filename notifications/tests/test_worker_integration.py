@@ -4,9 +4,10 @@ import re
 import signal
 
 import pytest
+from django.db import transaction
 
 from notifications import services
-from notifications.models import PasswordChangedNotice
+from notifications.models import AccountNotice
 from testing.smtp import free_port, text_part
 from testing.worker import WorkerProcess
 
@@ -66,6 +67,22 @@ def test_forgot_for_an_unknown_email_sends_nothing(api, worker_process, smtp_sin
 
 
 @pytest.mark.timeout(90)
+def test_an_email_moved_by_staff_is_told_to_the_old_address_through_the_worker(
+    worker_process, smtp_sink, user
+):
+    # As the admin saves a change: in a transaction, the message queued once it commits
+    with transaction.atomic():
+        user.email = "ada@new-mailbox.example"
+        user.save(update_fields=["email"])
+
+    (message,) = smtp_sink.wait_for(1)
+    assert message["To"] == "ada@example.com"
+    assert message["Subject"] == "The email address of your account was changed"
+    worker_process.wait_for_log("email_changed notice sent for user")
+    assert not AccountNotice.objects.exists()
+
+
+@pytest.mark.timeout(90)
 @pytest.mark.parametrize("pool", ["solo", "prefork"])
 def test_a_worker_started_while_redis_is_down_still_sends_owed_notices(
     transactional_db, smtp_sink, user, pool
@@ -94,7 +111,7 @@ def test_a_worker_started_while_redis_is_down_still_sends_owed_notices(
         assert message["To"] == user.email
         assert message["Subject"] == "Your password was changed"
         worker.wait_for_log("notice sweep: sent 1 notice(s) left behind")  # committed
-        assert not PasswordChangedNotice.objects.exists()
+        assert not AccountNotice.objects.exists()
         # And only the worker's main process sweeps: prefork children start none of their own
         assert worker.log().count("notice sweep: started") == 1
 
