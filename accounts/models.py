@@ -62,11 +62,19 @@ class User(AbstractUser):
         user._loaded_email = user.__dict__.get("email")
         return user
 
+    def refresh_from_db(self, using=None, fields=None, from_queryset=None) -> None:
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
+        # Also how a deferred email loads on first use.
+        if fields is None or "email" in fields:
+            self._loaded_email = self.email
+
     @property
     def email_replaced(self) -> bool:
         """Whether the email differs from the one loaded: links emailed to the old address
         must end with it (staff moving an account off a mailbox someone else controls)."""
-        return self.pk is not None and getattr(self, "_loaded_email", self.email) != self.email
+        if self.pk is None or "email" not in self.__dict__:
+            return False  # never loaded (deferred), so never changed
+        return getattr(self, "_loaded_email", self.email) != self.email
 
     def set_unusable_password(self) -> None:
         super().set_unusable_password()

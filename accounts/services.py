@@ -15,6 +15,7 @@ from accounts.models import User
 from auth_service.exceptions import InvalidCredentials, ResetTokenInvalid
 from notifications import services as notices
 from notifications import tasks
+from notifications.models import OwedNotice
 
 logger = logging.getLogger(__name__)
 
@@ -107,20 +108,25 @@ def password_set(
     # The change is committed: nothing after this may fail the request, which would tell the
     # client its new password was not saved.
     reset_links_end(user_id=user.pk)
-    _notice_queue(notice)
+    _notice_queue(task=tasks.send_password_changed_notice, notice=notice)
 
 
-def email_changed(*, user: User, old_email: str) -> None:
+def email_change_notify(*, user: User, old_email: str) -> None:
     """Tell the old address that the account's email moved away from it: the owner hears of a
-    change someone talked staff into. Call where the change is saved (accounts.signals); the
-    notice is queued once that commits. Sessions go on: the password still holds."""
+    change someone talked staff into. Call where the change is saved (accounts.signals).
+
+    The notice is recorded in the save's transaction where there is one (the admin's), and
+    queued once that commits; a save in autocommit (a shell's) has committed already, so it
+    follows the change in its own. Sessions go on: the password still holds."""
     notice = notices.email_changed_notice_record(user=user, old_email=old_email)
-    transaction.on_commit(lambda: _notice_queue(notice))
+    transaction.on_commit(
+        lambda: _notice_queue(task=tasks.send_email_changed_notice, notice=notice)
+    )
 
 
-def _notice_queue(notice) -> None:
+def _notice_queue(*, task, notice: OwedNotice) -> None:
     try:
-        tasks.send_account_notice.delay(notice.pk)
+        task.delay(notice.pk)
     except Exception as error:
         # The notice is recorded: the worker's sweep sends it once the queue is back.
         logger.warning(

@@ -17,14 +17,18 @@ def account_saved(sender, instance: User, created: bool, update_fields, **kwargs
     a later reactivation from bringing them back. If the save rolls back, the links stay
     ended; the user can ask for another.
 
-    A new email is also told to the old address (services.email_changed)."""
-    replaced = instance.password_replaced and (update_fields is None or "password" in update_fields)
-    moved = instance.email_replaced and (update_fields is None or "email" in update_fields)
+    A new email is also told to the old address (services.email_change_notify)."""
+    saved = set(update_fields) if update_fields is not None else None
+    replaced = instance.password_replaced and (saved is None or "password" in saved)
+    moved = (saved is None or "email" in saved) and instance.email_replaced
     old_email = instance._loaded_email if moved else None
-    instance.password_replaced = False
-    instance._loaded_email = instance.email
+    # What this save stored is now the stored state; a change it left out is still to save.
+    if saved is None or "password" in saved:
+        instance.password_replaced = False
+    if saved is None or "email" in saved:
+        instance._loaded_email = instance.email
     if created or kwargs.get("raw") or not (replaced or moved or not instance.is_active):
         return
     services.reset_links_end(user_id=instance.pk)
     if old_email:
-        services.email_changed(user=instance, old_email=old_email)
+        services.email_change_notify(user=instance, old_email=old_email)

@@ -5,40 +5,68 @@ from django.db import models
 from django.utils import timezone
 
 
-class AccountNotice(models.Model):
-    """A security email still to send: "your password was changed", or "the email address of
-    your account was changed" (to the old address).
+class OwedNotice(models.Model):
+    """A security email still to send.
 
     Written in the transaction that makes the change, so an outage of the queue cannot lose
     it, and deleted in the transaction that sends it. The queued task normally sends it within
     milliseconds; the worker's sweep (notifications.sweep) sends any left behind.
+
+    Each kind has its own table, read by its own task: a worker of an older release, still
+    running while a deploy replaces it, never takes a kind it does not know for another.
     """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # When the sweep last tried it and kept it (this recipient deferred or refused by policy,
+    # or an error of ours): the next sweeps try the others first.
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    # What it says: the name of its email's templates (notifications/templates/notifications).
+    kind: str
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.kind} notice {self.pk} for user {self.user_id}"
+
+    def recipient(self) -> str:
+        return self.user.email
+
+
+class PasswordChangedNotice(OwedNotice):
+    """ "Your password was changed", to the account's address as it is at sending."""
 
     class Kind(models.TextChoices):
         PASSWORD_CHANGED = "password_changed", "password changed"
         EMAIL_CHANGED = "email_changed", "email changed"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    # Defaults in the database too: the release before this one inserts rows without these
-    # columns while a deploy replaces it.
+    # Columns of the one release that kept both kinds in this table: its web may still insert
+    # an email-changed notice here while a deploy replaces it, and it is sent as such.
+    # Migration 0004 moved those already here; drop both once no running release writes them.
     kind = models.CharField(
         max_length=20,
         choices=Kind.choices,
         default=Kind.PASSWORD_CHANGED,
         db_default=Kind.PASSWORD_CHANGED,
     )
-    # Where it goes when not to the account's address as it is at sending: the old address,
-    # for an email change (the new one is the account's own).
     address = models.EmailField(max_length=254, blank=True, default="", db_default="")
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    # When the sweep last tried it and kept it (this recipient deferred or refused by policy,
-    # or an error of ours): the next sweeps try the others first.
-    failed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        # The table the notices had as password-changed notices alone: renaming it would break
-        # the release still running while a deploy migrates.
         db_table = "notifications_passwordchangednotice"
 
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} notice {self.pk} for user {self.user_id}"
+    def recipient(self) -> str:
+        return self.address or self.user.email
+
+
+class EmailChangedNotice(OwedNotice):
+    """ "The email address of your account was changed", to the address the account left (the
+    account's own is the new one)."""
+
+    address = models.EmailField(max_length=254)
+
+    kind = "email_changed"
+
+    def recipient(self) -> str:
+        return self.address

@@ -12,12 +12,17 @@ from accounts import reset_tokens
 from accounts.models import User
 from auth_service import redis_client
 from notifications import emails
-from notifications.models import AccountNotice
+from notifications.models import EmailChangedNotice, OwedNotice, PasswordChangedNotice
 
 logger = logging.getLogger(__name__)
 
 SENT_PREFIX = "auth:reset:sent:"
-NOTICE_SENT_PREFIX = "auth:notice:sent:"
+# Markers of sent notices, per table: ids repeat across tables. The password-changed one is
+# the prefix its notices always had, read by every release.
+NOTICE_SENT_PREFIXES = {
+    PasswordChangedNotice: "auth:notice:sent:",
+    EmailChangedNotice: "auth:notice:email-changed:sent:",
+}
 NOTICE_SENT_TTL = 24 * 3600  # seconds: far past any retry of a notice whose deletion failed
 # Pauses between tries to mark a sent reset email, about 10 s in all with Redis's timeouts:
 # enough to outlast a Redis that stalls for a few seconds (a failover, a paused client), in
@@ -95,20 +100,28 @@ def _reset_mark_sent(redis, key: str) -> RedisError | None:
     return failure
 
 
-def password_changed_notice_record(*, user: User) -> AccountNotice:
+def password_changed_notice_record(*, user: User) -> PasswordChangedNotice:
     """Owe the user a "password changed" email; call inside the change's transaction."""
-    return AccountNotice.objects.create(user=user, kind=AccountNotice.Kind.PASSWORD_CHANGED)
+    return PasswordChangedNotice.objects.create(user=user)
 
 
-def email_changed_notice_record(*, user: User, old_email: str) -> AccountNotice:
+def email_changed_notice_record(*, user: User, old_email: str) -> EmailChangedNotice:
     """Owe the old address an "email changed" email; call inside the change's transaction."""
-    return AccountNotice.objects.create(
-        user=user, kind=AccountNotice.Kind.EMAIL_CHANGED, address=old_email
-    )
+    return EmailChangedNotice.objects.create(user=user, address=old_email)
 
 
-def account_notice_deliver(*, notice_id: int) -> bool:
-    """Send one owed account notice and forget it; True if sent.
+def password_changed_notice_deliver(*, notice_id: int) -> bool:
+    """Send one owed password-changed notice and forget it; True if sent."""
+    return owed_notice_deliver(model=PasswordChangedNotice, notice_id=notice_id)
+
+
+def email_changed_notice_deliver(*, notice_id: int) -> bool:
+    """Send one owed email-changed notice and forget it; True if sent."""
+    return owed_notice_deliver(model=EmailChangedNotice, notice_id=notice_id)
+
+
+def owed_notice_deliver(*, model: type[OwedNotice], notice_id: int) -> bool:
+    """Send one owed notice and forget it; True if sent.
 
     The notice stays locked while its email goes out, and is deleted in the same transaction:
     a redelivered task, or the sweep, finds it gone or locked and sends nothing. If sending
@@ -119,47 +132,51 @@ def account_notice_deliver(*, notice_id: int) -> bool:
     """
     with transaction.atomic():
         notice = (
-            AccountNotice.objects.select_for_update(skip_locked=True, of=("self",))
+            model.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("user")
             .filter(pk=notice_id)
             .first()
         )
         if notice is None:
-            logger.info("account notice %s already sent or being sent", notice_id)
+            logger.info("%s notice %s already sent or being sent", model.__name__, notice_id)
             return False
         if _notice_sent_before(notice):
             notice.delete()
-            logger.info("account notice %s was sent before; forgotten now", notice_id)
+            logger.info("%s notice %s was sent before; forgotten now", notice.kind, notice_id)
             return False
-        emails.account_notice_send(kind=notice.kind, to=notice.address or notice.user.email)
+        emails.account_notice_send(kind=notice.kind, to=notice.recipient())
         _notice_mark_sent(notice)
         notice.delete()
     logger.info("%s notice sent for user %s", notice.kind, notice.user_id)
     return True
 
 
-def _notice_sent_key(notice: AccountNotice) -> str:
+def _notice_sent_key(notice: OwedNotice) -> str:
     # With the creation time: ids start again on a database restored from a backup.
-    return f"{NOTICE_SENT_PREFIX}{notice.pk}:{notice.created_at.timestamp():.6f}"
+    return f"{NOTICE_SENT_PREFIXES[type(notice)]}{notice.pk}:{notice.created_at.timestamp():.6f}"
 
 
-def _notice_sent_before(notice: AccountNotice) -> bool:
+def _notice_sent_before(notice: OwedNotice) -> bool:
     try:
         return bool(redis_client.client().exists(_notice_sent_key(notice)))
     except RedisError as error:
         # Unknown: send. A second email is the lesser fault than none.
         logger.warning(
-            "account notice %s: whether it was sent is unknown: %s",
+            "%s notice %s: whether it was sent is unknown: %s",
+            notice.kind,
             notice.pk,
             type(error).__name__,
         )
         return False
 
 
-def _notice_mark_sent(notice: AccountNotice) -> None:
+def _notice_mark_sent(notice: OwedNotice) -> None:
     try:
         redis_client.client().set(_notice_sent_key(notice), 1, ex=NOTICE_SENT_TTL)
     except RedisError as error:
         logger.warning(
-            "account notice %s sent, not marked sent: %s", notice.pk, type(error).__name__
+            "%s notice %s sent, not marked sent: %s",
+            notice.kind,
+            notice.pk,
+            type(error).__name__,
         )

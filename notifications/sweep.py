@@ -2,7 +2,7 @@
 message never came.
 
 The web records each notice in PostgreSQL before it queues the message
-(accounts.services.password_set and email_changed). When Redis is out at that moment the
+(accounts.services.password_set and email_change_notify). When Redis is out at that moment the
 message is never queued, and when sending fails for good the task stops retrying. Every
 NOTICE_SWEEP_INTERVAL seconds the Celery worker's main process sends each notice older than
 NOTICE_SWEEP_AFTER itself, through PostgreSQL and the email backend alone (SMTP or the
@@ -20,10 +20,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from notifications import services
-from notifications.models import AccountNotice
+from notifications.models import EmailChangedNotice, OwedNotice, PasswordChangedNotice
 from notifications.tasks import Failure, failure_kind
 
 logger = logging.getLogger(__name__)
+
+NOTICES = (PasswordChangedNotice, EmailChangedNotice)
 
 BATCH = 100
 # A notice that fails with an error of our own (its data, say), or whose recipient the mail
@@ -41,34 +43,33 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
     while this one goes on (up to UNEXPECTED_MAX such failures but for deferrals); any other
     failure stops the sweep, keeping every notice for the next one.
     """
-    cutoff = timezone.now() - older_than
-    # Those no sweep has kept first: a few that fail every time must not hold up the rest.
-    owed = AccountNotice.objects.filter(created_at__lt=cutoff).order_by(
-        F("failed_at").asc(nulls_first=True), "created_at"
-    )
     sent = unexpected = 0
-    for notice_id in list(owed.values_list("pk", flat=True)[:BATCH]):
+    for model, notice_id in _owed(older_than):
         if stop is not None and stop.is_set():
             break
         try:
-            sent += services.account_notice_deliver(notice_id=notice_id)
+            sent += services.owed_notice_deliver(model=model, notice_id=notice_id)
         except Exception as error:
             kind = failure_kind(error)
             if kind is Failure.REFUSED:
                 logger.error(
-                    "notice sweep: giving up notice %s: %s", notice_id, type(error).__name__
+                    "notice sweep: giving up %s %s: %s",
+                    model.__name__,
+                    notice_id,
+                    type(error).__name__,
                 )
-                AccountNotice.objects.filter(pk=notice_id).delete()
+                model.objects.filter(pk=notice_id).delete()
                 continue
             if kind is Failure.UNEXPECTED or _refused_by_policy(error, kind):
                 # Perhaps this notice's data, or this recipient's policy, alone: kept, and the
                 # ones behind it still go out.
-                _kept(notice_id)
+                _kept(model, notice_id)
                 unexpected += 1
                 logger.error(
-                    "notice sweep: %s %s sending notice %s; kept",
+                    "notice sweep: %s %s sending %s %s; kept",
                     "unexpected" if kind is Failure.UNEXPECTED else "policy refusal,",
                     type(error).__name__,
+                    model.__name__,
                     notice_id,
                 )
                 if unexpected < UNEXPECTED_MAX:
@@ -76,9 +77,10 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
                 break
             if kind is Failure.DEFERRED:
                 # This recipient's server says "later" (greylisting): the others may pass.
-                _kept(notice_id)
+                _kept(model, notice_id)
                 logger.warning(
-                    "notice sweep: notice %s deferred: %s, next sweep",
+                    "notice sweep: %s %s deferred: %s, next sweep",
+                    model.__name__,
                     notice_id,
                     type(error).__name__,
                 )
@@ -99,13 +101,33 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
     return sent
 
 
-def _kept(notice_id: int) -> None:
+def _owed(older_than: timedelta) -> list[tuple[type[OwedNotice], int]]:
+    """Up to BATCH notices of every kind recorded longer ago than this: those no sweep has
+    kept first (a few that fail every time must not hold up the rest), then the oldest."""
+    cutoff = timezone.now() - older_than
+    owed = []
+    for model in NOTICES:
+        rows = model.objects.filter(created_at__lt=cutoff).order_by(
+            F("failed_at").asc(nulls_first=True), "created_at"
+        )
+        for pk, failed_at, created_at in rows.values_list("pk", "failed_at", "created_at")[:BATCH]:
+            owed.append(((failed_at is not None, failed_at or created_at, created_at), model, pk))
+    owed.sort(key=lambda row: row[0])
+    return [(model, pk) for _, model, pk in owed[:BATCH]]
+
+
+def _kept(model: type[OwedNotice], notice_id: int) -> None:
     try:
-        AccountNotice.objects.filter(pk=notice_id).update(failed_at=timezone.now())
+        model.objects.filter(pk=notice_id).update(failed_at=timezone.now())
     except DatabaseError as error:
         # A task sending this notice meanwhile holds its row past the statement timeout: it
         # is being taken care of, and the sweep goes on.
-        logger.info("notice sweep: notice %s not marked kept: %s", notice_id, type(error).__name__)
+        logger.info(
+            "notice sweep: %s %s not marked kept: %s",
+            model.__name__,
+            notice_id,
+            type(error).__name__,
+        )
 
 
 def _refused_by_policy(error: Exception, kind: Failure) -> bool:

@@ -204,14 +204,20 @@ def send_password_reset_email(self, user_id: int, nonce: str) -> None:
 
 
 @shared_task(bind=True, max_retries=MAX_RETRIES)
-def send_account_notice(self, notice_id: int) -> None:
-    """Email an owed account notice: password or email changed (notifications.models)."""
-    _deliver(self, services.account_notice_deliver, notice_id=notice_id)
-
-
-# The name the release before queued password-changed notices under: its messages still in the
-# queue during a deploy find a task to run them.
-@shared_task(bind=True, max_retries=MAX_RETRIES)
 def send_password_changed_notice(self, notice_id: int) -> None:
-    """Email an owed account notice queued by the release before (send_account_notice now)."""
-    _deliver(self, services.account_notice_deliver, notice_id=notice_id)
+    """Email an owed password-changed notice (notifications.models)."""
+    _deliver(self, services.password_changed_notice_deliver, notice_id=notice_id)
+
+
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def send_email_changed_notice(self, notice_id: int) -> None:
+    """Email an owed email-changed notice to the old address (notifications.models)."""
+    _deliver(self, services.email_changed_notice_deliver, notice_id=notice_id)
+
+
+# The name one release queued both kinds under, for the password-changed notices' table:
+# its messages still in the queue during a deploy find a task to run them.
+@shared_task(bind=True, max_retries=MAX_RETRIES)
+def send_account_notice(self, notice_id: int) -> None:
+    """Email a notice of the password-changed notices' table, queued by an older release."""
+    _deliver(self, services.password_changed_notice_deliver, notice_id=notice_id)

@@ -5,12 +5,13 @@ from unittest import mock
 import pytest
 from django.core import mail
 from django.core.management import CommandError, call_command
+from django.db import transaction
 
 from accounts import reset_tokens, services
 from accounts.admin import UserEditForm
 from accounts.models import User
 from conftest import PASSWORD
-from notifications.models import AccountNotice
+from notifications.models import EmailChangedNotice, PasswordChangedNotice
 
 RESET = "/api/v1/auth/password/reset/"
 REFRESH = "/api/v1/auth/token/refresh/"
@@ -329,7 +330,7 @@ def test_an_email_changed_in_the_admin_is_told_to_the_old_address(
     assert message.to == ["ada@example.com"]
     assert message.subject == "The email address of your account was changed"
     assert "ada@new-mailbox.example" not in message.body + message.alternatives[0][0]
-    assert not AccountNotice.objects.exists()  # sent, so forgotten
+    assert not EmailChangedNotice.objects.exists()  # sent, so forgotten
     # The password still holds: the change alone signs no one out
     assert api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").status_code == 200
 
@@ -343,7 +344,7 @@ def test_an_admin_edit_that_keeps_the_email_sends_nothing(
 
     assert response.status_code == 302, response.content.decode()[:2000]
     assert mail.outbox == []
-    assert not AccountNotice.objects.exists()
+    assert not EmailChangedNotice.objects.exists()
 
 
 def test_an_email_change_refused_by_the_form_owes_no_notice(admin_client, make_user):
@@ -353,20 +354,21 @@ def test_an_email_change_refused_by_the_form_owes_no_notice(admin_client, make_u
     response = admin_edit(admin_client, other, email="taken@example.com", full_name="Bob")
 
     assert response.status_code == 200
-    assert not AccountNotice.objects.exists()
+    assert not EmailChangedNotice.objects.exists()
 
 
 def test_an_email_changed_in_a_shell_is_told_to_the_old_address_too(
     user, django_capture_on_commit_callbacks
 ):
-    queuing = mock.patch("notifications.tasks.send_account_notice.delay")
+    queuing = mock.patch("notifications.tasks.send_email_changed_notice.delay")
     with queuing as queued, django_capture_on_commit_callbacks(execute=True):
         user.email = "ada@new-mailbox.example"
         user.save()
 
-    (notice,) = AccountNotice.objects.all()
-    assert (notice.kind, notice.address) == ("email_changed", "ada@example.com")
+    (notice,) = EmailChangedNotice.objects.all()
+    assert notice.address == "ada@example.com"
     queued.assert_called_once_with(notice.pk)
+    assert not PasswordChangedNotice.objects.exists()
 
 
 def test_an_email_change_whose_notice_cannot_be_queued_leaves_it_to_the_sweep(
@@ -374,7 +376,7 @@ def test_an_email_change_whose_notice_cannot_be_queued_leaves_it_to_the_sweep(
 ):
     # Redis is out as staff save: the save stands, and the notice waits in PostgreSQL
     queuing = mock.patch(
-        "notifications.tasks.send_account_notice.delay", side_effect=ConnectionError("down")
+        "notifications.tasks.send_email_changed_notice.delay", side_effect=ConnectionError("down")
     )
     with queuing, django_capture_on_commit_callbacks(execute=True):
         user.email = "ada@new-mailbox.example"
@@ -382,10 +384,92 @@ def test_an_email_change_whose_notice_cannot_be_queued_leaves_it_to_the_sweep(
 
     user.refresh_from_db()
     assert user.email == "ada@new-mailbox.example"
-    (notice,) = AccountNotice.objects.all()
+    (notice,) = EmailChangedNotice.objects.all()
     assert notice.address == "ada@example.com"
     assert "email_changed notice for user" in caplog.text
     assert "left to the sweep: ConnectionError" in caplog.text
+
+
+def notices_queued(queued) -> list[str]:
+    return [call.args[0] for call in queued.call_args_list]
+
+
+@pytest.fixture
+def queued():
+    with mock.patch("notifications.tasks.send_email_changed_notice.delay") as delay:
+        yield delay
+
+
+def test_an_email_change_rolled_back_owes_and_queues_nothing(
+    user, queued, django_capture_on_commit_callbacks
+):
+    def change_that_fails():
+        with transaction.atomic():
+            user.email = "ada@new-mailbox.example"
+            user.save()
+            raise RuntimeError("the rest of the change failed")
+
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
+        change_that_fails()
+
+    assert not EmailChangedNotice.objects.exists()
+    assert notices_queued(queued) == []
+    assert User.objects.get(pk=user.pk).email == "ada@example.com"
+
+
+@pytest.mark.parametrize("save", [{}, {"update_fields": ["full_name"]}], ids=["all", "others"])
+def test_a_save_that_stores_no_new_email_owes_no_notice(
+    user, queued, django_capture_on_commit_callbacks, save
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        user.full_name = "Ada King"
+        user.save(**save)
+
+    assert not EmailChangedNotice.objects.exists()
+    assert notices_queued(queued) == []
+
+
+def test_an_email_change_saved_after_a_save_of_other_fields_is_still_told(
+    user, queued, django_capture_on_commit_callbacks
+):
+    # A change made in memory, then a save that left the email out, then the save that stores it
+    with django_capture_on_commit_callbacks(execute=True):
+        user.email = "ada@new-mailbox.example"
+        user.full_name = "Ada King"
+        user.save(update_fields=["full_name"])
+        user.save(update_fields=["email"])
+
+    (notice,) = EmailChangedNotice.objects.all()
+    assert notice.address == "ada@example.com"
+    assert notices_queued(queued) == [notice.pk]
+
+
+def test_a_user_reloaded_after_someone_else_moved_their_email_owes_no_second_notice(
+    user, queued, django_capture_on_commit_callbacks
+):
+    # Another process moved the account; this one reloads it, then saves the name
+    User.objects.filter(pk=user.pk).update(email="ada@new-mailbox.example")
+    user.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        user.full_name = "Ada King"
+        user.save()
+
+    assert not EmailChangedNotice.objects.exists()
+    assert notices_queued(queued) == []
+
+
+def test_a_user_loaded_without_their_email_owes_no_notice_when_saved(
+    user, queued, django_capture_on_commit_callbacks
+):
+    partial = User.objects.only("full_name").get(pk=user.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        partial.full_name = "Ada King"
+        partial.save()
+        assert partial.email == "ada@example.com"  # loaded only now
+        partial.save()
+
+    assert not EmailChangedNotice.objects.exists()
+    assert notices_queued(queued) == []
 
 
 def test_an_admin_edit_does_not_write_back_a_password_reset_meanwhile(

@@ -18,7 +18,7 @@ from accounts.models import User
 from accounts.tests.test_reset_tokens import all_redis_bytes
 from auth_service.exceptions import ResetTokenInvalid
 from conftest import PASSWORD
-from notifications.models import AccountNotice
+from notifications.models import PasswordChangedNotice
 
 FORGOT = "/api/v1/auth/password/forgot/"
 RESET = "/api/v1/auth/password/reset/"
@@ -296,7 +296,7 @@ def test_a_reset_whose_commit_answer_is_lost_succeeds_as_it_did(
     # The link is used, and the "password changed" email is owed (the worker's sweep sends it)
     again = api.post(RESET, {"token": link.token, "password": "another-passphrase"}, format="json")
     assert again.json() == TOKEN_INVALID
-    assert AccountNotice.objects.filter(user=user).count() == 1
+    assert PasswordChangedNotice.objects.filter(user=user).count() == 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -5,10 +5,10 @@ from datetime import timedelta
 from django.utils import timezone
 
 from notifications import services
-from notifications.models import AccountNotice
+from notifications.models import PasswordChangedNotice
 
 
-def notices_owed(make_user, count: int) -> list[AccountNotice]:
+def notices_owed(make_user, count: int) -> list[PasswordChangedNotice]:
     """`count` notices an hour old, for user0@example.com, user1@example.com, ... in order."""
     notices = []
     for number in range(count):

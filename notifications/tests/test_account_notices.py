@@ -1,50 +1,83 @@
-"""Account notices of both kinds, and the notices of the release before this one."""
+"""Notices of both kinds, each in its own table, and those of the releases before this one."""
 
+import importlib
+import threading
 from datetime import timedelta
 
 import pytest
+from django.apps import apps
 from django.core import mail
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from notifications import services, tasks
-from notifications.models import AccountNotice
+from notifications.models import EmailChangedNotice, PasswordChangedNotice
 from notifications.sweep import notices_sweep
 
+migration = importlib.import_module("notifications.migrations.0004_emailchangednotice")
+
 pytestmark = pytest.mark.django_db
+
+CHANGED = "The email address of your account was changed"
 
 
 def test_an_email_changed_notice_goes_to_the_old_address_whatever_the_account_holds_now(user):
     notice = services.email_changed_notice_record(user=user, old_email="ada@example.com")
     user.email = "ada@new-mailbox.example"
     user.save()
-    AccountNotice.objects.exclude(pk=notice.pk).delete()  # the save's own notice: not this test's
+    EmailChangedNotice.objects.exclude(pk=notice.pk).delete()  # the save's own notice
 
-    assert services.account_notice_deliver(notice_id=notice.pk)
+    assert services.email_changed_notice_deliver(notice_id=notice.pk)
 
     (message,) = mail.outbox
     assert message.to == ["ada@example.com"]
-    assert message.subject == "The email address of your account was changed"
+    assert message.subject == CHANGED
     assert "no longer works" in message.body
-    assert not AccountNotice.objects.exists()
+    assert not EmailChangedNotice.objects.exists()
 
 
 def test_the_sweep_sends_an_email_changed_notice_left_behind_to_the_old_address(user):
     # Redis was out when staff moved the account: no message was queued
     user.email = "ada@new-mailbox.example"
     user.save()
-    AccountNotice.objects.update(created_at=timezone.now() - timedelta(minutes=5))
+    EmailChangedNotice.objects.update(created_at=timezone.now() - timedelta(minutes=5))
 
     assert notices_sweep(older_than=timedelta(minutes=2)) == 1
 
+    assert [(m.to, m.subject) for m in mail.outbox] == [(["ada@example.com"], CHANGED)]
+    assert not EmailChangedNotice.objects.exists()
+
+
+def test_the_sweep_sends_both_kinds_oldest_first(make_user):
+    ada, bob = make_user(email="ada@example.com"), make_user(email="bob@example.com")
+    moved = services.email_changed_notice_record(user=ada, old_email="ada@old.example")
+    # The same id in each table: each notice is its own
+    PasswordChangedNotice.objects.create(pk=moved.pk, user=bob)
+    EmailChangedNotice.objects.update(created_at=timezone.now() - timedelta(minutes=9))
+    PasswordChangedNotice.objects.update(created_at=timezone.now() - timedelta(minutes=5))
+
+    assert notices_sweep(older_than=timedelta(minutes=2)) == 2
+
     assert [(m.to, m.subject) for m in mail.outbox] == [
-        (["ada@example.com"], "The email address of your account was changed")
+        (["ada@old.example"], CHANGED),
+        (["bob@example.com"], "Your password was changed"),
     ]
-    assert not AccountNotice.objects.exists()
 
 
-def test_a_notice_the_release_before_inserts_during_a_deploy_is_a_password_changed_notice(user):
-    # That release knows neither the kind nor the address: the database fills them in
+def test_an_email_change_leaves_the_table_older_workers_read_untouched(user):
+    # A worker of an older release, still running during a deploy, sweeps this table and sends
+    # every row in it as "your password was changed", to the account's address
+    user.email = "ada@new-mailbox.example"
+    user.save()
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM notifications_passwordchangednotice")
+        assert cursor.fetchone() == (0,)
+    assert EmailChangedNotice.objects.get().address == "ada@example.com"
+
+
+def test_a_notice_an_older_release_inserts_during_a_deploy_is_a_password_changed_notice(user):
+    # Those releases name neither the kind nor the address: the database fills them in
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO notifications_passwordchangednotice (user_id, created_at) "
@@ -53,23 +86,75 @@ def test_a_notice_the_release_before_inserts_during_a_deploy_is_a_password_chang
         )
         (notice_id,) = cursor.fetchone()
 
-    notice = AccountNotice.objects.get(pk=notice_id)
-    assert (notice.kind, notice.address) == (AccountNotice.Kind.PASSWORD_CHANGED, "")
-
-    assert services.account_notice_deliver(notice_id=notice_id)
+    assert services.password_changed_notice_deliver(notice_id=notice_id)
     assert [(m.to, m.subject) for m in mail.outbox] == [
         (["ada@example.com"], "Your password was changed")
     ]
 
 
-def test_a_message_the_release_before_queued_still_sends_its_notice(user):
-    # Queued under the task name that release used, read by this release's worker
-    notice = services.password_changed_notice_record(user=user)
-
-    tasks.send_password_changed_notice.apply(args=[notice.pk])
-
-    assert tasks.send_password_changed_notice.name == (
-        "notifications.tasks.send_password_changed_notice"
+def test_an_email_changed_notice_the_release_before_kept_with_passwords_is_sent_as_one(user):
+    # That release recorded both kinds in one table; its web may still do so during a deploy
+    notice = PasswordChangedNotice.objects.create(
+        user=user, kind="email_changed", address="ada@old.example"
     )
+
+    tasks.send_account_notice.apply(args=[notice.pk])  # the name it queued them under
+
+    assert [(m.to, m.subject) for m in mail.outbox] == [(["ada@old.example"], CHANGED)]
+    assert not PasswordChangedNotice.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["send_password_changed_notice", "send_account_notice"])
+def test_a_message_an_older_release_queued_still_sends_its_notice(user, name):
+    # Queued under a task name an older release used, read by this release's worker
+    notice = services.password_changed_notice_record(user=user)
+    task = getattr(tasks, name)
+
+    task.apply(args=[notice.pk])
+
+    assert task.name == f"notifications.tasks.{name}"
     assert [m.subject for m in mail.outbox] == ["Your password was changed"]
-    assert not AccountNotice.objects.exists()
+    assert not PasswordChangedNotice.objects.exists()
+
+
+def test_the_migration_moves_email_changed_notices_out_of_the_password_table(
+    transactional_db, make_user
+):
+    ada, bob = make_user(email="ada@new.example"), make_user(email="bob@example.com")
+    waiting = PasswordChangedNotice.objects.create(
+        user=ada, kind="email_changed", address="ada@old.example"
+    )
+    sending = PasswordChangedNotice.objects.create(
+        user=ada, kind="email_changed", address="ada@older.example"
+    )
+    password = PasswordChangedNotice.objects.create(user=bob)
+    # A worker of that release is sending one of them right now: it stays with its sender
+    locked, release = threading.Event(), threading.Event()
+
+    def sender():
+        with transaction.atomic():
+            PasswordChangedNotice.objects.select_for_update().get(pk=sending.pk)
+            locked.set()
+            release.wait(10)
+        connection.close()
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    assert locked.wait(10)
+    try:
+        with transaction.atomic(), connection.schema_editor(atomic=False) as editor:
+            migration.email_notices_move(apps, editor)
+    finally:
+        release.set()
+        thread.join()
+
+    assert set(PasswordChangedNotice.objects.values_list("pk", flat=True)) == {
+        sending.pk,
+        password.pk,
+    }
+    (moved,) = EmailChangedNotice.objects.all()
+    assert (moved.user, moved.address, moved.created_at) == (
+        ada,
+        "ada@old.example",
+        waiting.created_at,
+    )

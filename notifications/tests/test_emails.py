@@ -39,7 +39,7 @@ def test_password_changed_notice_carries_no_text_the_registrant_typed(make_user)
     user = make_user(full_name=NAME)
     notice = services.password_changed_notice_record(user=user)
 
-    services.account_notice_deliver(notice_id=notice.pk)
+    services.password_changed_notice_deliver(notice_id=notice.pk)
 
     (message,) = mail.outbox
     assert message.subject == "Your password was changed"

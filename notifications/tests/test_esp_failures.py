@@ -14,7 +14,7 @@ import requests
 
 from accounts import reset_tokens
 from notifications import tasks
-from notifications.models import AccountNotice
+from notifications.models import PasswordChangedNotice
 from notifications.sweep import notices_sweep
 from notifications.tests.owed import notices_owed
 
@@ -220,14 +220,14 @@ def test_sweep_keeps_every_notice_while_the_provider_refuses_the_account(
 
     # Then it stops at the first refusal and keeps both for the next sweep
     assert len(esp.requests) == 1
-    assert AccountNotice.objects.count() == 2
+    assert PasswordChangedNotice.objects.count() == 2
     assert "example.com" not in caplog.text
     assert SERVER_TOKEN not in caplog.text
 
     # And once the account is fixed, the next sweep sends both
     esp.replies = [ACCEPTED, ACCEPTED]
     assert notices_sweep(older_than=SWEEP_AFTER) == 2
-    assert not AccountNotice.objects.exists()
+    assert not PasswordChangedNotice.objects.exists()
 
 
 def test_sweep_says_so_as_an_error_when_the_account_is_refused(make_user, esp, caplog):
@@ -248,7 +248,7 @@ def test_sweep_keeps_every_notice_while_a_provider_setting_is_missing(make_user,
     assert notices_sweep(older_than=SWEEP_AFTER) == 0
 
     assert esp.requests == []
-    assert AccountNotice.objects.count() == 2
+    assert PasswordChangedNotice.objects.count() == 2
 
 
 def test_sweep_gives_up_only_the_notice_whose_recipient_is_refused(make_user, esp, caplog):
@@ -261,5 +261,5 @@ def test_sweep_gives_up_only_the_notice_whose_recipient_is_refused(make_user, es
 
     # Then that one is given up and the other still sent
     assert len(esp.requests) == 2
-    assert not AccountNotice.objects.exists()
-    assert f"giving up notice {inactive.pk}: AnymailRecipientsRefused" in caplog.text
+    assert not PasswordChangedNotice.objects.exists()
+    assert f"giving up PasswordChangedNotice {inactive.pk}: AnymailRecipientsRefused" in caplog.text

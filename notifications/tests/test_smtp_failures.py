@@ -11,7 +11,7 @@ import pytest
 
 from accounts import reset_tokens
 from notifications import tasks
-from notifications.models import AccountNotice
+from notifications.models import PasswordChangedNotice
 from notifications.sweep import notices_sweep
 from notifications.tests.owed import notices_owed
 from testing.smtp import RefusingSmtpSink
@@ -125,7 +125,7 @@ def test_sweep_keeps_every_notice_when_the_server_refuses_the_sender_or_defers(
 
     assert notices_sweep(older_than=AFTER) == 0
 
-    assert AccountNotice.objects.count() == 2
+    assert PasswordChangedNotice.objects.count() == 2
     assert notices_sweep(older_than=AFTER) == 2
 
 
@@ -139,11 +139,13 @@ def test_sweep_goes_on_past_a_recipient_the_server_defers(make_user, smtp, caplo
 
     # Then the other notice goes out, and the deferred one waits for the next sweep
     assert [message["To"] for message in smtp.messages] == ["user1@example.com"]
-    assert list(AccountNotice.objects.all()) == [deferred]
-    assert f"notice {deferred.pk} deferred: SMTPRecipientsRefused" in service_log(caplog)
+    assert list(PasswordChangedNotice.objects.all()) == [deferred]
+    assert f"PasswordChangedNotice {deferred.pk} deferred: SMTPRecipientsRefused" in service_log(
+        caplog
+    )
     assert "user0@example.com" not in service_log(caplog)
     assert notices_sweep(older_than=AFTER) == 1
-    assert not AccountNotice.objects.exists()
+    assert not PasswordChangedNotice.objects.exists()
 
 
 def test_sweep_goes_on_past_a_recipient_the_server_refuses_by_policy(make_user, smtp, caplog):
@@ -159,9 +161,10 @@ def test_sweep_goes_on_past_a_recipient_the_server_refuses_by_policy(make_user, 
         "user1@example.com",
         "user2@example.com",
     ]
-    assert list(AccountNotice.objects.all()) == [refused]
-    assert f"policy refusal, SMTPRecipientsRefused sending notice {refused.pk}" in service_log(
-        caplog
+    assert list(PasswordChangedNotice.objects.all()) == [refused]
+    assert (
+        f"policy refusal, SMTPRecipientsRefused sending PasswordChangedNotice {refused.pk}"
+        in service_log(caplog)
     )
 
 
@@ -172,7 +175,7 @@ def test_sweep_stops_when_the_server_refuses_every_recipient_by_policy(make_user
     assert notices_sweep(older_than=AFTER) == 0
 
     assert len(smtp.replies["RCPT"]) == 2  # three tried, then the sweep stopped
-    assert AccountNotice.objects.count() == 5
+    assert PasswordChangedNotice.objects.count() == 5
 
 
 def test_notices_a_sweep_kept_are_tried_after_the_others(make_user, smtp):

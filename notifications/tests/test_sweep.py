@@ -14,13 +14,13 @@ from django.db import connection
 from django.utils import timezone
 
 from notifications import services
-from notifications.models import AccountNotice
+from notifications.models import PasswordChangedNotice
 from notifications.sweep import notices_sweep, start
 
 AFTER = timedelta(minutes=2)
 
 
-def owed(user, *, minutes_ago: float) -> AccountNotice:
+def owed(user, *, minutes_ago: float) -> PasswordChangedNotice:
     notice = services.password_changed_notice_record(user=user)
     notice.created_at = timezone.now() - timedelta(minutes=minutes_ago)
     notice.save(update_fields=["created_at"])
@@ -39,7 +39,7 @@ def test_sweep_sends_the_notices_left_behind_and_not_the_fresh_ones(make_user):
     assert [(m.to, m.subject) for m in mail.outbox] == [
         (["left@example.com"], "Your password was changed")
     ]
-    assert list(AccountNotice.objects.all()) == [waiting]
+    assert list(PasswordChangedNotice.objects.all()) == [waiting]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -60,7 +60,7 @@ def test_notice_another_sender_is_sending_is_not_sent_again(user, settings):
                 [notice.pk],
             )
             assert notices_sweep(older_than=AFTER) == 0
-            assert services.account_notice_deliver(notice_id=notice.pk) is False
+            assert services.password_changed_notice_deliver(notice_id=notice.pk) is False
     finally:
         other.rollback()
         other.close()
@@ -81,7 +81,7 @@ def test_sweep_keeps_every_notice_while_the_mail_server_is_down(make_user):
         assert notices_sweep(older_than=AFTER) == 0
 
     assert send.call_count == 1  # the rest would fail alike: tried again next sweep
-    assert AccountNotice.objects.count() == 3
+    assert PasswordChangedNotice.objects.count() == 3
 
 
 @pytest.mark.django_db
@@ -93,8 +93,8 @@ def test_sweep_keeps_every_notice_and_stops_when_every_send_fails_unexpectedly(m
         assert notices_sweep(older_than=AFTER) == 0
 
     assert send.call_count == 3  # a bug of ours fails them all alike: tried again next sweep
-    assert AccountNotice.objects.count() == 5
-    assert "notice sweep: unexpected ValueError sending notice" in caplog.text
+    assert PasswordChangedNotice.objects.count() == 5
+    assert "notice sweep: unexpected ValueError sending PasswordChangedNotice" in caplog.text
 
 
 @pytest.mark.django_db
@@ -115,7 +115,7 @@ def test_a_notice_that_fails_unexpectedly_does_not_hold_up_the_ones_behind_it(ma
             notices_sweep(older_than=AFTER)
 
     assert sorted(m.to[0] for m in mail.outbox) == ["user0@example.com", "user1@example.com"]
-    assert list(AccountNotice.objects.all()) == [stuck]
+    assert list(PasswordChangedNotice.objects.all()) == [stuck]
 
 
 @pytest.mark.django_db
@@ -127,8 +127,8 @@ def test_sweep_gives_up_a_notice_the_provider_refuses(user, caplog):
     ):
         notices_sweep(older_than=AFTER)
 
-    assert not AccountNotice.objects.exists()
-    assert "giving up notice" in caplog.text
+    assert not PasswordChangedNotice.objects.exists()
+    assert "giving up PasswordChangedNotice" in caplog.text
     assert user.email not in caplog.text
 
 
@@ -140,13 +140,13 @@ def test_stopping_the_sweep_waits_for_the_notice_being_sent_and_sends_no_more(ma
         owed(make_user(email=f"user{number}@example.com"), minutes_ago=5 - number)
     sending, sent = threading.Event(), []
 
-    def slow_send(*, notice_id):
+    def slow_send(*, model, notice_id):
         sending.set()
         time.sleep(0.3)
         sent.append(notice_id)
         return 1
 
-    with mock.patch.object(services, "account_notice_deliver", slow_send):
+    with mock.patch.object(services, "owed_notice_deliver", slow_send):
         sweep = start()
         assert sending.wait(5)
         sweep.stop(timeout=5)

@@ -25,7 +25,7 @@ from accounts import reset_tokens
 from accounts import services as services_accounts
 from auth_service.celery import app as celery_app
 from notifications import services, tasks
-from notifications.models import AccountNotice
+from notifications.models import PasswordChangedNotice
 
 pytestmark = pytest.mark.django_db
 
@@ -272,12 +272,12 @@ def test_permanent_failure_is_not_retried_and_logged_without_secrets(user, caplo
 def test_redelivered_password_changed_notice_does_not_email_twice(user):
     # A task that finished while its worker shut down can be delivered again with the same id.
     notice = services.password_changed_notice_record(user=user)
-    tasks.send_account_notice.apply(args=[notice.pk], task_id="one-message")
-    tasks.send_account_notice.apply(args=[notice.pk], task_id="one-message")
+    tasks.send_password_changed_notice.apply(args=[notice.pk], task_id="one-message")
+    tasks.send_password_changed_notice.apply(args=[notice.pk], task_id="one-message")
 
     assert [m.subject for m in mail.outbox] == ["Your password was changed"]
     assert mail.outbox[0].to == [user.email]
-    assert not AccountNotice.objects.exists()
+    assert not PasswordChangedNotice.objects.exists()
 
 
 @pytest.mark.usefixtures("eager_tasks")
@@ -286,7 +286,7 @@ def test_each_password_change_gets_its_own_notice(user):
         services_accounts.password_set(user=user, password="another long passphrase")
 
     assert [m.subject for m in mail.outbox] == ["Your password was changed"] * 2
-    assert not AccountNotice.objects.exists()
+    assert not PasswordChangedNotice.objects.exists()
 
 
 def test_notice_that_cannot_be_sent_yet_is_kept_for_later(user):
@@ -296,17 +296,17 @@ def test_notice_that_cannot_be_sent_yet_is_kept_for_later(user):
         mock.patch("notifications.emails.email_send", side_effect=smtplib.SMTPServerDisconnected),
         pytest.raises(smtplib.SMTPServerDisconnected),
     ):
-        services.account_notice_deliver(notice_id=notice.pk)
+        services.password_changed_notice_deliver(notice_id=notice.pk)
 
-    assert AccountNotice.objects.filter(pk=notice.pk).exists()
-    assert services.account_notice_deliver(notice_id=notice.pk)
+    assert PasswordChangedNotice.objects.filter(pk=notice.pk).exists()
+    assert services.password_changed_notice_deliver(notice_id=notice.pk)
     assert len(mail.outbox) == 1
 
 
 def test_a_notice_sent_whose_deletion_failed_is_not_sent_again(user, monkeypatch):
     # The email goes out, then the database connection drops before the notice is deleted
     notice = services.password_changed_notice_record(user=user)
-    real_delete = AccountNotice.delete
+    real_delete = PasswordChangedNotice.delete
     calls = []
 
     def delete_fails_once(self, *args, **kwargs):
@@ -315,24 +315,24 @@ def test_a_notice_sent_whose_deletion_failed_is_not_sent_again(user, monkeypatch
             raise OperationalError("server closed the connection unexpectedly")
         return real_delete(self, *args, **kwargs)
 
-    monkeypatch.setattr(AccountNotice, "delete", delete_fails_once)
+    monkeypatch.setattr(PasswordChangedNotice, "delete", delete_fails_once)
     with pytest.raises(OperationalError):
-        services.account_notice_deliver(notice_id=notice.pk)
-    assert AccountNotice.objects.filter(pk=notice.pk).exists()  # kept for a retry
+        services.password_changed_notice_deliver(notice_id=notice.pk)
+    assert PasswordChangedNotice.objects.filter(pk=notice.pk).exists()  # kept for a retry
 
     # The retry (or the sweep) finds it sent: it forgets the notice and sends nothing more
-    assert not services.account_notice_deliver(notice_id=notice.pk)
+    assert not services.password_changed_notice_deliver(notice_id=notice.pk)
     assert [m.subject for m in mail.outbox] == ["Your password was changed"]
-    assert not AccountNotice.objects.exists()
+    assert not PasswordChangedNotice.objects.exists()
 
 
 def test_a_notice_reusing_the_id_of_one_sent_is_sent_too(user):
     # A database restored from a backup hands out ids again
     first = services.password_changed_notice_record(user=user)
-    assert services.account_notice_deliver(notice_id=first.pk)
-    again = AccountNotice.objects.create(pk=first.pk, user=user)
+    assert services.password_changed_notice_deliver(notice_id=first.pk)
+    again = PasswordChangedNotice.objects.create(pk=first.pk, user=user)
 
-    assert services.account_notice_deliver(notice_id=again.pk)
+    assert services.password_changed_notice_deliver(notice_id=again.pk)
     assert len(mail.outbox) == 2
 
 
@@ -341,9 +341,9 @@ def test_a_notice_is_sent_when_redis_cannot_say_whether_it_was(user, monkeypatch
     down = redis_errors.ConnectionError("down")
     monkeypatch.setattr("auth_service.redis_client.client", mock.Mock(side_effect=down))
 
-    assert services.account_notice_deliver(notice_id=notice.pk)
+    assert services.password_changed_notice_deliver(notice_id=notice.pk)
     assert len(mail.outbox) == 1
-    assert not AccountNotice.objects.exists()
+    assert not PasswordChangedNotice.objects.exists()
 
 
 def test_publishing_to_a_broker_that_refuses_connections_fails_at_once():

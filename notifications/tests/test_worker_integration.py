@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 
 from notifications import services
-from notifications.models import AccountNotice
+from notifications.models import EmailChangedNotice, PasswordChangedNotice
 from testing.smtp import free_port, text_part
 from testing.worker import WorkerProcess
 
@@ -79,7 +79,7 @@ def test_an_email_moved_by_staff_is_told_to_the_old_address_through_the_worker(
     assert message["To"] == "ada@example.com"
     assert message["Subject"] == "The email address of your account was changed"
     worker_process.wait_for_log("email_changed notice sent for user")
-    assert not AccountNotice.objects.exists()
+    assert not EmailChangedNotice.objects.exists()
 
 
 @pytest.mark.timeout(90)
@@ -111,7 +111,7 @@ def test_a_worker_started_while_redis_is_down_still_sends_owed_notices(
         assert message["To"] == user.email
         assert message["Subject"] == "Your password was changed"
         worker.wait_for_log("notice sweep: sent 1 notice(s) left behind")  # committed
-        assert not AccountNotice.objects.exists()
+        assert not PasswordChangedNotice.objects.exists()
         # And only the worker's main process sweeps: prefork children start none of their own
         assert worker.log().count("notice sweep: started") == 1
 
