@@ -51,30 +51,12 @@ class User(AbstractUser):
     # reset link (accounts.signals), whoever saves it: the admin, `manage.py changepassword`, a
     # shell. The links stopped working anyway: each is bound to the old hash.
     password_replaced = False
+    # The email as stored before a save that writes the email (accounts.signals).
+    _email_replaced: str | None = None
 
     def set_password(self, raw_password: str | None) -> None:
         super().set_password(raw_password)
         self.password_replaced = True
-
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        user = super().from_db(db, field_names, values)
-        user._loaded_email = user.__dict__.get("email")
-        return user
-
-    def refresh_from_db(self, using=None, fields=None, from_queryset=None) -> None:
-        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
-        # Also how a deferred email loads on first use.
-        if fields is None or "email" in fields:
-            self._loaded_email = self.email
-
-    @property
-    def email_replaced(self) -> bool:
-        """Whether the email differs from the one loaded: links emailed to the old address
-        must end with it (staff moving an account off a mailbox someone else controls)."""
-        if self.pk is None or "email" not in self.__dict__:
-            return False  # never loaded (deferred), so never changed
-        return getattr(self, "_loaded_email", self.email) != self.email
 
     def set_unusable_password(self) -> None:
         super().set_unusable_password()

@@ -1,11 +1,29 @@
 """Consequences of an account changed outside the API's own paths: the admin's user form, a
 shell, `manage.py changepassword` (the admin's password form sets it through the services)."""
 
-from django.db.models.signals import post_save
+from django.db import transaction
+from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 
 from accounts import services
 from accounts.models import User
+
+
+@receiver(pre_save, sender=User, dispatch_uid="accounts.account_saving")
+def account_saving(sender, instance: User, raw: bool, using, update_fields, **kwargs):
+    """Note the email this save replaces, as stored: not as loaded, since a save rolled back
+    and tried again, an email assigned without being loaded, or another process's change
+    since the load would each make the loaded one wrong."""
+    instance._email_replaced = None
+    if instance._state.adding or raw or "email" not in instance.__dict__:
+        return  # a new account, a fixture, or an email never loaded nor assigned (deferred)
+    if update_fields is not None and "email" not in update_fields:
+        return
+    stored = User.objects.using(using).filter(pk=instance.pk)
+    if transaction.get_connection(using).in_atomic_block:
+        # Held until the save's transaction ends: no other save slips in between.
+        stored = stored.select_for_update()
+    instance._email_replaced = stored.values_list("email", flat=True).first()
 
 
 @receiver(post_save, sender=User, dispatch_uid="accounts.account_saved")
@@ -18,17 +36,14 @@ def account_saved(sender, instance: User, created: bool, update_fields, **kwargs
     ended; the user can ask for another.
 
     A new email is also told to the old address (services.email_change_notify)."""
-    saved = set(update_fields) if update_fields is not None else None
-    replaced = instance.password_replaced and (saved is None or "password" in saved)
-    moved = (saved is None or "email" in saved) and instance.email_replaced
-    old_email = instance._loaded_email if moved else None
-    # What this save stored is now the stored state; a change it left out is still to save.
-    if saved is None or "password" in saved:
-        instance.password_replaced = False
-    if saved is None or "email" in saved:
-        instance._loaded_email = instance.email
+    replaced = instance.password_replaced and (update_fields is None or "password" in update_fields)
+    if replaced:
+        instance.password_replaced = False  # stored now
+    old_email = getattr(instance, "_email_replaced", None)
+    instance._email_replaced = None
+    moved = old_email is not None and old_email != instance.email
     if created or kwargs.get("raw") or not (replaced or moved or not instance.is_active):
         return
     services.reset_links_end(user_id=instance.pk)
-    if old_email:
+    if moved:
         services.email_change_notify(user=instance, old_email=old_email)
