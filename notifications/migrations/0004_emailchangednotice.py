@@ -30,6 +30,26 @@ def email_notices_move(apps, schema_editor):
     shared.objects.filter(pk__in=[notice.pk for notice in moving]).delete()
 
 
+def email_notices_move_back(apps, schema_editor):
+    """Unapplied, the release before reads email-changed notices from the shared table again:
+    those owed go back there rather than out with the dropped table. A row being sent is
+    waited for (its sender deletes it once sent, or leaves it to move if sending fails)."""
+    shared = apps.get_model("notifications", "PasswordChangedNotice")
+    own = apps.get_model("notifications", "EmailChangedNotice")
+    moving = list(own.objects.select_for_update())
+    shared.objects.bulk_create(
+        shared(
+            user_id=notice.user_id,
+            kind="email_changed",
+            address=notice.address,
+            created_at=notice.created_at,
+            failed_at=notice.failed_at,
+        )
+        for notice in moving
+    )
+    own.objects.filter(pk__in=[notice.pk for notice in moving]).delete()
+
+
 class Migration(migrations.Migration):
     dependencies = [
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
@@ -65,5 +85,5 @@ class Migration(migrations.Migration):
             ],
             options={"abstract": False},
         ),
-        migrations.RunPython(email_notices_move, migrations.RunPython.noop),
+        migrations.RunPython(email_notices_move, email_notices_move_back),
     ]

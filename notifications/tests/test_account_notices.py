@@ -5,15 +5,17 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.apps import apps
 from django.core import mail
 from django.db import connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from notifications import services, tasks
 from notifications.models import EmailChangedNotice, PasswordChangedNotice
 from notifications.sweep import notices_sweep
 
+MIGRATION = ("notifications", "0004_emailchangednotice")
+BEFORE = ("notifications", "0003_accountnotice")
 migration = importlib.import_module("notifications.migrations.0004_emailchangednotice")
 
 pytestmark = pytest.mark.django_db
@@ -143,7 +145,7 @@ def test_the_migration_moves_email_changed_notices_out_of_the_password_table(
     assert locked.wait(10)
     try:
         with transaction.atomic(), connection.schema_editor(atomic=False) as editor:
-            migration.email_notices_move(apps, editor)
+            migration.email_notices_move(historical_apps(MIGRATION), editor)
     finally:
         release.set()
         thread.join()
@@ -158,3 +160,54 @@ def test_the_migration_moves_email_changed_notices_out_of_the_password_table(
         "ada@old.example",
         waiting.created_at,
     )
+
+
+def historical_apps(target):
+    """The models as they stood once `target` was applied, as a migration sees them."""
+    return MigrationExecutor(connection).loader.project_state(target).apps
+
+
+def migrate(target) -> None:
+    executor = MigrationExecutor(connection)
+    executor.migrate([target])
+
+
+def test_unapplying_the_migration_moves_owed_email_changed_notices_back(
+    transactional_db, make_user
+):
+    # A rollback to the release before: its worker reads email-changed notices from the
+    # shared table, so none is left in the table that goes away
+    ada = make_user(email="ada@new.example")
+    owed = EmailChangedNotice.objects.create(user=ada, address="ada@old.example")
+    kept = timezone.now()
+    EmailChangedNotice.objects.filter(pk=owed.pk).update(failed_at=kept)
+    PasswordChangedNotice.objects.create(user=ada)
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("notifications")[0]
+    try:
+        migrate(BEFORE)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT kind, address, created_at, failed_at FROM "
+                "notifications_passwordchangednotice ORDER BY id"
+            )
+            rows = cursor.fetchall()
+            cursor.execute("SELECT to_regclass('notifications_emailchangednotice')")
+            assert cursor.fetchone() == (None,)
+        assert rows == [
+            ("password_changed", "", rows[0][2], None),
+            ("email_changed", "ada@old.example", owed.created_at, kept),
+        ]
+    finally:
+        migrate(latest)
+
+    # And forward again, as the next deploy does
+    (back,) = EmailChangedNotice.objects.all()
+    assert (back.user_id, back.address, back.created_at, back.failed_at) == (
+        ada.pk,
+        "ada@old.example",
+        owed.created_at,
+        kept,
+    )
+    assert list(PasswordChangedNotice.objects.values_list("kind", flat=True)) == [
+        "password_changed"
+    ]
