@@ -15,7 +15,7 @@ import threading
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -106,11 +106,27 @@ def _owed(older_than: timedelta) -> list[tuple[type[OwedNotice], int]]:
     kept first (a few that fail every time must not hold up the rest), then the oldest."""
     cutoff = timezone.now() - older_than
     owed = []
+    unread = None
     for model in NOTICES:
         rows = model.objects.filter(created_at__lt=cutoff).order_by(
             F("failed_at").asc(nulls_first=True), "created_at"
         )
-        for pk, failed_at, created_at in rows.values_list("pk", "failed_at", "created_at")[:BATCH]:
+        try:
+            with transaction.atomic():
+                found = list(rows.values_list("pk", "failed_at", "created_at")[:BATCH])
+        except DatabaseError as error:
+            # One table unreadable (its migration not applied yet, say): the other's notices
+            # still go out. Both unreadable is the database's fault: the sweep fails.
+            if unread is not None:
+                raise
+            unread = error
+            logger.warning(
+                "notice sweep: %s unreadable: %s; the other kinds go on",
+                model.__name__,
+                type(error).__name__,
+            )
+            continue
+        for pk, failed_at, created_at in found:
             owed.append(((failed_at is not None, failed_at or created_at, created_at), model, pk))
     owed.sort(key=lambda row: row[0])
     return [(model, pk) for _, model, pk in owed[:BATCH]]
