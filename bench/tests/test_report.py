@@ -83,7 +83,8 @@ def test_a_spike_in_one_floor_batch_does_not_move_the_hashers_speed():
 
 def test_absolute_targets_are_also_read_at_the_reference_machines_speed(report):
     """A plain Django endpoint that serves half the targets' 6,000 req/s here means the
-    machine runs at half speed: me and refresh count double, forgot's p95 half."""
+    machine runs at half speed: me and refresh count double, forgot's and the mixed load's
+    p95 half."""
     report["scenarios"]["reference"] = dict(report["scenarios"]["ceiling"], rps_2xx=3000.0)
 
     found = run.ratios(report)
@@ -92,6 +93,7 @@ def test_absolute_targets_are_also_read_at_the_reference_machines_speed(report):
     assert found["me_rps_at_reference"] == pytest.approx(2 * found["me_rps"])
     assert found["refresh_rps_at_reference"] == pytest.approx(2 * found["refresh_rps"])
     assert found["forgot_p95_at_reference_ms"] == pytest.approx(found["forgot_p95_ms"] / 2)
+    assert found["mixed_p95_at_reference_ms"] == pytest.approx(found["mixed_p95_ms"] / 2)
     report["ratios"] = found
     text = run.markdown(report)
     assert "| reference: plain Django, 2 sync workers | 16 | 3000 |" in text
