@@ -45,8 +45,9 @@ class PasswordChangedNotice(OwedNotice):
     # Columns of the one release that kept both kinds in this table: its web may still insert
     # an email-changed notice here while a deploy replaces it, and it is sent as such.
     # Migration 0004 moved those already here. Drop both once no running release writes them,
-    # in a migration that first moves any kind="email_changed" row still here as 0004 does (one
-    # locked by its sender then, or inserted by the release before during the deploy).
+    # in a migration that first moves any kind="email_changed" row still here (one locked by its
+    # sender during 0004, or inserted by the release before during the deploy): with this table
+    # locked, waiting for its senders, not skipping their rows as 0004 could.
     kind = models.CharField(
         max_length=20,
         choices=Kind.choices,

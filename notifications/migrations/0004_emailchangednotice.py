@@ -32,11 +32,18 @@ def email_notices_move(apps, schema_editor):
 
 def email_notices_move_back(apps, schema_editor):
     """Unapplied, the release before reads email-changed notices from the shared table again:
-    those owed go back there rather than out with the dropped table. A row being sent is
-    waited for (its sender deletes it once sent, or leaves it to move if sending fails)."""
+    those owed go back there rather than out with the dropped table.
+
+    The table is locked first, until the migration commits: a row being sent is waited for
+    (its sender deletes it once sent, or leaves it to move if sending fails), up to the
+    migration's lock timeout (then the rollback fails and can be run again), and a notice the
+    newer web records meanwhile fails with its change instead of going out with the table."""
     shared = apps.get_model("notifications", "PasswordChangedNotice")
     own = apps.get_model("notifications", "EmailChangedNotice")
-    moving = list(own.objects.select_for_update())
+    schema_editor.execute(
+        f"LOCK TABLE {schema_editor.quote_name(own._meta.db_table)} IN ACCESS EXCLUSIVE MODE"
+    )
+    moving = list(own.objects.all())
     shared.objects.bulk_create(
         shared(
             user_id=notice.user_id,

@@ -2,11 +2,12 @@
 
 import importlib
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
@@ -211,3 +212,84 @@ def test_unapplying_the_migration_moves_owed_email_changed_notices_back(
     assert list(PasswordChangedNotice.objects.values_list("kind", flat=True)) == [
         "password_changed"
     ]
+
+
+def lock_waiters(query_part: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query ILIKE %s",
+            [f"%{query_part}%"],
+        )
+        return cursor.fetchone()[0]
+
+
+def wait_for(condition) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_unapplying_the_migration_waits_for_a_sender_and_loses_no_notice_recorded_meanwhile(
+    transactional_db, make_user
+):
+    ada = make_user(email="ada@new.example")
+    sending = EmailChangedNotice.objects.create(user=ada, address="ada@old.example")
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("notifications")[0]
+    locked, release = threading.Event(), threading.Event()
+    recorded = []
+
+    def sender():  # the newer release's worker; its send fails, so the row stays
+        try:
+            with transaction.atomic():
+                EmailChangedNotice.objects.select_for_update().get(pk=sending.pk)
+                locked.set()
+                release.wait(10)
+                raise ConnectionError("the mail server is down")
+        except ConnectionError:
+            pass
+        finally:
+            connection.close()
+
+    def rollback():
+        try:
+            migrate(BEFORE)
+        finally:
+            connection.close()
+
+    def staff():  # the newer release's web: staff move another address meanwhile
+        try:
+            with transaction.atomic():
+                EmailChangedNotice.objects.create(user=ada, address="ada@older.example")
+            recorded.append(True)
+        except DatabaseError:
+            recorded.append(False)  # the change fails with it: staff see it and try again
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sender)]
+    threads[0].start()
+    try:
+        assert locked.wait(10)
+        threads.append(threading.Thread(target=rollback))
+        threads[-1].start()
+        wait_for(lambda: lock_waiters("LOCK TABLE") == 1)
+        threads.append(threading.Thread(target=staff))
+        threads[-1].start()
+        wait_for(lambda: lock_waiters("INSERT INTO") == 1)
+        release.set()
+        for thread in threads:
+            thread.join(20)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT address FROM notifications_passwordchangednotice "
+                "WHERE kind = 'email_changed'"
+            )
+            moved = [row[0] for row in cursor.fetchall()]
+    finally:
+        release.set()
+        migrate(latest)
+
+    assert moved == ["ada@old.example"]
+    assert recorded == [False]
