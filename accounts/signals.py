@@ -21,8 +21,10 @@ def account_saving(sender, instance: User, raw: bool, using, update_fields, **kw
         return
     stored = User.objects.using(using).filter(pk=instance.pk)
     if transaction.get_connection(using).in_atomic_block:
-        # Held until the save's transaction ends: no other save slips in between.
-        stored = stored.select_for_update()
+        # Held until the save's transaction ends: no other save slips in between. NO KEY, as
+        # the save's own UPDATE: the user's token refresh and logout (foreign keys to this
+        # row) must not wait for a shell transaction that keeps the email.
+        stored = stored.select_for_update(no_key=True)
     instance._email_replaced = stored.values_list("email", flat=True).first()
 
 

@@ -1,11 +1,12 @@
 """Operators manage users in the Django admin by email."""
 
+import threading
 from unittest import mock
 
 import pytest
 from django.core import mail
 from django.core.management import CommandError, call_command
-from django.db import transaction
+from django.db import connection, transaction
 
 from accounts import reset_tokens, services
 from accounts.admin import UserEditForm
@@ -522,6 +523,39 @@ def test_a_stale_save_that_puts_an_old_email_back_is_told_to_the_address_it_repl
     (notice,) = EmailChangedNotice.objects.all()
     assert notice.address == "ada@new-mailbox.example"
     assert notices_queued(queued) == [notice.pk]
+
+
+def test_a_shell_transaction_that_keeps_the_email_does_not_hold_up_the_users_refresh(
+    transactional_db, user, login, api
+):
+    # Staff fix the name inside transaction.atomic(), as the README asks, and have not
+    # committed yet: the user's refresh (a foreign key to the row) goes through meanwhile
+    pair = login()
+    saved, done = threading.Event(), threading.Event()
+
+    def shell():
+        staff_copy = User.objects.get(pk=user.pk)
+        with transaction.atomic():
+            staff_copy.full_name = "Ada King"
+            staff_copy.save()  # every column, the email unchanged
+            saved.set()
+            done.wait(10)
+        connection.close()
+
+    thread = threading.Thread(target=shell)
+    thread.start()
+    assert saved.wait(10)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '1s'")
+        response = api.post(
+            "/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]}, format="json"
+        )
+    finally:
+        done.set()
+        thread.join()
+
+    assert response.status_code == 200, response.content
 
 
 def test_an_admin_edit_does_not_write_back_a_password_reset_meanwhile(
