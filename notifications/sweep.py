@@ -15,7 +15,7 @@ import threading
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, ProgrammingError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -114,9 +114,10 @@ def _owed(older_than: timedelta) -> list[tuple[type[OwedNotice], int]]:
         try:
             with transaction.atomic():
                 found = list(rows.values_list("pk", "failed_at", "created_at")[:BATCH])
-        except DatabaseError as error:
-            # One table unreadable (its migration not applied yet, say): the other's notices
-            # still go out. Both unreadable is the database's fault: the sweep fails.
+        except ProgrammingError as error:
+            # One table not there yet (its migration not applied): the other's notices still
+            # go out. Both missing is a schema the worker cannot use: the sweep fails. A lost
+            # connection is no ProgrammingError: it fails the sweep at once.
             if unread is not None:
                 raise
             unread = error

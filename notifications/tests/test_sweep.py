@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 from anymail.exceptions import AnymailRecipientsRefused
 from django.core import mail
-from django.db import ProgrammingError, connection
+from django.db import OperationalError, ProgrammingError, connection, connections
 from django.utils import timezone
 
 from notifications import services
@@ -55,6 +55,26 @@ def test_sweep_sends_password_notices_while_the_email_changed_table_is_missing(u
 
     assert [m.subject for m in mail.outbox] == ["Your password was changed"]
     assert "EmailChangedNotice unreadable: ProgrammingError; the other kinds go on" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sweep_fails_at_once_when_its_connection_is_lost(user, caplog):
+    # Not an unreadable table: nothing is sent on a second connection, nothing is skipped
+    owed(user, minutes_ago=5)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    other = connections.create_connection("default")
+    with other.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    other.close()
+
+    with pytest.raises(OperationalError):
+        notices_sweep(older_than=AFTER)
+
+    assert "unreadable" not in caplog.text
+    connection.close()
+    assert PasswordChangedNotice.objects.count() == 1
 
 
 @pytest.mark.django_db
