@@ -395,6 +395,13 @@ def notices_queued(queued) -> list[str]:
     return [call.args[0] for call in queued.call_args_list]
 
 
+def told(queued) -> str:
+    """The address the one email-changed notice owed goes to, once its task was queued."""
+    (notice,) = EmailChangedNotice.objects.all()
+    assert notices_queued(queued) == [notice.pk]
+    return notice.address
+
+
 @pytest.fixture
 def queued():
     with mock.patch("notifications.tasks.send_email_changed_notice.delay") as delay:
@@ -434,9 +441,7 @@ def test_an_email_change_tried_again_after_a_rollback_is_told(
             change(fail=True)
         change(fail=False)
 
-    (notice,) = EmailChangedNotice.objects.all()
-    assert notice.address == "ada@example.com"
-    assert notices_queued(queued) == [notice.pk]
+    assert told(queued) == "ada@example.com"
 
 
 def test_a_save_that_stores_no_new_email_owes_no_notice(
@@ -463,9 +468,7 @@ def test_an_email_change_saved_after_a_save_of_other_fields_is_still_told(
         user.save(update_fields=["full_name"])
         user.save(update_fields=["email"])
 
-    (notice,) = EmailChangedNotice.objects.all()
-    assert notice.address == "ada@example.com"
-    assert notices_queued(queued) == [notice.pk]
+    assert told(queued) == "ada@example.com"
 
 
 def test_a_user_reloaded_after_someone_else_moved_their_email_owes_no_second_notice(
@@ -505,9 +508,7 @@ def test_an_email_assigned_without_being_loaded_is_told_to_the_old_address(
         partial.save()
 
     assert User.objects.get(pk=user.pk).email == "ada@new-mailbox.example"
-    (notice,) = EmailChangedNotice.objects.all()
-    assert notice.address == "ada@example.com"
-    assert notices_queued(queued) == [notice.pk]
+    assert told(queued) == "ada@example.com"
 
 
 def test_a_stale_save_that_puts_an_old_email_back_is_told_to_the_address_it_replaced(
@@ -520,9 +521,7 @@ def test_a_stale_save_that_puts_an_old_email_back_is_told_to_the_address_it_repl
         user.save()
 
     assert User.objects.get(pk=user.pk).email == "ada@example.com"
-    (notice,) = EmailChangedNotice.objects.all()
-    assert notice.address == "ada@new-mailbox.example"
-    assert notices_queued(queued) == [notice.pk]
+    assert told(queued) == "ada@new-mailbox.example"
 
 
 def test_a_shell_transaction_that_keeps_the_email_does_not_hold_up_the_users_refresh(
