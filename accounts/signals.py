@@ -41,7 +41,7 @@ def account_saved(sender, instance: User, created: bool, update_fields, **kwargs
     replaced = instance.password_replaced and (update_fields is None or "password" in update_fields)
     if replaced:
         instance.password_replaced = False  # stored now
-    old_email = getattr(instance, "_email_replaced", None)
+    old_email = instance._email_replaced
     instance._email_replaced = None
     moved = old_email is not None and old_email != instance.email
     if created or kwargs.get("raw") or not (replaced or moved or not instance.is_active):

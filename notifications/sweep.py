@@ -106,7 +106,7 @@ def _owed(older_than: timedelta) -> list[tuple[type[OwedNotice], int]]:
     kept first (a few that fail every time must not hold up the rest), then the oldest."""
     cutoff = timezone.now() - older_than
     owed = []
-    unread = None
+    skipped = False
     for model in NOTICES:
         rows = model.objects.filter(created_at__lt=cutoff).order_by(
             F("failed_at").asc(nulls_first=True), "created_at"
@@ -118,9 +118,9 @@ def _owed(older_than: timedelta) -> list[tuple[type[OwedNotice], int]]:
             # One table not there yet (its migration not applied): the other's notices still
             # go out. Both missing is a schema the worker cannot use: the sweep fails. A lost
             # connection is no ProgrammingError: it fails the sweep at once.
-            if unread is not None:
+            if skipped:
                 raise
-            unread = error
+            skipped = True
             logger.warning(
                 "notice sweep: %s unreadable: %s; the other kinds go on",
                 model.__name__,
