@@ -5,6 +5,7 @@ from django.contrib.auth import hashers
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Value
 from django.db.models.functions import Lower
 
 from accounts.managers import UserManager, email_stored_form
@@ -31,10 +32,30 @@ class User(AbstractUser):
         ]
 
     def validate_constraints(self, exclude=None):
-        # clean() stores the email lower-cased, so the field's own unique check already reports
-        # a taken address, on the field; the lower-case constraint, which guards rows written
-        # around the model, would repeat it under its internal name.
+        # validate_unique reports a taken address on the field, in any letter case; the
+        # lower-case constraint would repeat it under its internal name.
         super().validate_constraints(exclude={*(exclude or ()), "email"})
+
+    def validate_unique(self, exclude=None):
+        # The field's own check compares exactly; this one compares as the lower-case
+        # constraint does, so an address stored in another case (a row written around the
+        # model) is a form error, not an IntegrityError at save.
+        exclude = set(exclude or ())
+        errors = {}
+        try:
+            super().validate_unique(exclude={*exclude, "email"})
+        except ValidationError as error:
+            errors = error.update_error_dict(errors)
+        if "email" not in exclude and self.email and self._email_taken():
+            errors["email"] = [self.unique_error_message(type(self), ("email",))]
+        if errors:
+            raise ValidationError(errors)
+
+    def _email_taken(self) -> bool:
+        others = type(self)._default_manager.alias(email_lower=Lower("email"))
+        if not self._state.adding:
+            others = others.exclude(pk=self.pk)
+        return others.filter(email_lower=Lower(Value(self.email))).exists()
 
     def clean(self):
         super().clean()

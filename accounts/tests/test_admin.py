@@ -118,6 +118,35 @@ def test_admin_says_a_taken_email_once_on_its_field_in_any_letter_case(
     assert "Constraint" not in response.content.decode()
 
 
+@pytest.mark.parametrize("how", ["add", "edit"])
+def test_admin_says_an_email_stored_in_another_case_is_taken(admin_client, make_user, how):
+    ada = make_user(email="ada@example.com")
+    # A row written around the model (SQL, loaddata, a queryset update) keeps its letter case.
+    User.objects.filter(pk=ada.pk).update(email="Ada@Example.com")
+    other = make_user(email="bob@example.com")
+
+    if how == "add":
+        response = admin_add(admin_client, "ada@example.com", "New Person")
+    else:
+        response = admin_edit(admin_client, other, email="ada@example.com", full_name="Bob")
+
+    assert response.status_code == 200  # the form again, with the error: not a 500
+    assert response.context["adminform"].form.errors == {
+        "email": ["User with this Email address already exists."]
+    }
+
+
+def test_admin_keeps_a_users_own_email_in_another_case(admin_client, make_user):
+    ada = make_user(email="ada@example.com")
+    User.objects.filter(pk=ada.pk).update(email="Ada@Example.com")
+
+    response = admin_edit(admin_client, ada, email="Ada@Example.com", full_name="Ada L.")
+
+    assert response.status_code == 302  # its own address is not "taken"
+    ada.refresh_from_db()
+    assert ada.full_name == "Ada L."
+
+
 def test_admin_refuses_an_email_that_grows_past_the_column_when_lower_cased(admin_client):
     email = "a@" + ".".join(["İ" * 60] * 4) + ".com"  # 249 typed, 489 lower-cased
 
