@@ -25,6 +25,7 @@ connections than threads (gunicorn splits a burst's connections unevenly between
 hashes in every thread: each connection has a request at most, so none can wait behind a hash.
 """
 
+import contextvars
 import fcntl
 import itertools
 import os
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from django.conf import settings
+from django.core.signals import request_started
+from django.dispatch import receiver
 
 from auth_service.exceptions import HashingBusy
 from auth_service.priority import lower_thread_priority
@@ -56,6 +59,19 @@ _local = threading.local()
 # (gunicorn.conf.py).
 # Unknown counts as a shortage: the pending limit alone decides.
 _thread_shortage: Callable[[], bool] | None = None
+# Whether a hash or verify of the request this thread serves has been let into the pool. A
+# request refused busy after one (a password change's new hash, its current password checked)
+# has already told the caller something (accounts.throttling keeps its rate-limit hits).
+_hashed = contextvars.ContextVar("password_hashed", default=False)
+
+
+def hashed_in_request() -> bool:
+    return _hashed.get()
+
+
+@receiver(request_started, dispatch_uid="accounts.hash_pool.request")
+def _request_start(**kwargs) -> None:
+    _hashed.set(False)
 
 
 def watch_thread_shortage(shortage: Callable[[], bool]) -> None:
@@ -167,6 +183,7 @@ def hash_run(function: Callable[..., T], *args) -> T:
     counted = pending.acquire(blocking=False)
     if not counted and _threads_short():
         raise HashingBusy()
+    _hashed.set(True)
     try:
         return executor.submit(_in_slot, function, *args).result()
     finally:

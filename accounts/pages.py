@@ -11,7 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import APIException, ValidationError
 
 from accounts import services
-from accounts.throttling import RedisOutage, ResetIPThrottle, refund_hits
+from accounts.throttling import RedisOutage, ResetIPThrottle, refund_hits_if_nothing_hashed
 from accounts.tokens import TOKEN_MAX
 from accounts.validators import PASSWORD_MAX
 from auth_service.exceptions import (
@@ -135,7 +135,7 @@ def reset_password_page(request):
                 status = error.status_code
                 busy = isinstance(error, HashingBusy)
                 if busy:  # turned away before hashing: its retry must not find the budget spent
-                    refund_hits(request)
+                    refund_hits_if_nothing_hashed(request)
             except Exception as error:
                 if not is_unavailable(error):
                     raise

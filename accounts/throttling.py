@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from accounts import hash_pool
 from accounts.managers import normalize_email
 from auth_service import counters
 from auth_service.client_ip import client_ip
@@ -136,13 +137,22 @@ def refund_hits(request: Request) -> None:
         )
 
 
+def refund_hits_if_nothing_hashed(request) -> None:
+    """After a HashingBusy refusal: the hits go back only when no password of the request was
+    hashed yet. A password change refused at its new password's hash has already said that the
+    current one was right (a wrong one is a 400): a free retry would be a free guess."""
+    if not hash_pool.hashed_in_request():
+        refund_hits(request)
+
+
 @contextlib.contextmanager
 def refunded_if_busy(request) -> Iterator[None]:
-    """Around a view outside DRF (the admin's forms): a HashingBusy refusal refunds the hits."""
+    """Around a view outside DRF (the admin's forms): a HashingBusy refusal before any hash
+    refunds the hits."""
     try:
         yield
     except HashingBusy:
-        refund_hits(request)
+        refund_hits_if_nothing_hashed(request)
         raise
 
 
@@ -176,7 +186,7 @@ class OneRoundTripThrottles:
         # A request refused before its password was hashed (the hash pool full) checked
         # nothing and told nothing: it must not spend the budget its retry needs.
         if isinstance(exc, HashingBusy):
-            refund_hits(self.request)
+            refund_hits_if_nothing_hashed(self.request)
         return super().handle_exception(exc)
 
 

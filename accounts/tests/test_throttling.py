@@ -1,6 +1,7 @@
 """Login, registration, password change and reset rate limits: what an attacker, and an honest
 user next to one, sees."""
 
+import itertools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,9 +11,10 @@ from django.test import Client
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
-from accounts import throttling
+from accounts import hashers, throttling
 from accounts.models import User
 from auth_service import counters
+from auth_service.exceptions import HashingBusy
 from conftest import PASSWORD, cut_off_redis
 
 LOGIN = "/api/v1/auth/login/"
@@ -451,6 +453,56 @@ def test_admin_password_changes_refused_while_hashing_is_full_leave_the_users_bu
 
     assert refused == [503] * 6
     assert admin.post("/admin/password_change/", body).status_code == 302  # changed
+
+
+@pytest.fixture
+def busy_after_one_hash(monkeypatch):
+    """The pool lets each request's first hash in and is full by its second: a burst arriving
+    while a password change checks the current password. Call the function it gives to end it."""
+    real = hashers.hash_run
+    calls = itertools.count()
+
+    def run(function, *args):
+        if next(calls) % 2:
+            raise HashingBusy()
+        return real(function, *args)
+
+    monkeypatch.setattr(hashers, "hash_run", run)
+    return lambda: monkeypatch.setattr(hashers, "hash_run", real)
+
+
+NEW_PASSWORD = "a-new-pass-4-everyone"
+
+
+def test_a_password_change_refused_busy_after_its_check_keeps_its_hit(
+    auth_api, rates, busy_after_one_hash
+):
+    rates["password_change"] = "1/hour"
+    body = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+
+    refused = auth_api.post(CHANGE, body, format="json")
+    busy_after_one_hash()
+    retry = auth_api.post(CHANGE, body, format="json")
+
+    # The 503 said the current password was right (a wrong one is a 400): no free retry.
+    assert refused.status_code == 503
+    assert retry.status_code == 429
+
+
+def test_an_admin_password_change_refused_busy_after_its_check_keeps_its_hit(
+    staff, admin, rates, busy_after_one_hash
+):
+    rates["password_change"] = "1/hour"
+    admin.force_login(staff)
+    body = {"old_password": PASSWORD, "new_password1": NEW_PASSWORD}
+    body["new_password2"] = NEW_PASSWORD
+
+    refused = admin.post("/admin/password_change/", body)
+    busy_after_one_hash()
+    retry = admin.post("/admin/password_change/", body)
+
+    assert refused.status_code == 503
+    assert retry.status_code == 429
 
 
 def test_a_refund_redis_cannot_take_leaves_the_hit_to_age_out(rates, settings, caplog, rf):
