@@ -113,10 +113,18 @@ def env_origins(name: str) -> list[str]:
     browsers send them."""
     origins = []
     for origin in (entry.lower() for entry in env_list(name)):
+        if not origin.isascii():
+            # A browser sends an international host in its ASCII form; converting it here
+            # could pick another IDNA variant than the browser's, and match nothing.
+            raise ImproperlyConfigured(
+                f"{name} takes hosts in the ASCII form browsers send (xn--bcher-kva.example "
+                f"for bücher.example); got {origin!r}."
+            )
         parsed = urlsplit(origin)
         if (
             parsed.scheme not in ("http", "https")
             or not parsed.hostname
+            or not _port_well_formed(parsed)
             or parsed.path
             or parsed.query
             or parsed.fragment
@@ -130,6 +138,15 @@ def env_origins(name: str) -> list[str]:
         default_port = {"http": ":80", "https": ":443"}[parsed.scheme]
         origins.append(origin.removesuffix(default_port))
     return origins
+
+
+def _port_well_formed(parsed) -> bool:
+    """No port, or one a browser could send: digits within range, not an empty `host:`."""
+    try:
+        port = parsed.port  # raises for letters, or past 65535
+    except ValueError:
+        return False
+    return port is not None or not parsed.netloc.endswith(":")
 
 
 def env_contact(name: str) -> str:

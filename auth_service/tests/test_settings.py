@@ -65,6 +65,11 @@ def test_defaults_are_production_defaults():
         ({"CORS_ALLOWED_ORIGINS": "https://app.example.com/"}, "CORS_ALLOWED_ORIGINS takes"),
         ({"CORS_ALLOWED_ORIGINS": "app.example.com"}, "CORS_ALLOWED_ORIGINS takes origins"),
         ({"CORS_ALLOWED_ORIGINS": "*"}, "CORS_ALLOWED_ORIGINS takes origins like"),
+        ({"CORS_ALLOWED_ORIGINS": "https://app.example.com:"}, "CORS_ALLOWED_ORIGINS takes"),
+        ({"CORS_ALLOWED_ORIGINS": "https://app.example.com:web"}, "CORS_ALLOWED_ORIGINS takes"),
+        ({"CORS_ALLOWED_ORIGINS": "https://app.example.com:70000"}, "CORS_ALLOWED_ORIGINS take"),
+        # a browser on bücher.example sends https://xn--bcher-kva.example
+        ({"CORS_ALLOWED_ORIGINS": "https://bücher.example"}, "the ASCII form browsers send"),
         # the password-changed notice would send people to nowhere
         ({"SUPPORT_CONTACT": "help at pay.example"}, "SUPPORT_CONTACT must be an email address"),
         ({"SUPPORT_CONTACT": "ftp://pay.example/help"}, "SUPPORT_CONTACT must be a URL starting"),
@@ -91,12 +96,14 @@ def test_bad_configuration_refuses_to_start_with_a_clear_message(env, message):
 def test_cors_origins_are_a_list_in_the_letter_case_browsers_send():
     result = load_settings(
         "s.CORS_ALLOWED_ORIGINS",
-        CORS_ALLOWED_ORIGINS="https://App.Example.com, http://localhost:3000, https://b.example:443",
+        CORS_ALLOWED_ORIGINS="https://App.Example.com, http://localhost:3000, https://b.example:443,"
+        " https://xn--bcher-kva.example, http://[::1]:8080",
     )
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        "['https://app.example.com', 'http://localhost:3000', 'https://b.example']"
+        "['https://app.example.com', 'http://localhost:3000', 'https://b.example',"
+        " 'https://xn--bcher-kva.example', 'http://[::1]:8080']"
     )
 
 
