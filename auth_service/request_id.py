@@ -23,6 +23,11 @@ def request_id_new() -> str:
     return secrets.token_hex(16)
 
 
+def request_id_for(given: str) -> str:
+    """The id a request is served under: the one it came with, if well formed, else a new one."""
+    return given if _WELL_FORMED.fullmatch(given) else request_id_new()
+
+
 def request_id_current() -> str | None:
     """The id of the request this thread is serving, if any."""
     return _current.get()
@@ -33,8 +38,7 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        given = request.META.get("HTTP_X_REQUEST_ID", "")
-        request.request_id = given if _WELL_FORMED.fullmatch(given) else request_id_new()
+        request.request_id = request_id_for(request.META.get("HTTP_X_REQUEST_ID", ""))
         # Kept until the response is closed, not only while the middleware runs: Django logs a
         # 4xx or 5xx answer ("Not Found: ...") after the middleware has returned it.
         _current.set(request.request_id)

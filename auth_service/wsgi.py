@@ -9,7 +9,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.wsgi import get_wsgi_application
 from gunicorn.http.errors import NoMoreData
 
-from auth_service import server_errors
+from auth_service import request_id, server_errors
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auth_service.settings")
 
@@ -30,6 +30,14 @@ def _declared_length(environ) -> int:
         return int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return 0  # gunicorn refuses a malformed length before the app; otherwise Django judges it
+
+
+def _refusal(environ, status_code: int) -> tuple[str, list[tuple[str, str]], bytes]:
+    """The JSON error of an answer given here, before Django's middleware: with its request
+    id, as every answer of the application has."""
+    status, headers, body = server_errors.json_error(status_code)
+    given = environ.get("HTTP_X_REQUEST_ID", "")
+    return status, [*headers, (request_id.HEADER, request_id.request_id_for(given))], body
 
 
 def read_chunked_bodies(app):
@@ -55,7 +63,7 @@ def read_chunked_bodies(app):
             except NoMoreData:
                 # The connection ended (or REQUEST_READ_TIMEOUT cut it) before the last chunk:
                 # gunicorn would close it without an answer.
-                status, headers, error = server_errors.json_error(400)
+                status, headers, error = _refusal(environ, 400)
                 start_response(status, [*headers, ("Connection", "close")])
                 return [error]
             environ["wsgi.input"] = io.BytesIO(body) if len(body) <= limit else _BodyTooLarge()
@@ -78,7 +86,7 @@ def refuse_codings_left_on(app):
     def wrapped(environ, start_response):
         codings = environ.get("HTTP_TRANSFER_ENCODING", "").lower().split(",")
         if any(coding.strip() not in ("", "chunked") for coding in codings):
-            status, headers, body = server_errors.json_error(501)
+            status, headers, body = _refusal(environ, 501)
             start_response(status, headers)
             return [body]
         return app(environ, start_response)

@@ -2,13 +2,14 @@
 tests): chunked request bodies, and HEAD answered without one."""
 
 import json
+import re
 import socket
 import time
 
 import pytest
 import requests
 
-from auth_service.tests.faults.harness import WebServer, wait_for
+from auth_service.tests.faults.harness import WebServer, json_lines, wait_for
 
 LIMIT = 64 * 1024  # DATA_UPLOAD_MAX_MEMORY_SIZE
 
@@ -224,6 +225,29 @@ def test_a_request_the_server_refuses_before_the_app_gets_a_json_error(web, api,
     assert json.loads(body)["code"] == code
     # Nothing of the request is echoed back
     assert SECRET_LOOKING.encode() not in body
+
+
+@pytest.mark.parametrize("given", ["gateway-trace-0001", "bad id\tnot kept"])
+def test_the_apps_own_refusal_of_a_coding_carries_a_request_id(web, api, given):
+    request = REFUSED_BY_THE_SERVER["transfer coding the server does not undo"][0]
+    request = request.replace("Host: x\r\n", f"Host: x\r\nX-Request-ID: {given}\r\n")
+
+    answered, headers, _ = raw_exchange(web, request.encode())
+
+    assert answered == "501 Not Implemented"
+    if given == "gateway-trace-0001":
+        assert headers["x-request-id"] == given
+    else:
+        assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"])
+    answer_id = headers["x-request-id"]
+    wait_for(
+        lambda: any(
+            (line.get("status"), line.get("request_id")) == (501, answer_id)
+            for line in json_lines(web.output())
+        ),
+        timeout=5,
+        what="the access line with the answer's id",
+    )
 
 
 def received_until_closed(client: socket.socket, timeout: float = 5) -> bytes:
