@@ -44,8 +44,10 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 CORS_ALLOWED_ORIGINS = env_origins("CORS_ALLOWED_ORIGINS")
 CORS_URLS_REGEX = r"^/api/v1/"
 CORS_ALLOW_METHODS = ("GET", "HEAD", "OPTIONS", "POST")
-# The library's list, and a front end's own request id (auth_service/request_id.py).
-CORS_ALLOW_HEADERS = (*cors_default_headers, "x-request-id")
+# The library's list, a front end's own request id (auth_service/request_id.py), and W3C
+# trace context, which a traced front end adds to every fetch: one header outside the list
+# fails the preflight, and with it every call. The service reads none of them but the id.
+CORS_ALLOW_HEADERS = (*cors_default_headers, "x-request-id", "traceparent", "tracestate", "baggage")
 # Not safelisted for scripts: a front end needs them to wait out a 429 or 503, to tell which
 # scheme a 401 asks for, and to quote a request's id in a report.
 CORS_EXPOSE_HEADERS = ("Retry-After", "WWW-Authenticate", "X-Request-ID")

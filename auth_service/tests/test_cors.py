@@ -53,6 +53,7 @@ def test_a_configured_origin_may_send_json_and_a_bearer_token(client, path, meth
     assert method in headers["access-control-allow-methods"].split(", ")
     allowed = headers["access-control-allow-headers"].split(", ")
     assert {"authorization", "content-type", "x-request-id"} <= set(allowed)
+    assert {"traceparent", "tracestate", "baggage"} <= set(allowed)  # a traced front end's
     assert int(headers["access-control-max-age"]) > 0
     # Bearer tokens, not cookies: a script's requests carry no credentials of the browser's.
     assert "access-control-allow-credentials" not in headers
