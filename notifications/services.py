@@ -2,7 +2,7 @@
 
 import logging
 import time
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -34,11 +34,16 @@ def password_reset_link(*, token: str) -> str:
     """The link in the email: configuration only, never a request's Host.
 
     The token joins any query PASSWORD_RESET_URL already has (replacing a `token` there) and
-    goes before its fragment, if any.
+    goes before its fragment, if any. The rest of the query stays exactly as written: decoded
+    and encoded again, a front end's `?embedded` or `caf%E9` would reach it changed.
     """
     url = urlsplit(settings.PASSWORD_RESET_URL)
-    kept = [pair for pair in parse_qsl(url.query, keep_blank_values=True) if pair[0] != "token"]
-    query = urlencode([*kept, ("token", token)])
+    kept = [
+        part
+        for part in url.query.split("&")
+        if part and unquote_plus(part.partition("=")[0]) != "token"
+    ]
+    query = "&".join([*kept, f"token={quote(token, safe='')}"])
     return urlunsplit(url._replace(query=query))
 
 

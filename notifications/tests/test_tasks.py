@@ -56,6 +56,12 @@ def test_deliver_sends_the_link_for_the_live_token(user):
             "https://app.example.com/reset?token=old&lang=en",
             "https://app.example.com/reset?lang=en&token=abc",
         ),
+        # the rest of the query as written, whatever a front end makes of it
+        (
+            "https://app.example.com/reset?embedded&campaign=caf%E9&a=1;b=2&next=/home",
+            "https://app.example.com/reset?embedded&campaign=caf%E9&a=1;b=2&next=/home&token=abc",
+        ),
+        ("https://app.example.com/reset?%74oken=old", "https://app.example.com/reset?token=abc"),
     ],
 )
 def test_link_adds_the_token_to_the_configured_url(settings, configured, link):
