@@ -110,8 +110,9 @@ def refresh_token_rotate(*, raw: str) -> dict[str, str]:
 
 def refresh_token_revoke(*, raw: str, user_id: int) -> None:
     """Logout: spend a refresh token of this user and end its login (family), so the access
-    tokens issued with it stop working too; TokenInvalid for anyone else's token, or one
-    rotation would refuse."""
+    tokens issued with it stop working too. One already spent by a rotation ends its login all
+    the same. TokenInvalid for anyone else's token, or one whose login has ended, or that
+    rotation would refuse for another reason."""
     token = _presented(raw)
     if _user_id(token) != user_id:
         raise TokenInvalid()
@@ -184,9 +185,41 @@ def _spend(token: RefreshToken, *, spent_by: uuid.UUID, end_family: bool = False
         logger.warning("refresh token of user %s spent although its answer was lost", user_id)
         return
     if not spent:
+        if family is not None and end_family and _family_end(user_id, digest, family):
+            return
         if family is not None:
             _family_revoke_if_reused(jti=jti, user_id=user_id, family=family)
         raise TokenInvalid()
+
+
+# Logout with a token already spent by a rotation (a client's timed refresh racing the tap on
+# "log out", a stale tab): the caller holds a genuine token of the login and a live access
+# token of its user, and asks for the login to end; refusing would leave the successor alive.
+# The login ends if its user is active with that password and it has not ended already.
+_END_FAMILY_ALONE = (
+    _HOLDER
+    + """
+INSERT INTO accounts_revokedtokenfamily (family, user_id, revoked_at, expires_at)
+SELECT %(family)s, holder.id, statement_timestamp(), statement_timestamp() + %(lifetime)s
+FROM holder
+ON CONFLICT (family) DO NOTHING
+RETURNING family"""
+)
+
+
+def _family_end(user_id: int, digest: str, family: str) -> bool:
+    """End a login whose presented refresh token was already spent; True if this ended it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _END_FAMILY_ALONE,
+            {
+                "user_id": user_id,
+                "digest": digest,
+                "family": family,
+                "lifetime": api_settings.REFRESH_TOKEN_LIFETIME,
+            },
+        )
+        return cursor.fetchone() is not None
 
 
 def _spent_after_all(error: DatabaseError, *, jti: uuid.UUID, spent_by: uuid.UUID) -> bool:

@@ -252,16 +252,49 @@ def test_logout_with_garbage_is_401_token_invalid(auth_api, garbage):
     assert response.json() == TOKEN_INVALID
 
 
-def test_logout_with_a_spent_refresh_token_is_401(auth_api, api, pair, login):
+def test_logout_with_a_token_its_refresh_just_spent_still_ends_the_login(
+    auth_api, api, pair, login
+):
+    # The app's timed refresh and the tap on "log out" race: the logout carries the old token.
+    rotated = api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").json()
+    other_device = login()
+
+    response = auth_api.post(LOGOUT, {"refresh": pair["refresh"]}, format="json")
+
+    assert response.status_code == 204
+    assert bearer(rotated["access"]).get(ME).status_code == 401
+    assert refresh(api, rotated["refresh"]).status_code == 401
+    # The user's other logins go on
+    assert refresh(api, other_device["refresh"]).status_code == 200
+
+
+def test_logout_of_a_login_already_ended_is_401(api, pair, login):
     rotated = api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").json()
     other_device = bearer(login()["access"])
+    assert (
+        bearer(rotated["access"])
+        .post(LOGOUT, {"refresh": rotated["refresh"]}, format="json")
+        .status_code
+        == 204
+    )
 
-    spent = auth_api.post(LOGOUT, {"refresh": pair["refresh"]}, format="json")
-    assert auth_api.post(LOGOUT, {"refresh": rotated["refresh"]}, format="json").status_code == 204
     twice = other_device.post(LOGOUT, {"refresh": rotated["refresh"]}, format="json")
+    spent = other_device.post(LOGOUT, {"refresh": pair["refresh"]}, format="json")
 
-    assert (spent.status_code, twice.status_code) == (401, 401)
-    assert spent.json() == twice.json() == TOKEN_INVALID
+    assert (twice.status_code, spent.status_code) == (401, 401)
+    assert twice.json() == spent.json() == TOKEN_INVALID
+
+
+def test_logout_with_a_spent_token_after_a_password_change_is_401(api, pair, login, user):
+    api.post(REFRESH, {"refresh": pair["refresh"]}, format="json")
+    user.set_password("a brand new passphrase 42")
+    user.save()
+    new_login = bearer(login(password="a brand new passphrase 42")["access"])
+
+    response = new_login.post(LOGOUT, {"refresh": pair["refresh"]}, format="json")
+
+    assert response.status_code == 401
+    assert response.json() == TOKEN_INVALID
 
 
 def test_logout_cannot_revoke_another_users_token(api, make_user, login, pair):
