@@ -145,7 +145,8 @@ class LogoutView(APIView):
         description=(
             "Ends the login the refresh token belongs to: that refresh token and every access "
             "token issued along its chain of refreshes get 401 token_invalid from then on. "
-            "The user's other logins go on. The token must be the signed-in user's."
+            "The user's other logins go on. The token must be the signed-in user's; one of "
+            "the login that a refresh already spent (a refresh racing the logout) ends it too."
         ),
         request=serializers.RefreshSerializer,
         responses={
@@ -155,7 +156,8 @@ class LogoutView(APIView):
             ),
             401: schema.error(
                 "No bearer token (`not_authenticated`); or the bearer token, or the refresh "
-                "token, is invalid, expired, already used or another user's (`token_invalid`).",
+                "token, is invalid, expired, of a login already ended or another user's "
+                "(`token_invalid`).",
                 TokenInvalid.default_code,
                 TokenInvalid.default_detail,
                 schema.NO_BEARER,
