@@ -12,11 +12,18 @@ DOMAIN_MAX = 253
 EMAIL_MAX = 254  # the column's length, RFC 5321's limit
 
 
+def email_lower(email: str) -> str:
+    """The address lower-cased letter by letter. str.lower() writes a capital sigma that ends a
+    word as the final "ς", which IDNA's mapping never does ("Σ" is "σ" there): "ΠΕΙΡΑΙΩΣ-BANK.GR"
+    would be stored as another domain than "πειραιωσ-bank.gr", where its mail goes."""
+    return email.lower() if email.isascii() else "".join(map(str.lower, email))
+
+
 def email_stored_form(email: str) -> str:
     """The address lower-cased, an international domain in the ASCII form mail is sent with
     ("bücher.example" as "xn--bcher-kva.example", by IDNA's mapping as django-anymail applies
     it): one form per mailbox, however its address is typed. Longer than the typed form."""
-    email = email.strip().lower()
+    email = email_lower(email.strip())
     local, at, domain = email.rpartition("@")
     if not at or domain.isascii() or len(domain) > DOMAIN_MAX:
         return email
@@ -31,7 +38,7 @@ def normalize_email(email: str) -> str:
     store. New accounts cannot have such an address (register, the admin and createsuperuser
     refuse it), but one from before the domains were encoded may: it is found as it was."""
     stored = email_stored_form(email)
-    return stored if len(stored) <= EMAIL_MAX else email.strip().lower()
+    return stored if len(stored) <= EMAIL_MAX else email_lower(email.strip())
 
 
 class UserManager(BaseUserManager):

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, validate_email
 
-from accounts.managers import email_stored_form
+from accounts.managers import email_lower, email_stored_form
 
 # Format (zero-width), control, private-use, surrogate and unassigned code points, and line and
 # paragraph separators. Django's EmailValidator accepts them in a domain, so "ada@example.com"
@@ -65,7 +65,7 @@ def email_domain_sends_elsewhere(email: str) -> bool:
     provider's client encodes it) folds look-alikes such as a fullwidth "ｅ", the "ﬁ" ligature or
     a decomposed accent into another domain, so "ada@ｅxample.com" would be a second account
     whose mail reaches ada@example.com. Compared lower-cased, as addresses are stored."""
-    domain = email.rpartition("@")[2].strip().lower()
+    domain = email_lower(email.rpartition("@")[2].strip())
     if domain.isascii():
         return False
     try:

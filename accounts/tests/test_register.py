@@ -243,6 +243,8 @@ def test_through_djangos_smtp_backend_a_domain_it_would_write_another_way_is_ref
         # Cherokee, which IDNA writes upper-case and lower() lower-case: the same domain
         ("ada@ᏣᎳᎩ.example", "ada@xn--f9dt7l.example"),
         ("ada@ꮳꮃꭹ.example", "ada@xn--f9dt7l.example"),
+        # a capital sigma ending a word is "σ" to IDNA, though lower() writes the final "ς"
+        ("ADA@ΠΕΙΡΑΙΩΣ-BANK.GR", "ada@xn---bank-c9d1a6ab0en0a1f.gr"),
     ],
 )
 def test_international_domains_are_stored_in_the_ascii_form_mail_is_sent_with(api, email, stored):
@@ -258,6 +260,8 @@ def test_international_domains_are_stored_in_the_ascii_form_mail_is_sent_with(ap
         ("e10@例え.jp", "e10@xn--r8jz45g.jp"),
         ("e10@xn--r8jz45g.jp", "e10@例え.jp"),
         ("a@é.com", "A@XN--9CA.COM"),
+        ("ada@πειραιωσ-bank.gr", "ADA@ΠΕΙΡΑΙΩΣ-BANK.GR"),
+        ("ADA@ΠΕΙΡΑΙΩΣ-BANK.GR", "ada@πειραιωσ-bank.gr"),
     ],
 )
 def test_both_spellings_of_an_international_domain_are_one_account(api, first, second):
