@@ -91,14 +91,16 @@ LOCAL_PART_MAX = 64
 
 
 def email_local_part_unsendable(email: str) -> bool:
-    """True if the part before the "@" is not ASCII, or longer than mail allows.
+    """True if the part before the "@" is not ASCII, longer than mail allows, or quoted.
 
     Django's EmailValidator means ASCII letters there, but matches them ignoring case, which in
     Python also lets "ı", "ſ", "İ" and the Kelvin sign through: "ıvan@" would be an account
-    apart from "ivan@", and sending encodes such a name into an address no mailbox has.
+    apart from "ivan@", and sending encodes such a name into an address no mailbox has. A
+    quoted name is the same mailbox as the name unquoted (RFC 5321 4.1.2: '"ada"@' and
+    '"\\a\\d\\a"@' are "ada@"), so it would be a second account for one mailbox.
     """
     local = email.rpartition("@")[0]
-    return not local.isascii() or len(local) > LOCAL_PART_MAX
+    return not local.isascii() or len(local) > LOCAL_PART_MAX or '"' in local
 
 
 def email_stored_form_invalid(email: str) -> bool:

@@ -200,6 +200,10 @@ def test_an_email_with_an_invisible_character_is_a_bad_email_not_a_second_accoun
         "\u0130van@example.com",  # capital I with a dot
         "\u212aate@example.com",  # the Kelvin sign, for K
         "a" * 65 + "@example.com",  # longer than mail allows before the "@"
+        # A quoted name: the same mailbox as the name unquoted
+        '"ada"@example.com',
+        '"\\a\\d\\a"@example.com',
+        '"ada lovelace"@example.com',
     ],
 )
 def test_an_email_that_does_not_say_where_its_mail_goes_is_a_bad_email(api, email):
