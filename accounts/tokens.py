@@ -196,15 +196,13 @@ def _spend(token: RefreshToken, *, spent_by: uuid.UUID, end_family: bool = False
 # "log out", a stale tab): the caller holds a genuine token of the login and a live access
 # token of its user, and asks for the login to end; refusing would leave the successor alive.
 # The login ends if its user is active with that password and it has not ended already.
-_END_FAMILY_ALONE = (
-    _HOLDER
-    + """
+_END_FAMILY_ROW = """
 INSERT INTO accounts_revokedtokenfamily (family, user_id, revoked_at, expires_at)
 SELECT %(family)s, holder.id, statement_timestamp(), statement_timestamp() + %(lifetime)s
 FROM holder
 ON CONFLICT (family) DO NOTHING
 RETURNING family"""
-)
+_END_FAMILY_ALONE = _HOLDER + _END_FAMILY_ROW
 
 
 def _family_end(user_id: int, digest: str, family: str) -> bool:
