@@ -28,6 +28,7 @@ from auth_service import counters
 from auth_service.client_ip import client_ip
 from auth_service.env import parse_rate
 from auth_service.exceptions import HashingBusy
+from auth_service.parsers import content_coding_taken
 
 logger = logging.getLogger(__name__)
 
@@ -168,13 +169,16 @@ class OneRoundTripThrottles:
         # DRF checks throttles before the method: a GET to login would spend the login budget
         # and turn its 405 into a 429. Only requests the view does work for count.
         handled = request.method != "OPTIONS" and hasattr(self, request.method.lower())
-        # Nor does a body the view cannot parse (a 415), or one without a Content-Type (read as
-        # empty, a 400): any page can post text/plain, a form, or with fetch's no-cors mode no
-        # type at all, but not JSON, and would otherwise spend its visitors' budgets.
+        # Nor does a body the view cannot parse (a 415: a type or a content coding it does not
+        # take), or one without a Content-Type (read as empty, a 400): any page can post
+        # text/plain, a form, or with fetch's no-cors mode no type at all, but not JSON, and
+        # would otherwise spend its visitors' budgets.
         if handled:
             parsers = self.get_parsers()
-            handled = bool(request.content_type) and (
-                self.get_content_negotiator().select_parser(request, parsers) is not None
+            handled = (
+                bool(request.content_type)
+                and content_coding_taken(request)
+                and self.get_content_negotiator().select_parser(request, parsers) is not None
             )
         if not handled:
             return

@@ -20,6 +20,12 @@ def _holds_lone_surrogate(value) -> bool:
     return False
 
 
+def content_coding_taken(request) -> bool:
+    """Whether the body comes without a content coding (or as "identity"): the only way this
+    service reads one."""
+    return request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower() in ("", "identity")
+
+
 class JSONParser(DRFJSONParser):
     """DRF's JSONParser, with too-deep nesting and text that is not Unicode as a 400
     ``parse_error`` instead of a 500.
@@ -30,10 +36,10 @@ class JSONParser(DRFJSONParser):
 
     def parse(self, stream, media_type=None, parser_context=None):
         request = (parser_context or {}).get("request")
-        coding = request.META.get("HTTP_CONTENT_ENCODING", "") if request is not None else ""
-        if coding.strip().lower() not in ("", "identity"):
+        if request is not None and not content_coding_taken(request):
             # Read as JSON, a compressed body would be a confusing parse error (RFC 9110:
             # 415 for a content coding the server does not take).
+            coding = request.META["HTTP_CONTENT_ENCODING"]
             raise UnsupportedMediaType(
                 media_type,
                 detail=f"Content-Encoding {coding!r} is not supported: send the body uncompressed.",

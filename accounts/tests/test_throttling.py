@@ -357,6 +357,25 @@ def test_posts_without_a_content_type_spend_no_budget(client, rates, path, scope
     assert get_redis_connection("default").keys(f"{counters.KEY_PREFIX}*") == []
 
 
+@pytest.mark.parametrize(
+    ("path", "scope"),
+    [(LOGIN, "login_ip"), (RESET, "reset_ip"), (FORGOT, "reset_ip"), (REGISTER, "register_ip")],
+)
+def test_compressed_bodies_spend_no_budget(client, rates, path, scope):
+    rates[scope] = "2/hour"
+    body = '{"email": "ada@example.com"}'
+
+    statuses = {
+        client.post(
+            path, body, content_type="application/json", HTTP_CONTENT_ENCODING="gzip"
+        ).status_code
+        for _ in range(3)
+    }
+
+    assert statuses == {415}
+    assert get_redis_connection("default").keys(f"{counters.KEY_PREFIX}*") == []
+
+
 def register(api, email, **extra):
     body = {"full_name": "Eve Prober", "email": email, "password": PASSWORD}
     return api.post(REGISTER, body, format="json", **extra)
