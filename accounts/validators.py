@@ -106,11 +106,18 @@ def email_local_part_unsendable(email: str) -> bool:
 def email_stored_form_invalid(email: str) -> bool:
     """True if the form the address is stored in (accounts.managers.email_stored_form) is not
     one Django takes as an email, so that sign-in would refuse it as typed: a last label that
-    mixes ASCII and other letters ("xn--i-fka32l"). Or if the domain is an IP address in
-    brackets: no account's mail goes to a bare address."""
+    mixes ASCII and other letters ("xn--i-fka32l"). Or if no account's mail goes to the domain:
+    an IP address in brackets, a host name alone ("localhost", which Django lets through), or
+    an "xn--" label that decodes to no name."""
     stored = email_stored_form(email)
-    if stored.rpartition("@")[2].startswith("["):
+    domain = stored.rpartition("@")[2]
+    if domain.startswith("[") or "." not in domain:
         return True
+    if "xn--" in domain:
+        try:
+            idna.decode(domain)  # an ASCII form that stands for no name: no mail reaches it
+        except (idna.IDNAError, UnicodeError):
+            return True
     try:
         validate_email(stored)
     except ValidationError:

@@ -194,6 +194,8 @@ def test_an_email_with_an_invisible_character_is_a_bad_email_not_a_second_accoun
         "ada@a\u05d0.example",  # Latin then Hebrew in one label: IDNA cannot encode it
         "x1@\u00f6.\u0130\u0131",  # stored as x1@xn--nda.xn--i-fka32l, which no check takes
         "ada@[127.0.0.1]",  # an IP address, not a domain
+        "ada@localhost",  # a host name alone: the mail server's own user
+        "ada@xn--a.com",  # an ASCII form that decodes to no name
         # A name before the "@" that mail cannot carry
         "\u0131van@example.com",  # dotless i, which would be an account apart from ivan@
         "\u017fam@example.com",  # long s
