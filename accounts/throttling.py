@@ -13,7 +13,6 @@ import ipaddress
 import logging
 import threading
 import time
-import unicodedata
 from collections.abc import Iterator
 
 from django.conf import settings
@@ -229,9 +228,18 @@ class AdminLoginEmailThrottle(LoginEmailThrottle):
 
     def get_subject(self, request) -> str | None:
         email = request.POST.get("username")
-        # NFKC first, as the admin's form applies it before authenticate(): otherwise every
-        # full-width spelling of one address ("ａdmin@…") would get a budget of its own.
-        return normalize_email(unicodedata.normalize("NFKC", email)) if email else None
+        return normalize_email(_as_signed_in_with(email)) if email else None
+
+
+def _as_signed_in_with(username: str) -> str:
+    """The username as the admin's sign-in form hands it to authenticate(): stripped, and NFKC
+    unless longer than the form's limit (Django leaves what it would refuse as it is). Counted
+    in any other form, the spellings that form makes one address would each get a budget of
+    their own: full-width letters ("ａdmin@…"), or a domain padded past the limit with
+    characters NFKC keeps and IDNA drops."""
+    from django.contrib.auth.forms import AuthenticationForm  # needs the apps loaded
+
+    return AuthenticationForm().fields["username"].to_python(username)
 
 
 class RegisterIPThrottle(ClientIPThrottle):

@@ -588,6 +588,31 @@ def test_full_width_spellings_of_an_address_share_its_admin_sign_in_limit(client
     assert [response.status_code for response in responses] == [200] * 5 + [429]
 
 
+def padded(shift: int) -> str:
+    """root@fintech.example, its domain typed with the "fi" ligature and padded with soft
+    hyphens to 253 characters, the padding placed by `shift`. IDNA's mapping writes it
+    fintech.example; NFKC would make the domain 254 characters long, and the username over the
+    form's 254, which the form therefore does not normalise."""
+    soft_hyphen, domain = "\u00ad", "\ufb01ntech.example"
+    pad = 253 - len(domain)
+    return f"root@{soft_hyphen * shift}{domain[:4]}{soft_hyphen * (pad - shift)}{domain[4:]}"
+
+
+def test_padded_spellings_of_an_address_share_its_admin_sign_in_limit(client, make_user):
+    make_user(email="root@fintech.example", is_staff=True, is_superuser=True)
+
+    def sign_in(username, password=WRONG):
+        return client.post("/admin/login/", {"username": username, "password": password})
+
+    spent = [sign_in("root@fintech.example").status_code for _ in range(5)]
+    guesses = [sign_in(padded(shift)).status_code for shift in range(1, 4)]
+    right = sign_in(padded(4), PASSWORD)
+
+    assert spent == [200] * 5
+    assert guesses == [429] * 3
+    assert right.status_code == 429  # not signed in past the limit
+
+
 def test_the_admin_sign_in_still_signs_staff_in(client, make_user):
     make_user(email="root@example.com", is_staff=True, is_superuser=True)
 
