@@ -11,7 +11,7 @@ from functools import wraps
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, InternalError, OperationalError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ClusterDownError as RedisClusterDownError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -273,3 +273,18 @@ def method_not_allowed(method: str, allowed) -> JsonResponse:
     response = error_body(f'Method "{method}" not allowed.', "method_not_allowed", 405)
     response["Allow"] = ", ".join(allowed)
     return response
+
+
+class JsonMethodNotAllowedMiddleware:
+    """Django's own empty HTML 405 (a class-based view's: the admin's sign-out takes only POST)
+    as the contract's JSON 405, with the same Allow header."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if isinstance(response, HttpResponseNotAllowed):
+            allowed = [method.strip() for method in response["Allow"].split(",")]
+            return method_not_allowed(request.method, [m for m in allowed if m])
+        return response

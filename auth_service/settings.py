@@ -92,6 +92,7 @@ MIDDLEWARE = [
     "auth_service.browser_middleware.AuthenticationMiddleware",
     "auth_service.browser_middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "auth_service.exceptions.JsonMethodNotAllowedMiddleware",
 ]
 
 ROOT_URLCONF = "auth_service.urls"

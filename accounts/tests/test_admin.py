@@ -333,6 +333,15 @@ def test_the_admin_sign_in_answers_a_method_it_does_not_serve_with_the_json_405(
     assert response["Allow"] == "GET, HEAD, POST, OPTIONS"
 
 
+def test_the_admin_sign_out_opened_by_get_is_the_json_405(admin_client):
+    response = admin_client.get("/admin/logout/")
+
+    assert response.status_code == 405
+    assert response.json() == {"detail": 'Method "GET" not allowed.', "code": "method_not_allowed"}
+    assert "POST" in response["Allow"]
+    assert admin_client.get("/admin/").status_code == 200  # still signed in
+
+
 def test_an_email_changed_in_the_admin_ends_links_sent_to_the_old_address(admin_client, api, user):
     link = reset_tokens.token_issue(user=user)
 
