@@ -1,6 +1,8 @@
 """Consequences of an account changed outside the API's own paths: the admin's user form, a
 shell, `manage.py changepassword` (the admin's password form sets it through the services)."""
 
+import functools
+
 from django.db import transaction
 from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
@@ -47,5 +49,12 @@ def account_saved(sender, instance: User, created: bool, update_fields, **kwargs
     if created or kwargs.get("raw") or not (replaced or moved or not instance.is_active):
         return
     services.reset_links_end(user_id=instance.pk)
+    if not instance.is_active:
+        # A forgot served before the deactivation commits still sees the account active, and
+        # its link would come back with a reactivation: forgotten again once committed.
+        transaction.on_commit(
+            functools.partial(services.reset_links_end, user_id=instance.pk),
+            using=kwargs.get("using"),
+        )
     if moved:
         services.email_change_notify(user=instance, old_email=old_email)

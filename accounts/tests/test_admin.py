@@ -298,6 +298,22 @@ def test_a_link_does_not_outlive_a_deactivation(
     assert user.check_password(PASSWORD)
 
 
+def test_a_link_issued_while_a_deactivation_commits_does_not_outlive_it(
+    api, user, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        user.is_active = False
+        user.save()
+        # A forgot served before the deactivation committed saw the account still active
+        link = reset_tokens.token_issue(user=user)
+
+    user.is_active = True
+    user.save()
+
+    assert not reset_works(api, link.token)
+    assert user.check_password(PASSWORD)
+
+
 def test_saving_a_user_otherwise_leaves_their_reset_link_working(
     api, user, django_capture_on_commit_callbacks
 ):
