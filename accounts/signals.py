@@ -8,6 +8,7 @@ from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 
 from accounts import services
+from accounts.managers import normalize_email
 from accounts.models import User
 
 
@@ -45,7 +46,9 @@ def account_saved(sender, instance: User, created: bool, update_fields, **kwargs
         instance.password_replaced = False  # stored now
     old_email = instance._email_replaced
     instance._email_replaced = None
-    moved = old_email is not None and old_email != instance.email
+    # Compared as stored: a row written around the model in capitals, saved as it is stored
+    # now, is the same mailbox.
+    moved = old_email is not None and normalize_email(old_email) != normalize_email(instance.email)
     if created or kwargs.get("raw") or not (replaced or moved or not instance.is_active):
         return
     services.reset_links_end(user_id=instance.pk)

@@ -412,6 +412,23 @@ def test_an_email_change_refused_by_the_form_owes_no_notice(admin_client, make_u
     assert not EmailChangedNotice.objects.exists()
 
 
+def test_an_email_stored_in_capitals_saved_as_stored_now_owes_no_notice(
+    admin_client, user, queued, django_capture_on_commit_callbacks
+):
+    # A row written around the model keeps its capitals; the admin stores it lower-cased
+    User.objects.filter(pk=user.pk).update(email="Ada@Example.com")
+    user.refresh_from_db()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_edit(admin_client, user, email="ada@example.com", full_name="Ada")
+
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.email == "ada@example.com"
+    assert not EmailChangedNotice.objects.exists()  # the same mailbox: nothing to tell
+    queued.assert_not_called()
+
+
 def test_an_email_changed_in_a_shell_is_told_to_the_old_address_too(
     user, django_capture_on_commit_callbacks
 ):
