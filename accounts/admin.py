@@ -7,7 +7,7 @@ from django.contrib.auth.views import PasswordChangeView
 from django.urls import reverse
 
 from accounts import services
-from accounts.managers import normalize_email
+from accounts.managers import email_lower, normalize_email
 from accounts.models import User
 from accounts.throttling import (
     AdminLoginEmailThrottle,
@@ -160,7 +160,7 @@ class UserAdmin(BaseUserAdmin):
         """Also the term as emails are stored: an address typed with its international domain
         ("ada@bücher.example") finds the account stored as "ada@xn--bcher-kva.example"."""
         results, duplicates = super().get_search_results(request, queryset, search_term)
-        term = search_term.strip().lower()
+        term = email_lower(search_term.strip())
         # An address, or a domain (or the start of one) alone: "@" first, so IDNA sees one.
         stored = normalize_email(term if "@" in term else f"@{term}").lstrip("@")
         if term and stored != term:

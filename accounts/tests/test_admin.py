@@ -54,6 +54,14 @@ def test_admin_lists_and_searches_users_by_email(admin_client, make_user):
     assert "Grace Hopper" in html
 
 
+def test_admin_finds_an_address_typed_with_a_capital_sigma(admin_client, make_user):
+    make_user(email="ADA@ΠΕΙΡΑΙΩΣ-BANK.GR")  # stored with "σ", as IDNA maps a capital sigma
+
+    response = admin_client.get("/admin/accounts/user/", {"q": "ADA@ΠΕΙΡΑΙΩΣ-BANK.GR"})
+
+    assert "ada@xn---bank-c9d1a6ab0en0a1f.gr" in response.content.decode()
+
+
 @pytest.mark.parametrize("term", ["ada@bücher.example", "BÜCHER.example", "bücher"])
 def test_admin_finds_an_international_domain_as_the_user_writes_it(admin_client, make_user, term):
     make_user(email="ada@bücher.example")  # stored as ada@xn--bcher-kva.example

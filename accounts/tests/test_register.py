@@ -285,6 +285,24 @@ def test_both_spellings_of_an_international_domain_are_one_account(api, first, s
     assert User.objects.count() == 1
 
 
+# What an earlier release stored for "ADA@ΠΕΙΡΑΙΩΣ-BANK.GR": str.lower() wrote the final "ς"
+STORED_BEFORE = "ada@xn---bank-c9d1a6ab0eno4g.gr"
+
+
+def test_an_account_stored_from_a_capital_sigma_before_is_still_found_as_typed(api, make_user):
+    make_user(email="root@example.com", password=BODY["password"])
+    User.objects.filter(email="root@example.com").update(email=STORED_BEFORE)
+    typed = {"email": "ADA@ΠΕΙΡΑΙΩΣ-BANK.GR", "password": BODY["password"]}
+
+    login = api.post("/api/v1/auth/login/", typed, format="json")
+    again = api.post(URL, {**BODY, **typed}, format="json")
+
+    assert login.status_code == 200
+    assert again.status_code == 400
+    assert again.json() == {"email": ["An account with this email already exists."]}
+    assert User.objects.count() == 1
+
+
 @pytest.mark.parametrize(
     "name",
     [
