@@ -207,17 +207,27 @@ _END_FAMILY_ALONE = _HOLDER + _END_FAMILY_ROW
 
 def _family_end(user_id: int, digest: str, family: str) -> bool:
     """End a login whose presented refresh token was already spent; True if this ended it."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _END_FAMILY_ALONE,
-            {
-                "user_id": user_id,
-                "digest": digest,
-                "family": family,
-                "lifetime": api_settings.REFRESH_TOKEN_LIFETIME,
-            },
-        )
-        return cursor.fetchone() is not None
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _END_FAMILY_ALONE,
+                {
+                    "user_id": user_id,
+                    "digest": digest,
+                    "family": family,
+                    "lifetime": api_settings.REFRESH_TOKEN_LIFETIME,
+                },
+            )
+            ended = cursor.fetchone() is not None
+    except (OperationalError, InterfaceError) as error:
+        # Ended, its answer lost: the logout happened, and its retry could only hear a 401.
+        ended_rows = RevokedTokenFamily.objects.filter(family=family, user_id=user_id).exists
+        if not lost_answers.applied_after_all(error, ended_rows):
+            raise
+        ended = True
+    if ended:
+        logger.info("logout with a spent refresh token of user %s ended its login", user_id)
+    return ended
 
 
 def _spent_after_all(error: DatabaseError, *, jti: uuid.UUID, spent_by: uuid.UUID) -> bool:

@@ -236,14 +236,15 @@ def test_a_refresh_token_with_a_mangled_password_digest_is_refused(pair):
 
 
 @contextmanager
-def spend_answer_lost(*, applied: bool):
-    """The statement that spends a refresh token fails with the connection: after PostgreSQL
-    applied it (its answer was lost), or before it reached PostgreSQL."""
+def spend_answer_lost(*, applied: bool, statement: str = "INSERT INTO accounts_spentrefreshtoken"):
+    """The statement that spends a refresh token (or another holding `statement`) fails with
+    the connection: after PostgreSQL applied it (its answer was lost), or before it reached
+    PostgreSQL."""
     real_execute = CursorWrapper.execute
     lost = []
 
     def execute(self, sql, params=None):
-        if lost or "INSERT INTO accounts_spentrefreshtoken" not in sql:
+        if lost or statement not in sql:
             return real_execute(self, sql, params)
         lost.append(sql)
         if applied:
@@ -282,6 +283,20 @@ def test_a_rotation_that_never_reached_the_database_is_a_503_and_the_token_still
     assert failed.status_code == 503
     assert failed.json()["code"] == "service_unavailable"
     assert api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_logout_with_a_spent_token_whose_answer_is_lost_is_a_logout(api, auth_api, pair):
+    successor = api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").json()
+    # The statement that ends the login alone (its token spent already), not the spend's
+    ending = "FROM holder\nON CONFLICT (family)"
+
+    with spend_answer_lost(applied=True, statement=ending) as lost:
+        response = auth_api.post(LOGOUT, {"refresh": pair["refresh"]}, format="json")
+
+    assert lost
+    assert response.status_code == 204
+    assert api.post(REFRESH, {"refresh": successor["refresh"]}, format="json").status_code == 401
 
 
 @pytest.mark.django_db(transaction=True)
