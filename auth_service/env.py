@@ -141,12 +141,15 @@ def env_origins(name: str) -> list[str]:
 
 
 def _port_well_formed(parsed) -> bool:
-    """No port, or one a browser could send: digits within range, not an empty `host:`."""
+    """No port, or one as a browser writes it: digits within range, no leading zero (":0443"
+    is never sent), not an empty `host:`."""
     try:
         port = parsed.port  # raises for letters, or past 65535
     except ValueError:
         return False
-    return port is not None or not parsed.netloc.endswith(":")
+    if port is None:
+        return not parsed.netloc.endswith(":")
+    return port > 0 and parsed.netloc.endswith(f":{port}")
 
 
 def env_contact(name: str) -> str:

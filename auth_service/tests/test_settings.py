@@ -68,6 +68,7 @@ def test_defaults_are_production_defaults():
         ({"CORS_ALLOWED_ORIGINS": "https://app.example.com:"}, "CORS_ALLOWED_ORIGINS takes"),
         ({"CORS_ALLOWED_ORIGINS": "https://app.example.com:web"}, "CORS_ALLOWED_ORIGINS takes"),
         ({"CORS_ALLOWED_ORIGINS": "https://app.example.com:70000"}, "CORS_ALLOWED_ORIGINS take"),
+        ({"CORS_ALLOWED_ORIGINS": "https://app.example.com:0443"}, "CORS_ALLOWED_ORIGINS take"),
         # a browser on bücher.example sends https://xn--bcher-kva.example
         ({"CORS_ALLOWED_ORIGINS": "https://bücher.example"}, "the ASCII form browsers send"),
         # the password-changed notice would send people to nowhere
