@@ -113,16 +113,23 @@ def email_stored_form_invalid(email: str) -> bool:
     domain = stored.rpartition("@")[2]
     if domain.startswith("[") or "." not in domain:
         return True
-    if "xn--" in domain:
-        try:
-            idna.decode(domain)  # an ASCII form that stands for no name: no mail reaches it
-        except (idna.IDNAError, UnicodeError):
-            return True
+    if any(_no_name(label) for label in domain.split(".") if label.startswith("xn--")):
+        return True
     try:
         validate_email(stored)
     except ValidationError:
         return True
     return False
+
+
+def _no_name(label: str) -> bool:
+    """An ASCII form ("xn--...") that decodes to no name: no mail reaches it. Only the label's
+    encoding is judged; which names a registry takes is its own business."""
+    try:
+        name = label[4:].encode("ascii").decode("punycode")
+    except UnicodeError:
+        return True
+    return not name or name.isascii() or not name.isprintable()
 
 
 def email_is_ambiguous(email: str) -> bool:

@@ -249,6 +249,8 @@ def test_through_djangos_smtp_backend_a_domain_it_would_write_another_way_is_ref
         # Cherokee, which IDNA writes upper-case and lower() lower-case: the same domain
         ("ada@ᏣᎳᎩ.example", "ada@xn--f9dt7l.example"),
         ("ada@ꮳꮃꭹ.example", "ada@xn--f9dt7l.example"),
+        # an ASCII form is judged by its encoding alone, beside any other ASCII label
+        ("ada@xn--ls8h.ab--cd.example", "ada@xn--ls8h.ab--cd.example"),
         # a capital sigma ending a word is "σ" to IDNA, though lower() writes the final "ς"
         ("ADA@ΠΕΙΡΑΙΩΣ-BANK.GR", "ada@xn---bank-c9d1a6ab0en0a1f.gr"),
     ],
