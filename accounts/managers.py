@@ -23,19 +23,7 @@ def email_stored_form(email: str) -> str:
     """The address lower-cased, an international domain in the ASCII form mail is sent with
     ("bücher.example" as "xn--bcher-kva.example", by IDNA's mapping as django-anymail applies
     it): one form per mailbox, however its address is typed. Longer than the typed form."""
-    return _stored_form(email_lower(email.strip()))
-
-
-def email_stored_before(email: str) -> str | None:
-    """The form an address with a capital sigma was stored in before email_lower (str.lower()
-    then wrote a final "ς"), where that differs from its stored form now; else None."""
-    if "Σ" not in email:
-        return None
-    before = _stored_form(email.strip().lower())
-    return before if before != email_stored_form(email) and len(before) <= EMAIL_MAX else None
-
-
-def _stored_form(email: str) -> str:
+    email = email_lower(email.strip())
     local, at, domain = email.rpartition("@")
     if not at or domain.isascii() or len(domain) > DOMAIN_MAX:
         return email
@@ -76,14 +64,7 @@ class UserManager(BaseUserManager):
 
     def by_email(self, email: str):
         """The user with this email (in any letter case), or None."""
-        user = self._one("email", normalize_email(email))
-        before = email_stored_before(email)
-        if before is not None:
-            # An account stored from this spelling before email_lower, found as stored then.
-            # Asked whether or not the first lookup found one: the time taken says nothing.
-            stored_before = self._one("email", before)
-            user = user or stored_before
-        return user
+        return self._one("email", normalize_email(email))
 
     def active_by_email(self, email: str):
         """The active user with this email (in any letter case), or None."""

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 from rest_framework.exceptions import ValidationError
 
 from accounts import lost_answers, reset_tokens, tokens
-from accounts.managers import email_stored_before, normalize_email
+from accounts.managers import normalize_email
 from accounts.models import User
 from auth_service.exceptions import InvalidCredentials, ResetTokenInvalid
 from notifications import services as notices
@@ -40,9 +40,6 @@ def user_register(*, email: str, full_name: str, password: str) -> User:
     """Create an active account; 400 if the email (any case) is taken."""
     user = User(email=normalize_email(email), full_name=full_name)
     password_check_strength(password=password, user=user, field="password")
-    before = email_stored_before(email)
-    if before is not None and User.objects.filter(email=before).exists():
-        raise ValidationError({"email": [DUPLICATE_EMAIL]})  # stored as spelled before
     user.set_password(password)
     try:
         inserted = User.objects.insert_unless_taken(user)
