@@ -207,6 +207,9 @@ _END_FAMILY_ALONE = _HOLDER + _END_FAMILY_ROW
 
 def _family_end(user_id: int, digest: str, family: str) -> bool:
     """End a login whose presented refresh token was already spent; True if this ended it."""
+    ended_rows = RevokedTokenFamily.objects.filter(family=family, user_id=user_id).exists
+    if ended_rows():
+        return False  # ended already (a logout, a reuse): 401, as for every token of it
     try:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -221,7 +224,8 @@ def _family_end(user_id: int, digest: str, family: str) -> bool:
             ended = cursor.fetchone() is not None
     except (OperationalError, InterfaceError) as error:
         # Ended, its answer lost: the logout happened, and its retry could only hear a 401.
-        ended_rows = RevokedTokenFamily.objects.filter(family=family, user_id=user_id).exists
+        # The login had not ended just before, so the row is this request's, or a concurrent
+        # ending's: ended as asked either way.
         if not lost_answers.applied_after_all(error, ended_rows):
             raise
         ended = True

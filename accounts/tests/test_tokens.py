@@ -300,6 +300,26 @@ def test_a_logout_with_a_spent_token_whose_answer_is_lost_is_a_logout(api, auth_
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("applied", [True, False])
+def test_a_logout_of_a_login_already_ended_stays_401_when_a_connection_drops(
+    api, auth_api, pair, login, applied
+):
+    successor = api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").json()
+    assert auth_api.post(LOGOUT, {"refresh": successor["refresh"]}, format="json").status_code == (
+        204
+    )
+    other_device = APIClient()  # signed in still: the ended login's access tokens are not
+    other_device.credentials(HTTP_AUTHORIZATION=f"Bearer {login()['access']}")
+    ending = "FROM holder\nON CONFLICT (family)"
+
+    with spend_answer_lost(applied=applied, statement=ending):
+        response = other_device.post(LOGOUT, {"refresh": pair["refresh"]}, format="json")
+
+    assert response.status_code == 401
+    assert response.json() == TOKEN_INVALID
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_logout_whose_answer_is_lost_is_a_logout(api, auth_api, user, pair):
     with spend_answer_lost(applied=True) as lost:
         response = auth_api.post(LOGOUT, {"refresh": pair["refresh"]}, format="json")
