@@ -25,10 +25,13 @@ def _database() -> str:
     limit = connection.settings_dict["OPTIONS"].get("connect_timeout")
     try:
         with deadline.bounded(limit), connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+            # Writable, not only answering: a standby after a failover, or a database set
+            # read-only, answers SELECT 1 but refuses every registration, refresh and reset.
+            cursor.execute("SELECT current_setting('transaction_read_only')")
+            read_only = cursor.fetchone()[0] == "on"
     except (DatabaseError, InterfaceError):  # InterfaceError: a connection already closed
         return "unavailable"
-    return "ok"
+    return "unavailable" if read_only else "ok"
 
 
 def _redis() -> str:
@@ -43,7 +46,7 @@ def _redis() -> str:
 
 @allow_methods(*PROBE_METHODS)
 def readyz(request):
-    """Ready to serve: PostgreSQL answers and Redis takes writes."""
+    """Ready to serve: PostgreSQL and Redis take writes."""
     checks = {"database": _database(), "redis": _redis()}
     ok = all(state == "ok" for state in checks.values())
     return JsonResponse(
