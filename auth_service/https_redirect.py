@@ -21,15 +21,15 @@ class ApiHttpsRedirectMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if (
-            response.status_code == 301
-            and settings.SECURE_SSL_REDIRECT
-            and not request.is_secure()
-            and request.path_info.startswith(API_PREFIX)
-        ):
-            location = response["Location"]
-            response = json_redirect(
-                location, f"The API is served over HTTPS only: {location}", "https_required"
-            )
-            response["Cache-Control"] = "no-store"
+        if response.status_code == 301 and settings.SECURE_SSL_REDIRECT and not request.is_secure():
+            if request.path_info.startswith(API_PREFIX):
+                location = response["Location"]
+                response = json_redirect(
+                    location, f"The API is served over HTTPS only: {location}", "https_required"
+                )
+                response["Cache-Control"] = "no-store"
+            elif request.META.get("QUERY_STRING"):
+                # A page's URL may carry a reset token (/reset-password/?token=...): browsers
+                # keep a 301 indefinitely unless told not to, as for the trailing slash's.
+                response["Cache-Control"] = "no-store"
         return response

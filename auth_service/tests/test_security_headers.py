@@ -121,6 +121,17 @@ def test_pages_over_plain_http_keep_the_browsers_301(client, settings):
     assert response["Location"] == "https://testserver/reset-password/"
 
 
+def test_a_reset_links_redirect_to_https_is_not_kept_by_browsers(client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+
+    response = client.get("/reset-password/", {"token": "a1" * 32})
+
+    assert response.status_code == 301
+    assert response["Location"] == f"https://testserver/reset-password/?token={'a1' * 32}"
+    # Browsers keep a 301 indefinitely: the token would stay in their cache
+    assert response["Cache-Control"] == "no-store"
+
+
 def test_a_forwarded_host_header_cannot_redirect_clients_elsewhere(client, settings):
     settings.SECURE_SSL_REDIRECT = True
 
