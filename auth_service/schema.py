@@ -1,14 +1,21 @@
 """OpenAPI pieces shared by every view: the error body and its documented codes."""
 
+from collections import OrderedDict
+
+from django.conf import settings
 from django.contrib.auth.password_validation import (
     MinimumLengthValidator,
     get_default_password_validators,
     password_validators_help_texts,
 )
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse
-from drf_spectacular.views import SpectacularAPIView
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.views import SCHEMA_KWARGS, SpectacularAPIView
 from rest_framework import serializers
 from rest_framework.exceptions import NotAuthenticated
+from rest_framework.response import Response
 
 from auth_service.exceptions import ERROR_CODES, ServiceUnavailable, TokenInvalid
 
@@ -170,9 +177,59 @@ def document_password_rules(result, generator, request, public):
     return result
 
 
+# Rendered documents by format, language and origin, newest last: one changes only with a
+# deploy, and building and rendering one costs about 25 ms of CPU, which anyone asking for it in
+# a loop would otherwise spend.
+_DOCUMENTS: OrderedDict[tuple, tuple[bytes, dict[str, str]]] = OrderedDict()
+_DOCUMENTS_MAX = 16
+_DOCUMENT_HEADERS = ("Content-Type", "Content-Disposition")
+
+
 class SchemaView(SpectacularAPIView):
-    """The OpenAPI document. The API has one version: a `?version=` in the query string is
-    ignored, where drf-spectacular would print it into the document and its file name."""
+    """The OpenAPI document, rendered once per format, language and origin. The API has one
+    version: a `?version=` in the query string is ignored, where drf-spectacular would print it
+    into the document and its file name."""
 
     def _get_version_parameter(self, request):
         return None
+
+    @extend_schema(**SCHEMA_KWARGS)  # as drf-spectacular's own: not in the document itself
+    def get(self, request, *args, **kwargs):
+        key = _document_key(request)
+        cached = _DOCUMENTS.get(key) if key is not None else None
+        if cached is None:
+            return super().get(request, *args, **kwargs)
+        content, headers = cached
+        response = HttpResponse(content)
+        for name, value in headers.items():
+            response[name] = value
+        return response
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        key = _document_key(request)
+        if key is not None and isinstance(response, Response) and response.status_code == 200:
+            response.render()
+            headers = {name: response[name] for name in _DOCUMENT_HEADERS if name in response}
+            _DOCUMENTS[key] = (response.content, headers)
+            while len(_DOCUMENTS) > _DOCUMENTS_MAX:
+                _DOCUMENTS.popitem(last=False)
+        return response
+
+
+@receiver(setting_changed, dispatch_uid="auth_service.schema.documents")
+def _documents_forget(**kwargs) -> None:
+    """A setting changed in place (tests do it) may change the document."""
+    _DOCUMENTS.clear()
+
+
+def _document_key(request) -> tuple | None:
+    """What the document depends on; None for a request it is not kept for (a language the
+    service has no name for, a media type with parameters the client chose)."""
+    renderer = getattr(request, "accepted_renderer", None)
+    lang = request.GET.get("lang") or None
+    if renderer is None or request.accepted_media_type != renderer.media_type:
+        return None
+    if lang is not None and lang not in dict(settings.LANGUAGES):
+        return None
+    return (renderer.media_type, lang, request.build_absolute_uri("/"))

@@ -2,6 +2,7 @@ import json
 import re
 import socket
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 from django.test import Client, RequestFactory
@@ -296,3 +297,29 @@ def test_every_operation_documents_the_framing_errors_it_can_get(schema, client)
     login = "/api/v1/auth/login/"
     assert client.post(login, "{}", content_type="text/plain").status_code == 415
     assert client.post(login, {}, HTTP_ACCEPT="text/html").status_code == 406
+
+
+def test_the_document_is_built_once_per_format_and_served_alike(client):
+    from auth_service.schema import SchemaView, _documents_forget
+
+    _documents_forget()  # as a deploy starts: no document built yet
+    json_type, yaml_type = "application/vnd.oai.openapi+json", "application/vnd.oai.openapi"
+    real = SchemaView.generator_class.get_schema
+    with mock.patch.object(
+        SchemaView.generator_class, "get_schema", autospec=True, side_effect=real
+    ) as built:
+        answers = [
+            client.get("/api/schema/", HTTP_ACCEPT=accept)
+            for accept in (json_type, json_type, yaml_type, yaml_type)
+        ]
+
+    # Building and rendering it costs tens of milliseconds: not again for every request
+    assert built.call_count == 2
+    first_json, second_json, first_yaml, second_yaml = answers
+    for first, again in ((first_json, second_json), (first_yaml, second_yaml)):
+        assert again.status_code == first.status_code == 200
+        assert again.content == first.content
+        assert again["Content-Type"] == first["Content-Type"]
+        assert again["Content-Disposition"] == first["Content-Disposition"]
+    assert first_json["Content-Type"].startswith(json_type)
+    assert first_yaml["Content-Type"].startswith(yaml_type)
