@@ -45,7 +45,7 @@ class AccessLogger(Logger):
             status = status.split(None, 1)[0]
         request_id = next((v for k, v in resp.headers if k.lower() == "x-request-id"), "-")
         return {
-            "h": environ.get("REMOTE_ADDR", "-"),
+            "h": _client_address(environ),
             "m": environ.get("REQUEST_METHOD"),
             "U": environ.get("PATH_INFO"),
             "H": environ.get("SERVER_PROTOCOL"),
@@ -55,3 +55,11 @@ class AccessLogger(Logger):
             # gunicorn's name for a response header's atom: %({x-request-id}o)s
             "{x-request-id}o": request_id,
         }
+
+
+def _client_address(environ) -> str:
+    """The client's address as the rate limits see it: behind Render's proxies the socket's
+    is a proxy's, and every client's line would name the same few addresses."""
+    from auth_service.client_ip import client_ip_of  # loads Django: not in the master
+
+    return client_ip_of(environ) or environ.get("REMOTE_ADDR", "-")

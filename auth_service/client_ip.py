@@ -1,6 +1,8 @@
 """The client's IP address as the trusted proxies in front of the app saw it."""
 
+import functools
 import ipaddress
+from collections.abc import Mapping
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -23,7 +25,13 @@ PRIVATE_NETWORKS = tuple(
 
 
 def client_ip(request: HttpRequest) -> str:
-    """The address the outermost trusted proxy received the request from.
+    """The address the outermost trusted proxy received the request from (client_ip_of)."""
+    return client_ip_of(request.META)
+
+
+def client_ip_of(meta: Mapping[str, str]) -> str:
+    """The address the outermost trusted proxy received the request from, by a request's META
+    or a WSGI environ.
 
     Each trusted proxy appends the address it was reached from to X-Forwarded-For, so only the
     last ``TRUSTED_PROXY_COUNT`` entries are written by someone we trust; anything to their left
@@ -31,11 +39,20 @@ def client_ip(request: HttpRequest) -> str:
     With ``TRUSTED_PROXY_SKIP_PRIVATE``, private addresses at the right end are the platform's
     internal hops, appended after the counted proxies, and are dropped before counting.
     """
-    remote = request.META.get("REMOTE_ADDR", "")
-    trusted = settings.TRUSTED_PROXY_COUNT
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    return _resolved(
+        meta.get("REMOTE_ADDR", ""),
+        meta.get("HTTP_X_FORWARDED_FOR", ""),
+        settings.TRUSTED_PROXY_COUNT,
+        settings.TRUSTED_PROXY_SKIP_PRIVATE,
+    )
+
+
+# Parsing the addresses costs about 9 µs, 2 % of a `me`, for every access line; a client sends
+# the same headers request after request. A client varying them only misses the cache.
+@functools.lru_cache(maxsize=4096)
+def _resolved(remote: str, forwarded: str, trusted: int, skip_private: bool) -> str:
     hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    if settings.TRUSTED_PROXY_SKIP_PRIVATE:
+    if skip_private:
         while hops and _is_private(hops[-1]):
             hops.pop()
     if trusted == 0 or not hops:

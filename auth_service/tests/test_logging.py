@@ -2,10 +2,12 @@
 
 import json
 import logging
+from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 
-from auth_service.access_log import QueryRedactingFilter
+from auth_service.access_log import AccessLogger, QueryRedactingFilter
 from auth_service.logging import JsonFormatter
 
 
@@ -107,3 +109,20 @@ def test_an_oversized_form_is_a_client_error_logged_as_one_warning(client, caplo
     assert serious
     assert {r.levelname for r in serious} == {"WARNING"}
     assert all(r.exc_info is None for r in serious)
+
+
+def test_access_lines_name_the_client_behind_the_proxies_as_the_rate_limits_do(settings):
+    # Render: Cloudflare's edge and Render's proxy each append the address they were reached from
+    settings.TRUSTED_PROXY_COUNT = 2
+    environ = {
+        "REMOTE_ADDR": "10.201.3.4",  # Render's proxy, the same for every client
+        "HTTP_X_FORWARDED_FOR": "198.51.100.66, 203.0.113.7, 104.22.17.40",  # a forged first
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/api/v1/auth/me/",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+    }
+    response = SimpleNamespace(status="200 OK", headers=[], sent=0)
+
+    atoms = AccessLogger.atoms(None, response, None, environ, timedelta(milliseconds=3))
+
+    assert atoms["h"] == "203.0.113.7"
