@@ -60,6 +60,11 @@ class AccessLogger(Logger):
 def _client_address(environ) -> str:
     """The client's address as the rate limits see it: behind Render's proxies the socket's
     is a proxy's, and every client's line would name the same few addresses."""
-    from auth_service.client_ip import client_ip_of  # loads Django: not in the master
+    try:
+        from auth_service.client_ip import client_ip_of  # loads Django: not in the master
 
-    return client_ip_of(environ) or environ.get("REMOTE_ADDR", "-")
+        return client_ip_of(environ) or environ.get("REMOTE_ADDR", "-")
+    except Exception:  # noqa: BLE001 - gunicorn closes the connection of a request whose
+        # access line fails: without this service's settings (another app under this
+        # configuration), the socket's address it is.
+        return environ.get("REMOTE_ADDR", "-")

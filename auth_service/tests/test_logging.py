@@ -126,3 +126,14 @@ def test_access_lines_name_the_client_behind_the_proxies_as_the_rate_limits_do(s
     atoms = AccessLogger.atoms(None, response, None, environ, timedelta(milliseconds=3))
 
     assert atoms["h"] == "203.0.113.7"
+
+
+def test_an_access_line_without_the_services_settings_names_the_socket_and_fails_nothing(settings):
+    # Another app served under this configuration (the benchmark's plain Django reference)
+    del settings.TRUSTED_PROXY_COUNT
+    environ = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.7"}
+    response = SimpleNamespace(status="200 OK", headers=[], sent=0)
+
+    atoms = AccessLogger.atoms(None, response, None, environ, timedelta(milliseconds=3))
+
+    assert atoms["h"] == "127.0.0.1"
