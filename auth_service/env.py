@@ -171,10 +171,16 @@ def env_contact(name: str) -> str:
 
 
 def require_url_scheme(name: str, url: str, schemes: tuple[str, ...]) -> None:
-    """Fail start-up on a URL without one of these schemes, or (but for unix:) without a host."""
+    """Fail start-up on a URL without one of these schemes, or (but for unix:) without a host,
+    or with whitespace: urlsplit passes a space pasted after the host into it, and from there
+    into every link built on the URL and into ALLOWED_HOSTS."""
     parsed = urlsplit(url)
-    if parsed.scheme not in schemes or (parsed.scheme != "unix" and not parsed.hostname):
+    if (
+        parsed.scheme not in schemes
+        or (parsed.scheme != "unix" and not parsed.hostname)
+        or any(character.isspace() for character in url)
+    ):
         raise ImproperlyConfigured(
             f"{name} must be a URL starting {' or '.join(s + '://' for s in schemes)}, "
-            f"with a host; got {url!r}."
+            f"with a host and no spaces; got {url!r}."
         )

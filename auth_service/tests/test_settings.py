@@ -60,6 +60,12 @@ def test_defaults_are_production_defaults():
         # reset emails would carry "auth.example.com/reset-password/?token=...", no link at all
         ({"PUBLIC_URL": "auth.example.com"}, "PUBLIC_URL must be a URL starting http:// or"),
         ({"PASSWORD_RESET_URL": "/reset"}, "PASSWORD_RESET_URL must be a URL starting http://"),
+        # a space pasted along (the dashboard, a copied line) would end up inside every reset
+        # link ("https://auth.example.com /reset-password/") and in ALLOWED_HOSTS, where the
+        # custom domain would then answer 400 to every request
+        ({"PUBLIC_URL": "https://auth.example.com "}, "PUBLIC_URL must be a URL starting http"),
+        ({"PUBLIC_URL": "https://auth.example.com/\n"}, "PUBLIC_URL must be a URL starting http"),
+        ({"PASSWORD_RESET_URL": "https://app.example.com /reset"}, "PASSWORD_RESET_URL must be"),
         ({"REDIS_URL": "127.0.0.1:6379"}, "REDIS_URL must be a URL starting redis://"),
         # a browser's Origin never has a path or a trailing slash: such an entry matches nothing
         ({"CORS_ALLOWED_ORIGINS": "https://app.example.com/"}, "CORS_ALLOWED_ORIGINS takes"),
