@@ -141,13 +141,26 @@ if not _database_url:
     )
 if not _database_url.startswith(("postgres://", "postgresql://")):
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...).")
-DATABASES = {
-    "default": dj_database_url.parse(
-        _database_url,
-        conn_max_age=env_int("DB_CONN_MAX_AGE", 600, minimum=0),
-        conn_health_checks=True,
+_conn_max_age = env_int("DB_CONN_MAX_AGE", 600, minimum=0)
+try:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            _database_url, conn_max_age=_conn_max_age, conn_health_checks=True
+        )
+    }
+except ValueError:
+    # dj_database_url's own error names no variable. The URL is not repeated: it holds the
+    # password, and this message lands in the deploy's logs.
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not a valid URL: percent-encode any of : / ? # @ in the user name or "
+        "password, and check the port is a number."
+    ) from None
+# Django would refuse a URL without a database (or a libpq service naming one) only at the
+# first query: every request a 500.
+if not DATABASES["default"]["NAME"] and "service" not in DATABASES["default"].get("OPTIONS", {}):
+    raise ImproperlyConfigured(
+        "DATABASE_URL names no database: end it with one, e.g. .../auth_service."
     )
-}
 # A database that does not answer must turn into a quick 503, not a hung worker.
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
     "DB_CONNECT_TIMEOUT", 2, minimum=1

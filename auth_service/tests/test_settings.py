@@ -41,6 +41,12 @@ def test_defaults_are_production_defaults():
     [
         ({"DATABASE_URL": None}, "Set DATABASE_URL to a PostgreSQL URL"),
         ({"DATABASE_URL": "sqlite:///db.sqlite3"}, "DATABASE_URL must point at PostgreSQL"),
+        # a password with "/" or "#" not percent-encoded, a mistyped port: dj_database_url's
+        # own error names no variable
+        ({"DATABASE_URL": "postgres://u:pa/ss@db.example:5432/app"}, "DATABASE_URL is not a"),
+        ({"DATABASE_URL": "postgres://u@db.example:54x2/app"}, "DATABASE_URL is not a valid"),
+        # Django would refuse it only at the first query, each request a 500 until then
+        ({"DATABASE_URL": "postgres://u@db.example:5432"}, "DATABASE_URL names no database"),
         ({"SECRET_KEY": None}, "Set the SECRET_KEY environment variable"),
         ({"REDIS_URL": None}, "Set the REDIS_URL environment variable"),
         ({"PUBLIC_URL": None}, "Set the PUBLIC_URL environment variable"),
@@ -98,6 +104,14 @@ def test_bad_configuration_refuses_to_start_with_a_clear_message(env, message):
 
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_a_malformed_database_url_is_refused_without_echoing_its_password():
+    result = load_settings(DATABASE_URL="postgres://app:s3cr/et@db.example:5432/app")
+
+    assert result.returncode != 0
+    assert "DATABASE_URL is not a valid URL" in result.stderr
+    assert "s3cr" not in result.stderr
 
 
 def test_cors_origins_are_a_list_in_the_letter_case_browsers_send():
