@@ -60,3 +60,20 @@ def test_check_deploy_warns_when_jwts_share_the_django_secret():
 
     assert result.returncode != 0
     assert "accounts.W001" in result.stderr + result.stdout
+
+
+def test_check_deploy_warns_when_the_jwt_key_is_short():
+    # Anyone holding one token can test guesses of an HS256 key offline, then sign tokens for
+    # any user: the checklist that flags a short SECRET_KEY (security.W009) must flag this too.
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        JWT_SIGNING_KEY="jwt-key-change-me",
+        **PRODUCTION,
+    )
+
+    assert result.returncode != 0
+    assert "accounts.W002" in result.stderr + result.stdout
