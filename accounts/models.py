@@ -102,6 +102,14 @@ class User(AbstractUser):
                 return  # the password holds; its hash is upgraded on a later sign-in
             if User.objects.password_replace(self.pk, old=verified, new=rehashed):
                 self.password = rehashed
+                return
+            # Another hash was stored meanwhile. A concurrent sign-in with the same password
+            # (a second device, a retry) re-hashing it first leaves the password holding: its
+            # hash is the one to go on with, or the tokens issued would not match it. A reset
+            # or change to another password does not verify: the old one no longer holds.
+            current = User.objects.filter(pk=self.pk).values_list("password", flat=True).first()
+            if current is not None and hashers.check_password(raw, current):
+                self.password = current
             else:
                 superseded = True
 

@@ -169,6 +169,31 @@ def test_a_password_like_the_full_name_is_refused(api, password):
     assert "too similar to the full name" in response.json()["password"][0]
 
 
+def test_two_logins_that_both_rehash_the_same_password_both_sign_in(api, user, monkeypatch):
+    # Given a hash from earlier parameters, which a successful login re-hashes and saves
+    user.password = make_password(PASSWORD, hasher=EarlierArgon2idHasher())
+    user.save()
+    verify = Argon2idHasher.verify
+
+    def other_login_lands_while_verifying(hasher, password, encoded):
+        # Another login with the same password (a second device, a retry) verifies the same
+        # hash and saves its re-hash first.
+        monkeypatch.setattr(Argon2idHasher, "verify", verify)
+        assert User.objects.get(pk=user.pk).check_password(PASSWORD)
+        return verify(hasher, password, encoded)
+
+    monkeypatch.setattr(Argon2idHasher, "verify", other_login_lands_while_verifying)
+
+    login = api.post(LOGIN, {"email": user.email, "password": PASSWORD}, format="json")
+
+    # The password still holds: the right one is not answered as wrong credentials
+    assert login.status_code == 200
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {login.data['access']}")
+    assert api.get("/api/v1/auth/me/").status_code == 200
+    refreshed = api.post(REFRESH, {"refresh": login.data["refresh"]}, format="json")
+    assert refreshed.status_code == 200
+
+
 def test_a_reset_during_a_login_is_not_undone_by_the_login_rehashing_the_old_password(
     api, user, monkeypatch, eager_tasks
 ):
