@@ -105,6 +105,14 @@ RESPONSE_HEADERS = {
             "required": True,
         }
     },
+    "503": {
+        "Retry-After": {
+            "description": "Sent when every password-hashing thread is busy: seconds to wait "
+            "before retrying. Absent when a dependency is unreachable.",
+            "schema": {"type": "integer", "minimum": 1},
+            "required": False,
+        }
+    },
 }
 
 
@@ -122,7 +130,7 @@ REQUEST_ID_HEADER = {
 
 def document_response_headers(result, generator, request, public):
     """Schema post-processing hook: every response declares X-Request-ID, every 401
-    WWW-Authenticate, every 429 Retry-After."""
+    WWW-Authenticate, every 429 Retry-After (and every 503 the one it may carry)."""
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
             for status_code, response in operation.get("responses", {}).items():

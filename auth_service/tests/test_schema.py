@@ -141,6 +141,21 @@ def test_401_and_429_responses_declare_the_headers_they_carry(schema):
         assert response["headers"][header]["required"] is True
 
 
+def test_503_responses_declare_the_retry_after_a_busy_hash_pool_sends(schema):
+    # A generated client only reads the headers a response declares: the busy 503's Retry-After
+    # is how it knows to retry a login or registration a second later.
+    unavailable = [
+        operation["responses"]["503"]
+        for operations in schema["paths"].values()
+        for operation in operations.values()
+        if "503" in operation["responses"]
+    ]
+
+    assert unavailable
+    for response in unavailable:
+        assert response["headers"]["Retry-After"]["required"] is False
+
+
 def enum_of_error_codes(schema) -> set[str]:
     code = schema["components"]["schemas"]["Error"]["properties"]["code"]
     name = code["allOf"][0]["$ref"].rsplit("/", 1)[-1]
