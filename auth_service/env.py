@@ -170,6 +170,27 @@ def env_contact(name: str) -> str:
     return contact
 
 
+def env_sender(name: str, default: str) -> str:
+    """One email address, with or without a display name ("Acme Pay <no-reply@acme.example>").
+    Checked at start-up: every email the worker sends comes from it, and anymail refuses a
+    malformed one as an invalid address, which the worker cannot tell from a refused
+    recipient: it would drop every reset email and delete every owed notice."""
+    # Imported here: anymail's parser (the one the provider's backend runs on each send) loads
+    # Django's mail package, which the settings need nowhere else.
+    from anymail.exceptions import AnymailInvalidAddress
+    from anymail.utils import parse_single_address
+
+    value = env_str(name, default).strip()
+    try:
+        parse_single_address(value)
+    except AnymailInvalidAddress:
+        raise ImproperlyConfigured(
+            f"{name} must be one email address, e.g. no-reply@example.com or "
+            f'"Example, Inc." <no-reply@example.com> (quote a name with a comma); got {value!r}.'
+        ) from None
+    return value
+
+
 def require_url_scheme(name: str, url: str, schemes: tuple[str, ...]) -> None:
     """Fail start-up on a URL without one of these schemes, or (but for unix:) without a host,
     or with whitespace: urlsplit passes a space pasted after the host into it, and from there

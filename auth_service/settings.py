@@ -20,6 +20,7 @@ from auth_service.env import (
     env_origins,
     env_rate,
     env_seconds,
+    env_sender,
     env_str,
     require_url_scheme,
 )
@@ -433,7 +434,7 @@ _public_host = f"[{_public_host}]" if _public_host and ":" in _public_host else 
 if _public_host and _public_host not in ALLOWED_HOSTS:
     ALLOWED_HOSTS.append(_public_host)
 
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "auth_service <no-reply@localhost>")
+DEFAULT_FROM_EMAIL = env_sender("DEFAULT_FROM_EMAIL", "auth_service <no-reply@localhost>")
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
     "django.core.mail.backends.console.EmailBackend"

@@ -86,6 +86,11 @@ def test_defaults_are_production_defaults():
         # the password-changed notice would send people to nowhere
         ({"SUPPORT_CONTACT": "help at pay.example"}, "SUPPORT_CONTACT must be an email address"),
         ({"SUPPORT_CONTACT": "ftp://pay.example/help"}, "SUPPORT_CONTACT must be a URL starting"),
+        # anymail refuses such a sender as an invalid address, which the worker took for a
+        # refused recipient: every reset email dropped, every owed notice deleted
+        ({"DEFAULT_FROM_EMAIL": "Acme, Inc. <no-reply@acme.example>"}, "DEFAULT_FROM_EMAIL must"),
+        ({"DEFAULT_FROM_EMAIL": "no-reply"}, "DEFAULT_FROM_EMAIL must be one email address"),
+        ({"DEFAULT_FROM_EMAIL": "Acme no-reply@acme.example"}, "DEFAULT_FROM_EMAIL must be one"),
         ({"CELERY_BROKER_URL": "http://x"}, "CELERY_BROKER_URL must be a URL starting redis://"),
         ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING"),
         ({"PASSWORD_HASH_THREADS": "0"}, "PASSWORD_HASH_THREADS must be at least 1, not 0."),
@@ -137,6 +142,23 @@ def test_a_support_contact_is_an_address_or_a_page(value, expected):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == repr(value if expected is None else expected)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "no-reply@acme.example",
+        "Acme Pay <no-reply@acme.example>",
+        '"Acme, Inc." <no-reply@acme.example>',
+        "Zoë <zoe@bücher.example>",
+        "auth@localhost",
+    ],
+)
+def test_a_sender_is_one_address_with_or_without_a_name(value):
+    result = load_settings("s.DEFAULT_FROM_EMAIL", DEFAULT_FROM_EMAIL=value)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == value
 
 
 def test_anymail_switches_written_true_or_false_are_booleans():
