@@ -36,6 +36,18 @@ SCHEMA_POLL = 2  # seconds between looks at the database's migrations
 SCHEMA_NAG = 60  # seconds between the log lines that say the worker is still waiting
 
 
+# What Django writes in place of an operation it cannot show as SQL: a data migration
+# (RunPython), which changes the database all the same.
+_NOT_SQL = "-- THIS OPERATION CANNOT BE WRITTEN AS SQL"
+
+
+def _changes_database(statements: list[str]) -> bool:
+    """Whether what `sqlmigrate` would show for a migration changes the database. Every
+    operation brings comments ("-- Alter field email on user", "-- (no-op)"), so a migration
+    that only records a validator shows comments alone."""
+    return any(not line.startswith("--") or line == _NOT_SQL for line in statements)
+
+
 def migrations_pending() -> list[str]:
     """The migrations this code has that would change the database's schema or data and that
     it has not applied yet (one that only records a validator, say, changes nothing)."""
@@ -45,12 +57,10 @@ def migrations_pending() -> list[str]:
     try:
         executor = MigrationExecutor(connection)
         plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-        # What `sqlmigrate` shows, collected without running it: nothing for a no-op, a
-        # comment for a data migration (RunPython).
         pending = [
             f"{migration.app_label}.{migration.name}"
             for migration, backwards in plan
-            if executor.loader.collect_sql([(migration, backwards)])
+            if _changes_database(executor.loader.collect_sql([(migration, backwards)]))
         ]
     finally:
         connection.close()
