@@ -156,6 +156,11 @@ def owed_notice_deliver(*, model: type[OwedNotice], notice_id: int) -> bool:
     return True
 
 
+def owed_notice_forget(*, model: type[OwedNotice], notice_id: int) -> None:
+    """Give up an owed notice: its recipient is refused for good."""
+    model.objects.filter(pk=notice_id).delete()
+
+
 def _notice_sent_key(notice: OwedNotice) -> str:
     # With the creation time: ids start again on a database restored from a backup.
     return f"{NOTICE_SENT_PREFIXES[type(notice)]}{notice.pk}:{notice.created_at.timestamp():.6f}"

@@ -58,7 +58,7 @@ def notices_sweep(*, older_than: timedelta, stop: threading.Event | None = None)
                     notice_id,
                     type(error).__name__,
                 )
-                model.objects.filter(pk=notice_id).delete()
+                services.owed_notice_forget(model=model, notice_id=notice_id)
                 continue
             if kind is Failure.UNEXPECTED or _refused_by_policy(error, kind):
                 # Perhaps this notice's data, or this recipient's policy, alone: kept, and the

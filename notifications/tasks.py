@@ -7,6 +7,7 @@ import random
 import smtplib
 import socket
 import ssl
+from functools import partial
 
 from anymail.exceptions import (
     AnymailError,
@@ -21,6 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from auth_service.celery import SecretArgsTask
 from auth_service.exceptions import is_unavailable
 from notifications import services
+from notifications.models import EmailChangedNotice, PasswordChangedNotice
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +152,9 @@ def retry_delay(attempt: int) -> float:
     return delay + random.uniform(0, delay / 2)  # noqa: S311
 
 
-def _deliver(task, deliver, **kwargs) -> None:
+def _deliver(task, deliver, *, forget=None, **kwargs) -> None:
+    """Run `deliver(**kwargs)` under the retry policy; `forget()`, if given, drops what is
+    owed once its recipient is refused for good."""
     try:
         deliver(**kwargs)
     except Exception as error:
@@ -194,6 +198,17 @@ def _deliver(task, deliver, **kwargs) -> None:
             attempt,
             type(error).__name__,
         )
+        if kind is Failure.REFUSED and forget is not None:
+            _forget(task, forget)
+
+
+def _forget(task, forget) -> None:
+    # A refused recipient is final, as in the sweep: a notice left owed would have the sweep
+    # send it to that recipient again minutes later. If the database fails here, it does.
+    try:
+        forget()
+    except Exception as error:
+        logger.warning("%s: refused notice left to the sweep: %s", task.name, type(error).__name__)
 
 
 # The nonce is half of a reset token (the server secret is the other half): keep it out of logs.
@@ -206,13 +221,25 @@ def send_password_reset_email(self, user_id: int, nonce: str) -> None:
 @shared_task(bind=True, max_retries=MAX_RETRIES)
 def send_password_changed_notice(self, notice_id: int) -> None:
     """Email an owed password-changed notice (notifications.models)."""
-    _deliver(self, services.password_changed_notice_deliver, notice_id=notice_id)
+    _deliver(
+        self,
+        services.password_changed_notice_deliver,
+        notice_id=notice_id,
+        forget=partial(
+            services.owed_notice_forget, model=PasswordChangedNotice, notice_id=notice_id
+        ),
+    )
 
 
 @shared_task(bind=True, max_retries=MAX_RETRIES)
 def send_email_changed_notice(self, notice_id: int) -> None:
     """Email an owed email-changed notice to the old address (notifications.models)."""
-    _deliver(self, services.email_changed_notice_deliver, notice_id=notice_id)
+    _deliver(
+        self,
+        services.email_changed_notice_deliver,
+        notice_id=notice_id,
+        forget=partial(services.owed_notice_forget, model=EmailChangedNotice, notice_id=notice_id),
+    )
 
 
 # The name one release queued both kinds under, for the password-changed notices' table:
@@ -220,4 +247,11 @@ def send_email_changed_notice(self, notice_id: int) -> None:
 @shared_task(bind=True, max_retries=MAX_RETRIES)
 def send_account_notice(self, notice_id: int) -> None:
     """Email a notice of the password-changed notices' table, queued by an older release."""
-    _deliver(self, services.password_changed_notice_deliver, notice_id=notice_id)
+    _deliver(
+        self,
+        services.password_changed_notice_deliver,
+        notice_id=notice_id,
+        forget=partial(
+            services.owed_notice_forget, model=PasswordChangedNotice, notice_id=notice_id
+        ),
+    )

@@ -10,7 +10,7 @@ from unittest import mock
 import pytest
 
 from accounts import reset_tokens
-from notifications import tasks
+from notifications import services, tasks
 from notifications.models import PasswordChangedNotice
 from notifications.sweep import notices_sweep
 from notifications.tests.owed import notices_owed
@@ -97,6 +97,34 @@ def test_a_refused_recipient_is_given_up_at_once(user, smtp, caplog, step, reply
     assert f"giving up after 1 attempt(s): {error}" in caplog.text
     assert smtp.messages == []
     assert user.email not in service_log(caplog)
+
+
+@pytest.mark.parametrize(
+    ("task", "record"),
+    [
+        (
+            tasks.send_password_changed_notice,
+            lambda user: services.password_changed_notice_record(user=user),
+        ),
+        (
+            tasks.send_email_changed_notice,
+            lambda user: services.email_changed_notice_record(user=user, old_email=user.email),
+        ),
+    ],
+)
+def test_a_notice_whose_recipient_is_refused_is_given_up_for_good(user, smtp, caplog, task, record):
+    # Given a notice whose recipient the mail server refuses
+    notice = record(user)
+    smtp.replies["RCPT"] = ["550 5.1.1 <ada@example.com>: Recipient address rejected: User unknown"]
+
+    # When its task sends it
+    task.delay(notice.pk)
+
+    # Then the notice is over: the sweep does not try that recipient again minutes later
+    assert "giving up after 1 attempt(s): SMTPRecipientsRefused" in caplog.text
+    assert not type(notice).objects.exists()
+    assert notices_sweep(older_than=timedelta(0)) == 0
+    assert smtp.messages == []
 
 
 def test_a_refused_sender_is_an_account_error_retried_until_fixed(user, smtp, caplog):
