@@ -21,6 +21,12 @@ from auth_service.postgresql.deadline import DeadlinePassed
 T = TypeVar("T")
 
 
+def refused(error: DatabaseError) -> bool:
+    """Whether PostgreSQL answered the write with an error of its own (an SQLSTATE: read-only,
+    a statement or lock timeout): then it was not applied, and the connection still works."""
+    return getattr(error.__cause__ or error, "pgcode", None) is not None
+
+
 def applied_after_all(error: DatabaseError, lookup: Callable[[], T]) -> T | None:
     """What `lookup` finds on a fresh connection after a write failed with `error`; None where
     the write cannot have been applied or the lookup cannot answer: PostgreSQL answered with an
@@ -29,7 +35,7 @@ def applied_after_all(error: DatabaseError, lookup: Callable[[], T]) -> T | None
     connection would wait on it again), or the lookup fails too."""
     cause = error.__cause__ or error
     if (
-        getattr(cause, "pgcode", None) is not None
+        refused(error)
         or isinstance(cause, DeadlinePassed)
         or connection.connection is None
         or connection.in_atomic_block

@@ -1,15 +1,20 @@
 """The platform's user: identified by email, with a full name instead of first/last names."""
 
+import logging
+
 from asgiref.sync import sync_to_async
 from django.contrib.auth import hashers
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import DatabaseError, models
 from django.db.models import Value
 from django.db.models.functions import Lower
 
+from accounts import lost_answers
 from accounts.managers import UserManager, email_stored_form
 from accounts.validators import validate_email_characters
+
+logger = logging.getLogger(__name__)
 
 
 class User(AbstractUser):
@@ -100,7 +105,20 @@ class User(AbstractUser):
                 rehashed = hashers.make_password(raw)
             except HashingBusy:
                 return  # the password holds; its hash is upgraded on a later sign-in
-            if User.objects.password_replace(self.pk, old=verified, new=rehashed):
+            try:
+                replaced = User.objects.password_replace(self.pk, old=verified, new=rehashed)
+            except DatabaseError as error:
+                if not lost_answers.refused(error):
+                    raise  # the connection failed: the new hash may be stored, or not
+                # Refused for now (a standby during a failover, a statement timeout): the
+                # password holds, and signing in writes nothing else, so it must not fail.
+                logger.warning(
+                    "re-hash of user %s left for a later sign-in: %s",
+                    self.pk,
+                    type(error).__name__,
+                )
+                return
+            if replaced:
                 self.password = rehashed
                 return
             # Another hash was stored meanwhile. A concurrent sign-in with the same password

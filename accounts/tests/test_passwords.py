@@ -6,6 +6,7 @@ from unittest import mock
 import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
 from django.contrib.auth.hashers import make_password
+from django.db import connection
 
 from accounts import hash_pool, services, tokens
 from accounts.hashers import Argon2idHasher
@@ -93,6 +94,33 @@ def test_a_login_whose_re_hash_is_refused_as_busy_still_signs_in(api, user, monk
     assert busy.called
     user.refresh_from_db()
     assert user.password == earlier  # upgraded on a later sign-in
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_login_whose_re_hash_the_database_refuses_to_write_still_signs_in(api, user, caplog):
+    # Given a hash made with earlier parameters, and PostgreSQL refusing writes (a standby
+    # during a failover): README promises login keeps working, as logging in writes nothing
+    user.password = make_password(PASSWORD, hasher=EarlierArgon2idHasher())
+    user.save()
+    earlier = user.password
+    with connection.cursor() as cursor:
+        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    try:
+        login = api.post(LOGIN, {"email": user.email, "password": PASSWORD}, format="json")
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {login.json().get('access')}")
+        me = api.get("/api/v1/auth/me/")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
+
+    # Then the password holds and its tokens work: the re-hash waits for a later sign-in
+    assert login.status_code == 200
+    assert me.status_code == 200
+    user.refresh_from_db()
+    assert user.password == earlier
+    assert "re-hash of user" in caplog.text
+    refreshed = api.post(REFRESH, {"refresh": login.json()["refresh"]}, format="json")
+    assert refreshed.status_code == 200
 
 
 def test_a_login_refused_while_hashing_is_busy_is_a_503_logged_as_a_warning(
