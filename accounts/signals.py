@@ -18,9 +18,14 @@ def account_saving(sender, instance: User, raw: bool, using, update_fields, **kw
     and tried again, an email assigned without being loaded, or another process's change
     since the load would each make the loaded one wrong."""
     instance._email_replaced = None
-    if instance._state.adding or raw or "email" not in instance.__dict__:
-        return  # a new account, a fixture, or an email never loaded nor assigned (deferred)
+    if raw or "email" not in instance.__dict__:
+        return  # a fixture, or an email never loaded nor assigned (deferred)
     if update_fields is not None and "email" not in update_fields:
+        return
+    if instance._state.adding and instance.email:
+        # Stored as sign-in looks it up (accounts.managers), however a shell typed it:
+        # "Ada@Example.com" or a domain in Unicode would be an account no one can sign in to.
+        instance.email = normalize_email(instance.email)
         return
     stored = User.objects.using(using).filter(pk=instance.pk)
     if transaction.get_connection(using).in_atomic_block:
@@ -29,6 +34,11 @@ def account_saving(sender, instance: User, raw: bool, using, update_fields, **kw
         # row) must not wait for a shell transaction that keeps the email.
         stored = stored.select_for_update(no_key=True)
     instance._email_replaced = stored.values_list("email", flat=True).first()
+    if instance.email and instance.email != instance._email_replaced:
+        # A new email is stored as sign-in looks it up, as for a new account. One kept as it
+        # is stays so: a row from before domains were encoded, whose encoded form another
+        # account has (accounts migration 0005), can still be saved.
+        instance.email = normalize_email(instance.email)
 
 
 @receiver(post_save, sender=User, dispatch_uid="accounts.account_saved")

@@ -451,6 +451,54 @@ def test_an_email_changed_in_a_shell_is_told_to_the_old_address_too(
     assert not PasswordChangedNotice.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("Ada@New-Mailbox.example", "ada@new-mailbox.example"),
+        ("ada@Bücher.example", "ada@xn--bcher-kva.example"),
+    ],
+)
+def test_an_email_set_in_a_shell_is_stored_as_sign_in_finds_it(
+    user, api, typed, stored, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        user.email = typed
+        user.save()
+
+    assert User.objects.get(pk=user.pk).email == stored
+    login = api.post("/api/v1/auth/login/", {"email": typed, "password": PASSWORD}, format="json")
+    assert login.status_code == 200
+    (notice,) = EmailChangedNotice.objects.all()
+    assert notice.address == "ada@example.com"
+
+
+def test_an_account_created_in_a_shell_without_the_manager_is_stored_as_sign_in_finds_it(api):
+    user = User(email="Grace@Bücher.example", full_name="Grace Hopper")
+    user.set_password(PASSWORD)
+    user.save()
+
+    assert User.objects.get(pk=user.pk).email == "grace@xn--bcher-kva.example"
+    login = api.post(
+        "/api/v1/auth/login/",
+        {"email": "grace@bücher.example", "password": PASSWORD},
+        format="json",
+    )
+    assert login.status_code == 200
+
+
+def test_a_row_from_before_domains_were_encoded_can_still_be_saved_as_it_is(make_user):
+    # Its encoded form is another account's (accounts migration 0005 left it for staff)
+    twin = make_user(email="placeholder@example.com")
+    User.objects.filter(pk=twin.pk).update(email="e10@例え.jp")
+    make_user(email="e10@xn--r8jz45g.jp")
+    twin = User.objects.get(pk=twin.pk)
+
+    twin.is_active = False
+    twin.save()
+
+    assert User.objects.get(pk=twin.pk).email == "e10@例え.jp"
+
+
 def test_an_email_change_whose_notice_cannot_be_queued_leaves_it_to_the_sweep(
     user, django_capture_on_commit_callbacks, caplog
 ):
