@@ -6,7 +6,28 @@ notices as it did.
 """
 
 from django.conf import settings
+from django.core.management.base import CommandError
 from django.db import migrations, models
+
+
+def email_notices_refuse_to_drop(apps, schema_editor):
+    """Unapplied, the table loses its kind and address: an email-changed notice still owed
+    would go out as "your password was changed", to the account's new address, and the old
+    address would never be told. The rollback stops instead, until the worker has sent them.
+
+    The table is locked first, until the migration commits: a notice recorded meanwhile waits
+    for the rollback, and one being sent is waited for (up to the migration's lock timeout)."""
+    shared = apps.get_model("notifications", "AccountNotice")
+    table = schema_editor.quote_name(shared._meta.db_table)
+    schema_editor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+    owed = shared.objects.filter(kind="email_changed").count()
+    if owed:
+        raise CommandError(
+            f"{owed} email-changed notice(s) still owed: the release before this migration "
+            "would send them as password-changed notices to the new address. Let a worker of "
+            "this release send them (its sweep does within NOTICE_SWEEP_AFTER seconds), then "
+            "run the rollback again."
+        )
 
 
 class Migration(migrations.Migration):
@@ -38,4 +59,6 @@ class Migration(migrations.Migration):
             name="address",
             field=models.EmailField(blank=True, db_default="", default="", max_length=254),
         ),
+        # Unapplied first, before the columns go.
+        migrations.RunPython(migrations.RunPython.noop, email_notices_refuse_to_drop),
     ]

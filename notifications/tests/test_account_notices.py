@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
@@ -17,6 +18,7 @@ from notifications.sweep import notices_sweep
 
 MIGRATION = ("notifications", "0004_emailchangednotice")
 BEFORE = ("notifications", "0003_accountnotice")
+TWO_BEFORE = ("notifications", "0002_passwordchangednotice_failed_at")
 migration = importlib.import_module("notifications.migrations.0004_emailchangednotice")
 
 pytestmark = pytest.mark.django_db
@@ -212,6 +214,38 @@ def test_unapplying_the_migration_moves_owed_email_changed_notices_back(
     assert list(PasswordChangedNotice.objects.values_list("kind", flat=True)) == [
         "password_changed"
     ]
+
+
+def test_unapplying_the_kinds_while_an_email_changed_notice_is_owed_stops_and_keeps_it(
+    transactional_db, make_user
+):
+    # Two releases back, the table has no kind nor address: the notice would go out as
+    # "your password was changed", to the new address, and the old one never be told
+    ada = make_user(email="ada@new.example")
+    EmailChangedNotice.objects.create(user=ada, address="ada@old.example")
+    PasswordChangedNotice.objects.create(user=ada)
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("notifications")[0]
+    try:
+        migrate(BEFORE)
+        with pytest.raises(CommandError, match="1 email-changed notice"):
+            migrate(TWO_BEFORE)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT kind, address FROM notifications_passwordchangednotice ORDER BY id"
+            )
+            rows = cursor.fetchall()
+        assert rows == [("password_changed", ""), ("email_changed", "ada@old.example")]
+        # Once a worker has sent it, the rollback goes through
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM notifications_passwordchangednotice WHERE kind = 'email_changed'"
+            )
+        migrate(TWO_BEFORE)
+    finally:
+        migrate(latest)
+
+    assert PasswordChangedNotice.objects.count() == 1
+    assert not EmailChangedNotice.objects.exists()
 
 
 def lock_waiters(query_part: str) -> int:
