@@ -21,7 +21,9 @@ def stored_as(make_user, typed: str, email: str) -> User:
     return user
 
 
-def test_international_domains_are_encoded_and_a_second_account_of_a_mailbox_is_left(make_user):
+def test_international_domains_are_encoded_and_a_second_account_of_a_mailbox_is_left(
+    make_user, caplog
+):
     alone = stored_as(make_user, "ada@bücher.example", "ada@bücher.example")
     twice = stored_as(make_user, "e10@例え.jp", "e10@例え.jp")
     other = make_user(email="E10@xn--r8jz45g.jp")  # the same mailbox, registered encoded
@@ -37,6 +39,13 @@ def test_international_domains_are_encoded_and_a_second_account_of_a_mailbox_is_
         plain.pk: "grace@example.com",
     }
     assert User.objects.get_by_natural_key("ADA@Bücher.example").pk == alone.pk
+    # The operator hears of the account to merge, by id only
+    (record,) = [r for r in caplog.records if r.name.startswith("accounts.migrations")]
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        f"accounts 0005: user {twice.pk} left with its domain unencoded: user {other.pk} has "
+        "the same address encoded; merge them by hand"
+    )
 
 
 # 239 characters as typed; 260 with its domain encoded, more than the column holds
