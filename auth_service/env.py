@@ -201,7 +201,22 @@ def require_url_scheme(name: str, url: str, schemes: tuple[str, ...]) -> None:
         or (parsed.scheme != "unix" and not parsed.hostname)
         or any(character.isspace() for character in url)
     ):
+        shown = _without_credentials(url)
+        # A password holding one of these leaves the URL without its host, though the URL
+        # shown with it hidden looks right.
+        hint = " (user and password hidden: percent-encode any of : / ? # @ or a space in them)"
         raise ImproperlyConfigured(
             f"{name} must be a URL starting {' or '.join(s + '://' for s in schemes)}, "
-            f"with a host and no spaces; got {url!r}."
+            f"with a host and no spaces; got {shown!r}{hint if shown != url else ''}."
         )
+
+
+def _without_credentials(url: str) -> str:
+    """The URL as a start-up error may show it: REDIS_URL and the broker's carry a password,
+    and the error lands in the deploy's logs. The URL is malformed, so its parts cannot be
+    trusted: everything up to the last "@" after the scheme is taken for credentials."""
+    before, at, host = url.rpartition("@")
+    if not at:
+        return url
+    scheme, separator, _ = before.partition("://")
+    return f"{scheme}{separator}***@{host}" if separator else f"***@{host}"

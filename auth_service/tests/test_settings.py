@@ -119,6 +119,29 @@ def test_a_malformed_database_url_is_refused_without_echoing_its_password():
     assert "s3cr" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "env",
+    [
+        # a password with "#" or a space not percent-encoded leaves the URL without its host
+        {"REDIS_URL": "redis://:s3cr#et@cache.example:6379/0"},
+        {"REDIS_URL": "redis://default:s3cr et@cache.example:6379/0"},
+        # a scheme the service does not take, the password well formed
+        {"REDIS_URL": "redis+tls://default:s3cret@cache.example:6379/0"},
+        # no scheme at all: everything before the host is the credentials all the same
+        {"REDIS_URL": "default:s3cret@cache.example:6379"},
+        {"CELERY_BROKER_URL": "amqp://user:s3cr et@mq.example/vhost"},
+        {"CELERY_BROKER_URL": "sqs://key:s3cret@"},
+    ],
+)
+def test_a_malformed_redis_or_broker_url_is_refused_without_echoing_its_password(env):
+    result = load_settings(**env)
+
+    assert result.returncode != 0
+    (name,) = env
+    assert f"{name} must be a URL starting" in result.stderr
+    assert "s3cr" not in result.stderr
+
+
 def test_cors_origins_are_a_list_in_the_letter_case_browsers_send():
     result = load_settings(
         "s.CORS_ALLOWED_ORIGINS",
