@@ -47,7 +47,9 @@ class AccessLogger(Logger):
         return {
             "h": _client_address(environ),
             "m": environ.get("REQUEST_METHOD"),
-            "U": environ.get("PATH_INFO"),
+            # A request gunicorn refuses after its request line (a malformed header) is logged
+            # with an environ of its own, without PATH_INFO: the parsed path (no query) then.
+            "U": environ.get("PATH_INFO") or getattr(req, "path", None) or "-",
             "H": environ.get("SERVER_PROTOCOL"),
             "s": status,
             "B": getattr(resp, "sent", None),

@@ -137,3 +137,19 @@ def test_an_access_line_without_the_services_settings_names_the_socket_and_fails
     atoms = AccessLogger.atoms(None, response, None, environ, timedelta(milliseconds=3))
 
     assert atoms["h"] == "127.0.0.1"
+
+
+def test_a_request_gunicorn_refused_after_its_request_line_is_logged_with_its_path():
+    # A malformed header (here Content-Length: x): gunicorn logs the access line from the
+    # parsed request line, with an environ that has no PATH_INFO.
+    request = SimpleNamespace(method="POST", path="/api/v1/auth/login/", query="next=/x")
+    environ = {"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "POST", "SERVER_PROTOCOL": "HTTP/1.1"}
+    response = SimpleNamespace(status="400 Bad Request", headers=[], sent=0)
+    atoms = AccessLogger.atoms(None, response, request, environ, timedelta(milliseconds=0))
+    access = record(name="gunicorn.access", msg="%(m)s %(U)s", args=())
+    access.args = atoms
+
+    entry = json.loads(JsonFormatter().format(access))
+
+    assert entry["path"] == "/api/v1/auth/login/"
+    assert entry["message"] == "POST /api/v1/auth/login/ 400"
