@@ -8,7 +8,8 @@ record's arguments. These atoms are the ones `access_log_format` (gunicorn.conf.
 JsonFormatter.access_fields read; any other atom a format names prints as "-".
 
 gunicorn's error log quotes the raw request line when it refuses a request (a raw non-ASCII
-byte in the URL, say) or fails handling one, and reset links carry their token in the query.
+byte in the URL, say) or fails handling one, and reset links carry their token in the query. It
+quotes a header line without a colon whole, value and all.
 """
 
 import logging
@@ -19,15 +20,24 @@ from gunicorn.glogging import Logger
 # From "?" up to the next space: the query of a URI quoted in a message, and a quote a client
 # put in it (the message's closing quote goes too).
 _QUERY = re.compile(r"\?\S+")
+# gunicorn quotes a header line without a colon whole ("Authorization Bearer eyJ..." from a
+# client that dropped it), where it otherwise names a header in upper case, or says a line
+# ended in a bare LF.
+_HEADER_LINE = re.compile(
+    r"(Invalid HTTP Header: )(?!'[A-Z0-9!#$%&*+.^_`|~-]+'$|'bare LF as line terminator'$).+$"
+)
 
 
 class QueryRedactingFilter(logging.Filter):
-    """Replace every query string in a record's message with "?..."."""
+    """Replace every query string in a record's message with "?...", and a header line gunicorn
+    quotes whole with '...'."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "?" in message:
-            record.msg, record.args = _QUERY.sub("?...", message), None
+        redacted = _QUERY.sub("?...", message) if "?" in message else message
+        redacted = _HEADER_LINE.sub(r"\1'...'", redacted)
+        if redacted != message:
+            record.msg, record.args = redacted, None
         return True
 
 

@@ -81,6 +81,39 @@ def test_gunicorn_error_lines_lose_the_query_of_the_request_they_quote():
         assert "/reset-password/?..." in line
 
 
+def test_gunicorn_error_lines_do_not_quote_a_header_line_without_its_colon():
+    # A client that drops the colon ("Authorization Bearer ..."): gunicorn quotes the whole line
+    refused = record(
+        name="gunicorn.error",
+        msg="Invalid request from ip=%s: %s",
+        args=("203.0.113.7", "Invalid HTTP Header: 'Authorization Bearer eyJhbGci.s3cr3t.sig'"),
+    )
+    bare = record(
+        name="gunicorn.error",
+        msg="Invalid request from ip=203.0.113.7: Invalid HTTP Header: 'eyJhbGci.s3cr3t.sig'",
+    )
+    # What gunicorn names a header by (a bad value, a duplicate length) stays readable.
+    named = record(
+        name="gunicorn.error",
+        msg="Invalid request from ip=203.0.113.7: Invalid HTTP Header: 'CONTENT-LENGTH'",
+    )
+    bare_lf = record(
+        name="gunicorn.error",
+        msg="Invalid request from ip=%s: %s",
+        args=("203.0.113.7", "Invalid HTTP Header: 'bare LF as line terminator'"),
+    )
+
+    for entry in (refused, bare):
+        assert QueryRedactingFilter().filter(entry)
+        line = JsonFormatter().format(entry)
+        assert "s3cr3t" not in line
+        assert "Invalid HTTP Header: '...'" in line
+    for entry in (named, bare_lf):
+        message = entry.getMessage()
+        assert QueryRedactingFilter().filter(entry)
+        assert entry.getMessage() == message
+
+
 def test_a_request_for_a_host_not_served_is_one_warning_without_a_traceback(client, caplog):
     with caplog.at_level(logging.INFO, logger="django.security.DisallowedHost"):
         response = client.get("/api/v1/auth/me/", HTTP_HOST="scanner.example")
