@@ -1,7 +1,7 @@
 """Typed readers for configuration taken from the environment."""
 
 import os
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
@@ -220,3 +220,15 @@ def _without_credentials(url: str) -> str:
         return url
     scheme, separator, _ = before.partition("://")
     return f"{scheme}{separator}***@{host}" if separator else f"***@{host}"
+
+
+def kombu_socket_url(url: str) -> str:
+    """A Redis socket's unix:// URL (redis-py's, REDIS_URL's) as kombu writes it, which knows no
+    unix:// transport: unix://:pw@/run/redis.sock?db=3 is redis+socket://:pw@/run/redis.sock
+    with virtual_host=3. A password given as ?password= moves into the URL, where kombu reads it."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    password = unquote(parts.password or "") or query.get("password", [""])[0]
+    userinfo = f":{quote(password, safe='')}@" if password else ""
+    database = query.get("db", ["0"])[0]
+    return f"redis+socket://{userinfo}{parts.path}?virtual_host={database}"

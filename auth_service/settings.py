@@ -22,6 +22,7 @@ from auth_service.env import (
     env_seconds,
     env_sender,
     env_str,
+    kombu_socket_url,
     require_url_scheme,
 )
 
@@ -475,7 +476,9 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 # other transport. The broker may be RabbitMQ; the cache and reset tokens need Redis.
 require_url_scheme("REDIS_URL", REDIS_URL, REDIS_SCHEMES)
 require_url_scheme("CELERY_BROKER_URL", CELERY_BROKER_URL, (*REDIS_SCHEMES, "amqp", "amqps"))
-if CELERY_BROKER_URL.startswith("redis://"):
+if CELERY_BROKER_URL.startswith("unix://"):
+    CELERY_BROKER_URL = kombu_socket_url(CELERY_BROKER_URL)
+if CELERY_BROKER_URL.startswith(("redis://", "redis+socket://")):
     # kombu's Redis transport, minus a new client per message (auth_service/broker_transport.py).
     # Not for rediss://: kombu turns TLS on from that scheme name only when it picks the
     # transport itself.

@@ -1,6 +1,13 @@
 """The broker connection: kombu's Redis transport, one client per connection pool."""
 
+import os
+import subprocess
+import sys
+import time
+
 import pytest
+import redis
+from django.conf import settings
 from kombu import Producer, Queue
 
 from auth_service import broker_transport
@@ -50,3 +57,50 @@ def test_a_client_given_by_the_caller_is_used_as_it_is(channel):
 
     with channel.conn_or_acquire(given) as used:
         assert used is given
+
+
+ROUND_TRIP = """
+from kombu import Producer, Queue
+from auth_service.celery import app
+with app.connection_for_write() as connection:
+    Producer(connection.default_channel).publish({"n": 1}, routing_key="q", declare=[Queue("q")])
+    print(connection.default_channel.client.llen("q"))
+"""
+
+
+def test_a_redis_reached_through_its_socket_carries_tasks(tmp_path):
+    # Given a Redis that listens on a socket only, with a password, and REDIS_URL in redis-py's
+    # unix:// form, which the broker also takes
+    socket = tmp_path / "redis.sock"
+    server = subprocess.Popen(  # noqa: S603 - fixed argv
+        ["redis-server", "--port", "0", "--unixsocket", str(socket), "--save", ""]
+        + ["--requirepass", "s3cr#t", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        client = redis.Redis(unix_socket_path=str(socket), password="s3cr#t", db=3)
+        for _ in range(100):
+            if socket.exists():
+                break
+            time.sleep(0.05)
+        env = {**os.environ, "REDIS_URL": f"unix://:s3cr%23t@{socket}?db=3"}
+        env.pop("CELERY_BROKER_URL", None)
+
+        # When a web process queues a task
+        result = subprocess.run(  # noqa: S603 - fixed argv
+            [sys.executable, "-c", ROUND_TRIP],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=settings.BASE_DIR,
+            timeout=60,
+            check=False,
+        )
+
+        # Then it is in that Redis's database, where the worker reads
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "1"
+        assert client.llen("q") == 1
+    finally:
+        server.kill()
+        server.wait(timeout=10)

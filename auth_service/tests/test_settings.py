@@ -142,6 +142,29 @@ def test_a_malformed_redis_or_broker_url_is_refused_without_echoing_its_password
     assert "s3cr" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("redis_url", "broker_url"),
+    [
+        ("unix:///run/redis.sock", "redis+socket:///run/redis.sock?virtual_host=0"),
+        ("unix:///run/redis.sock?db=3", "redis+socket:///run/redis.sock?virtual_host=3"),
+        (
+            "unix://:p%40ss@/run/redis.sock?db=2",
+            "redis+socket://:p%40ss@/run/redis.sock?virtual_host=2",
+        ),
+        (
+            "unix:///run/redis.sock?password=p@ss",
+            "redis+socket://:p%40ss@/run/redis.sock?virtual_host=0",
+        ),
+    ],
+)
+def test_a_redis_socket_is_the_broker_in_the_form_kombu_reads(redis_url, broker_url):
+    # kombu knows no unix:// transport: the worker would die at start-up on REDIS_URL's form
+    result = load_settings("(s.CELERY_BROKER_URL, s.CELERY_BROKER_TRANSPORT)", REDIS_URL=redis_url)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == repr((broker_url, "auth_service.broker_transport:Transport"))
+
+
 def test_cors_origins_are_a_list_in_the_letter_case_browsers_send():
     result = load_settings(
         "s.CORS_ALLOWED_ORIGINS",
