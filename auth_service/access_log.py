@@ -8,8 +8,11 @@ record's arguments. These atoms are the ones `access_log_format` (gunicorn.conf.
 JsonFormatter.access_fields read; any other atom a format names prints as "-".
 
 gunicorn's error log quotes the raw request line when it refuses a request (a raw non-ASCII
-byte in the URL, say) or fails handling one, and reset links carry their token in the query. It
-quotes a header line without a colon whole, value and all.
+byte in the URL, say) or fails handling one, and reset links carry their token in the query.
+It also quotes what it could not parse where it expected a request line, a header or a chunk
+size, and that can be a body or a header's value: a body sent without its framing (no
+Content-Length, one too short, "chunked" over a plain body) is read as the next request line
+or as a chunk size, and a header line without its colon is quoted whole.
 """
 
 import logging
@@ -20,22 +23,36 @@ from gunicorn.glogging import Logger
 # From "?" up to the next space: the query of a URI quoted in a message, and a quote a client
 # put in it (the message's closing quote goes too).
 _QUERY = re.compile(r"\?\S+")
-# gunicorn quotes a header line without a colon whole ("Authorization Bearer eyJ..." from a
-# client that dropped it), where it otherwise names a header in upper case, or says a line
-# ended in a bare LF.
-_HEADER_LINE = re.compile(
-    r"(Invalid HTTP Header: )(?!'[A-Z0-9!#$%&*+.^_`|~-]+'$|'bare LF as line terminator'$).+$"
-)
+# gunicorn's warning for a request it refuses (gunicorn.workers.base.Worker.handle_error).
+_REFUSAL = "Invalid request from ip="
+# A Python repr of a str or bytes, as gunicorn's errors quote what they refused.
+_QUOTED = re.compile(r"""b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*\"""")
+# Quotes worth keeping: a request line (its query cut below), or a name a client got wrong (a
+# header's, a method, a transfer coding, a version). At most 40 characters, shorter than a
+# JWT's signature or a reset token (43), which a token broken over two lines puts alone on one.
+_REQUEST_LINE = re.compile(r"[A-Z]{1,20} /\S* HTTP/\d\.\d")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,39}|HTTP/\d\.\d")
+
+
+def _vetted(quote: re.Match) -> str:
+    text = quote.group()
+    inner = text[2:-1] if text.startswith("b") else text[1:-1]
+    if _REQUEST_LINE.fullmatch(inner) or _NAME.fullmatch(inner):
+        return text
+    return f"<{len(inner)} characters withheld>"
 
 
 class QueryRedactingFilter(logging.Filter):
-    """Replace every query string in a record's message with "?...", and a header line gunicorn
-    quotes whole with '...'."""
+    """Replace every query string in a record's message with "?...", and what a refusal
+    quotes with its length unless it is a request line or a name."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = _QUERY.sub("?...", message) if "?" in message else message
-        redacted = _HEADER_LINE.sub(r"\1'...'", redacted)
+        redacted = message
+        if redacted.startswith(_REFUSAL):
+            redacted = _QUOTED.sub(_vetted, redacted)
+        if "?" in redacted:
+            redacted = _QUERY.sub("?...", redacted)
         if redacted != message:
             record.msg, record.args = redacted, None
         return True

@@ -81,37 +81,51 @@ def test_gunicorn_error_lines_lose_the_query_of_the_request_they_quote():
         assert "/reset-password/?..." in line
 
 
-def test_gunicorn_error_lines_do_not_quote_a_header_line_without_its_colon():
-    # A client that drops the colon ("Authorization Bearer ..."): gunicorn quotes the whole line
-    refused = record(
-        name="gunicorn.error",
-        msg="Invalid request from ip=%s: %s",
-        args=("203.0.113.7", "Invalid HTTP Header: 'Authorization Bearer eyJhbGci.s3cr3t.sig'"),
-    )
-    bare = record(
-        name="gunicorn.error",
-        msg="Invalid request from ip=203.0.113.7: Invalid HTTP Header: 'eyJhbGci.s3cr3t.sig'",
-    )
-    # What gunicorn names a header by (a bad value, a duplicate length) stays readable.
-    named = record(
-        name="gunicorn.error",
-        msg="Invalid request from ip=203.0.113.7: Invalid HTTP Header: 'CONTENT-LENGTH'",
-    )
-    bare_lf = record(
-        name="gunicorn.error",
-        msg="Invalid request from ip=%s: %s",
-        args=("203.0.113.7", "Invalid HTTP Header: 'bare LF as line terminator'"),
-    )
+@pytest.mark.parametrize(
+    "error",
+    [
+        # No Content-Length (or one too short): the rest of the body is read as a request line.
+        """Invalid HTTP request line: '{"email":"ada@example.com","password":"s3cr3t-pw"}'""",
+        # "Transfer-Encoding: chunked" over a plain body: the body is read as a chunk size.
+        """Invalid chunk size: b'{"email":"ada@example.com","password":"s3cr3t-pw"}'""",
+        # A header line without its colon is quoted whole, value included.
+        "Invalid HTTP Header: 'Authorization Bearer eyJhbGciOiJIUzI1NiJ9.s3cr3t.sig'",
+        # A token broken over two lines: the second line alone, the signature.
+        "Invalid HTTP Header: 's3cr3tSIGNATUREs3cr3tSIGNATUREs3cr3tSIGNATUR'",
+    ],
+    ids=["body as request line", "body as chunk size", "header without colon", "line break"],
+)
+def test_gunicorn_refusals_do_not_quote_a_body_or_header_value(error):
+    refused = record(name="gunicorn.error", msg=f"Invalid request from ip=10.0.0.1: {error}")
 
-    for entry in (refused, bare):
-        assert QueryRedactingFilter().filter(entry)
-        line = JsonFormatter().format(entry)
-        assert "s3cr3t" not in line
-        assert "Invalid HTTP Header: '...'" in line
-    for entry in (named, bare_lf):
-        message = entry.getMessage()
-        assert QueryRedactingFilter().filter(entry)
-        assert entry.getMessage() == message
+    assert QueryRedactingFilter().filter(refused)
+    line = JsonFormatter().format(refused)
+
+    assert "s3cr3t" not in line
+    assert "ada@example.com" not in line
+    assert "Invalid request from ip=10.0.0.1: Invalid " in line
+
+
+@pytest.mark.parametrize(
+    ("error", "kept"),
+    [
+        (
+            "Invalid HTTP request line: 'GET /reset-password/?token=s3cr3t\\xc3 HTTP/1.1'",
+            "'GET /reset-password/?... HTTP/1.1'",
+        ),
+        ("Invalid HTTP Header: 'CONTENT-LENGTH'", "'CONTENT-LENGTH'"),
+        ("Invalid HTTP method: 'get'", "'get'"),
+        ("Invalid HTTP Version: 'HTTP/2.0'", "'HTTP/2.0'"),
+        ("Unsupported transfer coding: 'foo'", "'foo'"),
+    ],
+)
+def test_gunicorn_refusals_still_name_what_they_refused(error, kept):
+    refused = record(name="gunicorn.error", msg=f"Invalid request from ip=10.0.0.1: {error}")
+
+    assert QueryRedactingFilter().filter(refused)
+
+    assert kept in refused.getMessage()
+    assert "s3cr3t" not in refused.getMessage()
 
 
 def test_a_request_for_a_host_not_served_is_one_warning_without_a_traceback(client, caplog):

@@ -65,6 +65,32 @@ def test_a_refused_request_line_is_logged_without_its_query(web):
     assert "/reset-password/?..." in output
 
 
+def test_a_body_sent_without_its_framing_is_not_quoted_in_the_log(web):
+    seen = len(web.output())
+    body = b'{"email":"ada@example.com","password":"s3cr3t-password"}\r\n'
+    unframed = [
+        # "chunked" over a plain body: gunicorn reads the body as a chunk size.
+        b"POST /api/v1/auth/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + body,
+        # No Content-Length: the body is read as the next request's line.
+        b"POST /api/v1/auth/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\n\r\n" + body,
+    ]
+    for request in unframed:
+        with socket.create_connection(("127.0.0.1", web.port), timeout=5) as conn:
+            conn.sendall(request)
+            conn.recv(4096)
+
+    wait_for(
+        lambda: web.output()[seen:].count("Invalid request") >= 2,
+        timeout=5,
+        what="both refusals logged",
+    )
+    output = web.output()[seen:]
+    assert "s3cr3t-password" not in output
+    assert "ada@example.com" not in output
+
+
 def test_an_answers_request_id_leads_to_its_access_line_and_its_log_lines(web):
     seen = len(web.output())
 
