@@ -11,7 +11,7 @@ from functools import wraps
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, InternalError, OperationalError
-from django.http import Http404, HttpResponseNotAllowed, JsonResponse
+from django.http import Http404, HttpResponseNotAllowed, JsonResponse, UnreadablePostError
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ClusterDownError as RedisClusterDownError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -83,6 +83,16 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "payload_too_large"
 
 
+class BodyUnreadable(exceptions.APIException):
+    """The client's connection failed while its body was read (reset mid-upload: an app
+    killed, a network switched). Django raises UnreadablePostError, a 500 unless mapped; the
+    client, not the service, failed, as with a chunked body cut short (auth_service/wsgi.py)."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The request body could not be read in full."
+    default_code = "bad_request"
+
+
 # Plain APIExceptions with a fixed 401: DRF turns AuthenticationFailed into 403 on views that
 # have no authenticator (login, refresh), which would break the contract.
 class InvalidCredentials(exceptions.APIException):
@@ -120,7 +130,8 @@ ERROR_CODES = {
     "https_required": "The request came over plain HTTP; a 308 redirects to its HTTPS URL.",
     "throttled": "Too many requests; retry after the Retry-After header's seconds.",
     "bad_request": "Refused before any endpoint saw it: a Host the service does not serve, or "
-    "a request line, header or chunk that is malformed.",
+    "a request line, header or chunk that is malformed; or a body the client's connection "
+    "failed to deliver whole.",
     "uri_too_long": "The request line is longer than the server reads (4094 bytes).",
     "headers_too_large": "A header is longer than the server reads (8190 bytes), or there are "
     "more than 100.",
@@ -137,6 +148,8 @@ def json_exception_handler(exc, context):
     """DRF exception handler: the contract's error shape for every exception a view raises."""
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
+    elif isinstance(exc, UnreadablePostError):
+        exc = BodyUnreadable()
     elif isinstance(exc, Http404):
         # DRF raises Django's Http404 itself (e.g. for an unknown `?format=`). Its message is
         # not for clients, so the contract's fixed text, like handler404's.
@@ -250,6 +263,8 @@ def server_error(request):
     if exc is not None and is_unavailable(exc):
         log_unavailable(exc)
         return error_body(ServiceUnavailable.default_detail, ServiceUnavailable.default_code, 503)
+    if isinstance(exc, UnreadablePostError):  # a page's form (the reset page, the admin)
+        return error_body(BodyUnreadable.default_detail, BodyUnreadable.default_code, 400)
     return error_body("Internal server error.", "server_error", 500)
 
 

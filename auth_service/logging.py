@@ -61,17 +61,18 @@ class JsonFormatter(logging.Formatter):
 class DropUnavailableTraceback(logging.Filter):
     """Keep Django's "Service Unavailable: <path>" line, but without the traceback of an
     unreachable dependency: log_unavailable() has already named it, and the driver's message
-    is not for the log (as the API's 503s, which reach no traceback either)."""
+    is not for the log (as the API's 503s, which reach no traceback either). Likewise a page's
+    "Bad Request" for a body the client's connection failed to deliver: nothing of the service
+    failed, and any client could fill the log with them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         # Imported here: logging is configured before the apps that module needs are loaded.
+        from django.http import UnreadablePostError
+
         from auth_service.exceptions import is_unavailable
 
-        if (
-            record.exc_info
-            and record.exc_info[1] is not None
-            and is_unavailable(record.exc_info[1])
-        ):
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and (is_unavailable(error) or isinstance(error, UnreadablePostError)):
             record.exc_info = None
             record.exc_text = None
         return True

@@ -415,3 +415,45 @@ def test_a_form_post_failing_the_csrf_check_is_a_json_403():
 
     assert response.status_code == 403
     assert response.json() == {"detail": "Permission denied.", "code": "permission_denied"}
+
+
+class ResetMidBody:
+    """A request body whose connection the client resets before it is whole (an app killed, a
+    network switched): reading it fails as gunicorn's reader does then."""
+
+    def read(self, size=-1):
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    readline = read
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/api/v1/auth/login/", "application/json"),
+        (REGISTER, "application/json"),
+        ("/reset-password/?token=abc", "application/x-www-form-urlencoded"),
+    ],
+    ids=["login", "register", "reset page"],
+)
+def test_a_client_that_resets_its_connection_mid_body_is_a_400_not_a_500(
+    path, content_type, caplog
+):
+    client = Client(raise_request_exception=False)
+
+    response = client.post(
+        path,
+        headers={"sec-fetch-site": "same-origin"},
+        CONTENT_TYPE=content_type,
+        CONTENT_LENGTH="100",
+        **{"wsgi.input": ResetMidBody()},
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "The request body could not be read in full.",
+        "code": "bad_request",
+    }
+    # The client's network failed, not the service: no error, no traceback to alert on.
+    assert [r.levelname for r in caplog.records if r.levelno >= 30] == ["WARNING"]
+    assert "Traceback" not in caplog.text
