@@ -44,6 +44,10 @@ class JSONParser(DRFJSONParser):
                 media_type,
                 detail=f"Content-Encoding {coding!r} is not supported: send the body uncompressed.",
             )
+        # RFC 8259: JSON between systems is UTF-8, and a charset parameter has no effect. DRF
+        # decodes by it, so a client labelling its UTF-8 body latin-1 stored "ZoÃ«" and a
+        # password that no correctly labelled request could sign in with.
+        parser_context = {**(parser_context or {}), "encoding": "utf-8"}
         try:
             data = super().parse(stream, media_type, parser_context)
             if _holds_lone_surrogate(data):

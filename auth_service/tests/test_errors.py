@@ -1,6 +1,7 @@
 """Client mistakes get the contract's JSON error shape, never HTML and never a 500."""
 
 import gzip
+import json
 
 import pytest
 from django.core.exceptions import PermissionDenied
@@ -296,6 +297,49 @@ def test_a_surrogate_pair_is_text_and_still_accepted(client):
 
     assert response.status_code == 201
     assert response.json()["full_name"] == "Ada \U0001f4b8"
+
+
+def post_labelled(client, path: str, body: bytes, content_type: str):
+    """Post these exact bytes under this Content-Type (the test client would re-encode a body
+    into the charset the type names)."""
+    return client.post(path, data=body, content_type="application/json", CONTENT_TYPE=content_type)
+
+
+@pytest.mark.parametrize("charset", ["latin-1", "iso-8859-1", "cp1252", "utf-16"])
+def test_a_charset_parameter_does_not_change_how_json_is_read(client, charset):
+    # RFC 8259: JSON is UTF-8 and a charset parameter has no effect. Read by it, a client that
+    # mislabels its UTF-8 body would store "ZoÃ«" and a password no other client signs in with.
+    password = "pässwörd-Sicher-42"
+    body = {"full_name": "Zoë", "email": "zoe@example.com", "password": password}
+    credentials = {"email": "zoe@example.com", "password": password}
+
+    registered = post_labelled(
+        client,
+        REGISTER,
+        json.dumps(body, ensure_ascii=False).encode(),
+        f"application/json; charset={charset}",
+    )
+    login = post_labelled(
+        client,
+        "/api/v1/auth/login/",
+        json.dumps(credentials, ensure_ascii=False).encode(),
+        "application/json",
+    )
+
+    assert registered.status_code == 201
+    assert registered.json()["full_name"] == "Zoë"
+    assert login.status_code == 200
+
+
+def test_a_body_that_is_not_utf8_is_400_whatever_its_charset_says(client):
+    body = '{"email": "ada@bücher.example"}'.encode("latin-1")
+
+    response = post_labelled(
+        client, "/api/v1/auth/password/forgot/", body, "application/json; charset=latin-1"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"
 
 
 @pytest.mark.parametrize(
