@@ -182,6 +182,11 @@ def env_sender(name: str, default: str) -> str:
 
     value = env_str(name, default).strip()
     try:
+        # A line break inside passes the parser (as header folding), but Django refuses such a
+        # From header on every send (BadHeaderError), an error of our own to the worker: every
+        # reset email would be given up at once.
+        if value.splitlines() != [value]:
+            raise AnymailInvalidAddress("line break")
         parse_single_address(value)
     except AnymailInvalidAddress:
         raise ImproperlyConfigured(

@@ -91,6 +91,9 @@ def test_defaults_are_production_defaults():
         ({"DEFAULT_FROM_EMAIL": "Acme, Inc. <no-reply@acme.example>"}, "DEFAULT_FROM_EMAIL must"),
         ({"DEFAULT_FROM_EMAIL": "no-reply"}, "DEFAULT_FROM_EMAIL must be one email address"),
         ({"DEFAULT_FROM_EMAIL": "Acme no-reply@acme.example"}, "DEFAULT_FROM_EMAIL must be one"),
+        # anymail's parser takes a line break inside as folding, but Django refuses the header
+        # (BadHeaderError) on every send, which the worker gives up at once as its own error
+        ({"DEFAULT_FROM_EMAIL": "Acme Pay\n<no-reply@acme.example>"}, "DEFAULT_FROM_EMAIL must"),
         ({"CELERY_BROKER_URL": "http://x"}, "CELERY_BROKER_URL must be a URL starting redis://"),
         ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING"),
         ({"PASSWORD_HASH_THREADS": "0"}, "PASSWORD_HASH_THREADS must be at least 1, not 0."),
