@@ -63,7 +63,18 @@ class User(AbstractUser):
         return others.filter(email_lower=Lower(Value(self.email))).exists()
 
     def clean(self):
+        typed = self.email
+        kept = (
+            not self._state.adding
+            and type(self)._default_manager.filter(pk=self.pk, email=typed).exists()
+        )
         super().clean()
+        if kept:
+            # The email as stored, left so: a row from before domains were encoded, whose
+            # encoded form another account has (accounts migration 0005), would otherwise be
+            # "taken" and staff could not save it at all (deactivate it, say). As a save does.
+            self.email = typed
+            return
         # Field validation saw the email as typed; encoding its domain lengthens it, as
         # lower-casing does a few letters ("İ").
         stored = email_stored_form(self.email)

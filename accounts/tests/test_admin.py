@@ -499,6 +499,24 @@ def test_a_row_from_before_domains_were_encoded_can_still_be_saved_as_it_is(make
     assert User.objects.get(pk=twin.pk).email == "e10@例え.jp"
 
 
+def test_staff_deactivate_a_row_from_before_domains_were_encoded_in_the_admin(
+    admin_client, make_user
+):
+    # Migration 0005 left it for staff to merge with the account that has its encoded form:
+    # the form keeps its email as stored, and must not call it another account's
+    twin = make_user(email="placeholder@example.com")
+    User.objects.filter(pk=twin.pk).update(email="e10@例え.jp")
+    make_user(email="e10@xn--r8jz45g.jp")
+
+    response = admin_edit(
+        admin_client, twin, email="e10@例え.jp", full_name="Ada Lovelace", is_active=False
+    )
+
+    assert response.status_code == 302
+    stored = User.objects.get(pk=twin.pk)
+    assert (stored.email, stored.is_active) == ("e10@例え.jp", False)
+
+
 def test_an_email_change_whose_notice_cannot_be_queued_leaves_it_to_the_sweep(
     user, django_capture_on_commit_callbacks, caplog
 ):
