@@ -143,6 +143,12 @@ if not _database_url:
     )
 if not _database_url.startswith(("postgres://", "postgresql://")):
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...).")
+if any(character.isspace() for character in _database_url):
+    # A space pasted along would be part of the database's (or the user's) name: every request
+    # a 503, /healthz green. Not repeated, as below: the URL holds the password.
+    raise ImproperlyConfigured(
+        "DATABASE_URL has whitespace in it: remove it, or percent-encode it (%20) in a password."
+    )
 _conn_max_age = env_int("DB_CONN_MAX_AGE", 600, minimum=0)
 try:
     DATABASES = {

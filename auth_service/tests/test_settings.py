@@ -47,6 +47,9 @@ def test_defaults_are_production_defaults():
         ({"DATABASE_URL": "postgres://u@db.example:54x2/app"}, "DATABASE_URL is not a valid"),
         # Django would refuse it only at the first query, each request a 500 until then
         ({"DATABASE_URL": "postgres://u@db.example:5432"}, "DATABASE_URL names no database"),
+        # a space pasted along would be part of the database's name: every request a 503 while
+        # /healthz stays green, and the log names no cause
+        ({"DATABASE_URL": "postgres://u@db.example:5432/app "}, "DATABASE_URL has whitespace"),
         ({"SECRET_KEY": None}, "Set the SECRET_KEY environment variable"),
         ({"REDIS_URL": None}, "Set the REDIS_URL environment variable"),
         ({"PUBLIC_URL": None}, "Set the PUBLIC_URL environment variable"),
@@ -166,6 +169,14 @@ def test_a_redis_socket_is_the_broker_in_the_form_kombu_reads(redis_url, broker_
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == repr((broker_url, "auth_service.broker_transport:Transport"))
+
+
+def test_a_database_url_with_whitespace_is_refused_without_echoing_its_password():
+    result = load_settings(DATABASE_URL="postgres://app:s3cret@db.example:5432/app ")
+
+    assert result.returncode != 0
+    assert "DATABASE_URL has whitespace" in result.stderr
+    assert "s3cret" not in result.stderr
 
 
 def test_cors_origins_are_a_list_in_the_letter_case_browsers_send():
