@@ -3,7 +3,7 @@
 import pytest
 from django.test import RequestFactory
 
-from auth_service.client_ip import client_ip
+from auth_service.client_ip import _resolved, client_ip
 
 
 def request_from(remote="10.1.2.3", forwarded=None):
@@ -80,3 +80,21 @@ def test_elsewhere_a_client_on_a_private_network_cannot_hide_behind_its_own_entr
     settings.TRUSTED_PROXY_SKIP_PRIVATE = False
 
     assert client_ip(request_from(forwarded="1.2.3.4, 192.168.1.5")) == "192.168.1.5"
+
+
+def test_a_padded_x_forwarded_for_is_not_kept_in_memory(settings):
+    # Every request's access line resolves the client's address, and the cache of those
+    # answers is bounded by entries, not bytes: a client padding the part of the header it
+    # writes (gunicorn joins up to 100 headers of 8 KB) made each entry hold the whole header,
+    # some 3 GB per worker at the cache's 4,096 entries.
+    settings.TRUSTED_PROXY_COUNT = 2
+    _resolved.cache_clear()
+    padding = "x" * 8000
+
+    for attempt in range(3):
+        forwarded = f"{attempt}{padding}, 198.51.100.7, 104.16.0.1"
+        assert client_ip(request_from(forwarded=forwarded)) == "198.51.100.7"
+
+    assert _resolved.cache_info().currsize == 0
+    assert client_ip(request_from(forwarded="198.51.100.7, 104.16.0.1")) == "198.51.100.7"
+    assert _resolved.cache_info().currsize == 1
