@@ -2,7 +2,6 @@
 
 from collections import OrderedDict
 
-from django.conf import settings
 from django.contrib.auth.password_validation import (
     MinimumLengthValidator,
     get_default_password_validators,
@@ -185,28 +184,34 @@ def document_password_rules(result, generator, request, public):
     return result
 
 
-# Rendered documents by format, language and origin, newest last: one changes only with a
-# deploy, and building and rendering one costs about 25 ms of CPU, which anyone asking for it in
-# a loop would otherwise spend.
+# Rendered documents by format and origin, newest last: one changes only with a deploy, and
+# building and rendering one costs about 25 ms of CPU, which anyone asking for it in a loop
+# would otherwise spend.
 _DOCUMENTS: OrderedDict[tuple, tuple[bytes, dict[str, str]]] = OrderedDict()
 _DOCUMENTS_MAX = 16
 _DOCUMENT_HEADERS = ("Content-Type", "Content-Disposition")
 
 
 class SchemaView(SpectacularAPIView):
-    """The OpenAPI document, rendered once per format, language and origin. The API has one
-    version: a `?version=` in the query string is ignored, where drf-spectacular would print it
-    into the document and its file name."""
+    """The OpenAPI document, rendered once per format and origin. What a client could vary to
+    have it built again is ignored: the API has one version (drf-spectacular would print a
+    `?version=` into the document and its file name), speaks English only (it would build one
+    per `?lang=`, an unknown one each time), and renders one way (`;indent=` and other
+    parameters of the Accept header's media type)."""
 
     def _get_version_parameter(self, request):
         return None
 
+    def perform_content_negotiation(self, request, force=False):
+        renderer, _ = super().perform_content_negotiation(request, force)
+        return renderer, renderer.media_type
+
     @extend_schema(**SCHEMA_KWARGS)  # as drf-spectacular's own: not in the document itself
     def get(self, request, *args, **kwargs):
-        key = _document_key(request)
-        cached = _DOCUMENTS.get(key) if key is not None else None
+        cached = _DOCUMENTS.get(_document_key(request))
         if cached is None:
-            return super().get(request, *args, **kwargs)
+            # Not super().get(), which builds it under the `?lang=` the client names.
+            return self._get_schema_response(request)
         content, headers = cached
         response = HttpResponse(content)
         for name, value in headers.items():
@@ -215,11 +220,10 @@ class SchemaView(SpectacularAPIView):
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
-        key = _document_key(request)
-        if key is not None and isinstance(response, Response) and response.status_code == 200:
+        if isinstance(response, Response) and response.status_code == 200:
             response.render()
             headers = {name: response[name] for name in _DOCUMENT_HEADERS if name in response}
-            _DOCUMENTS[key] = (response.content, headers)
+            _DOCUMENTS[_document_key(request)] = (response.content, headers)
             while len(_DOCUMENTS) > _DOCUMENTS_MAX:
                 _DOCUMENTS.popitem(last=False)
         return response
@@ -231,13 +235,7 @@ def _documents_forget(**kwargs) -> None:
     _DOCUMENTS.clear()
 
 
-def _document_key(request) -> tuple | None:
-    """What the document depends on; None for a request it is not kept for (a language the
-    service has no name for, a media type with parameters the client chose)."""
-    renderer = getattr(request, "accepted_renderer", None)
-    lang = request.GET.get("lang") or None
-    if renderer is None or request.accepted_media_type != renderer.media_type:
-        return None
-    if lang is not None and lang not in dict(settings.LANGUAGES):
-        return None
-    return (renderer.media_type, lang, request.build_absolute_uri("/"))
+def _document_key(request) -> tuple:
+    """What the document depends on: its format, and the origin its server URL names (one of
+    ALLOWED_HOSTS)."""
+    return (request.accepted_renderer.media_type, request.build_absolute_uri("/"))
