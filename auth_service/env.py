@@ -230,10 +230,15 @@ def _without_credentials(url: str) -> str:
 def kombu_socket_url(url: str) -> str:
     """A Redis socket's unix:// URL (redis-py's, REDIS_URL's) as kombu writes it, which knows no
     unix:// transport: unix://:pw@/run/redis.sock?db=3 is redis+socket://:pw@/run/redis.sock
-    with virtual_host=3. A password given as ?password= moves into the URL, where kombu reads it."""
+    with virtual_host=3. A user and password given as ?username= and ?password= move into the
+    URL, where kombu reads them."""
     parts = urlsplit(url)
     query = parse_qs(parts.query)
+    # The user too: a Redis 6 ACL user's password is refused as the default user's.
+    username = unquote(parts.username or "") or query.get("username", [""])[0]
     password = unquote(parts.password or "") or query.get("password", [""])[0]
-    userinfo = f":{quote(password, safe='')}@" if password else ""
+    userinfo = (
+        f"{quote(username, safe='')}:{quote(password, safe='')}@" if username or password else ""
+    )
     database = query.get("db", ["0"])[0]
     return f"redis+socket://{userinfo}{parts.path}?virtual_host={database}"

@@ -68,22 +68,34 @@ with app.connection_for_write() as connection:
 """
 
 
-def test_a_redis_reached_through_its_socket_carries_tasks(tmp_path):
+@pytest.mark.parametrize(
+    ("user", "auth"),
+    [
+        (None, ["--requirepass", "s3cr#t"]),
+        # a Redis 6 ACL user, the default user off: the password alone is refused
+        (
+            "app",
+            ["--user", "default", "off", "--user", "app", "on", ">s3cr#t", "~*", "&*", "+@all"],
+        ),
+    ],
+    ids=["requirepass", "acl user"],
+)
+def test_a_redis_reached_through_its_socket_carries_tasks(tmp_path, user, auth):
     # Given a Redis that listens on a socket only, with a password, and REDIS_URL in redis-py's
     # unix:// form, which the broker also takes
     socket = tmp_path / "redis.sock"
     server = subprocess.Popen(  # noqa: S603 - fixed argv
         ["redis-server", "--port", "0", "--unixsocket", str(socket), "--save", ""]
-        + ["--requirepass", "s3cr#t", "--dir", str(tmp_path)],
+        + [*auth, "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL,
     )
     try:
-        client = redis.Redis(unix_socket_path=str(socket), password="s3cr#t", db=3)
+        client = redis.Redis(unix_socket_path=str(socket), username=user, password="s3cr#t", db=3)
         for _ in range(100):
             if socket.exists():
                 break
             time.sleep(0.05)
-        env = {**os.environ, "REDIS_URL": f"unix://:s3cr%23t@{socket}?db=3"}
+        env = {**os.environ, "REDIS_URL": f"unix://{user or ''}:s3cr%23t@{socket}?db=3"}
         env.pop("CELERY_BROKER_URL", None)
 
         # When a web process queues a task

@@ -161,6 +161,15 @@ def test_a_malformed_redis_or_broker_url_is_refused_without_echoing_its_password
             "unix:///run/redis.sock?password=p@ss",
             "redis+socket://:p%40ss@/run/redis.sock?virtual_host=0",
         ),
+        # a Redis 6 ACL user: its password is refused as the default user's
+        (
+            "unix://app:p%40ss@/run/redis.sock?db=1",
+            "redis+socket://app:p%40ss@/run/redis.sock?virtual_host=1",
+        ),
+        (
+            "unix:///run/redis.sock?username=app&password=pw",
+            "redis+socket://app:pw@/run/redis.sock?virtual_host=0",
+        ),
     ],
 )
 def test_a_redis_socket_is_the_broker_in_the_form_kombu_reads(redis_url, broker_url):
