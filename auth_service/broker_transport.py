@@ -50,3 +50,12 @@ class Transport(redis.Transport):
     # Reconnecting writes too (kombu's restore lock), which a replica refuses until it is
     # promoted or the address points at the new primary: keep retrying instead of exiting.
     connection_errors = (*redis.Transport.connection_errors, ReadOnlyError)
+
+
+class SocketTransport(Transport):
+    """The same for a Redis reached through its socket (REDIS_URL's unix://), given kombu's
+    socket://... URL. kombu reads a socket only from a redis+socket:// URL, and then takes the
+    transport from that prefix, over this one. A transport that parses URLs is handed the
+    URL whole; the channel connects to the socket it names, as kombu's own does."""
+
+    can_parse_url = True

@@ -483,8 +483,12 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 require_url_scheme("REDIS_URL", REDIS_URL, REDIS_SCHEMES)
 require_url_scheme("CELERY_BROKER_URL", CELERY_BROKER_URL, (*REDIS_SCHEMES, "amqp", "amqps"))
 if CELERY_BROKER_URL.startswith("unix://"):
-    CELERY_BROKER_URL = kombu_socket_url(CELERY_BROKER_URL)
-if CELERY_BROKER_URL.startswith(("redis://", "redis+socket://")):
+    # kombu picks the transport named by a "redis+" prefix over the one configured (the stock
+    # one, a new client per message): the socket URL goes without it, to a transport that reads
+    # it whole, as kombu's does once past the prefix.
+    CELERY_BROKER_URL = kombu_socket_url(CELERY_BROKER_URL).removeprefix("redis+")
+    CELERY_BROKER_TRANSPORT = "auth_service.broker_transport:SocketTransport"
+elif CELERY_BROKER_URL.startswith("redis://"):
     # kombu's Redis transport, minus a new client per message (auth_service/broker_transport.py).
     # Not for rediss://: kombu turns TLS on from that scheme name only when it picks the
     # transport itself.
