@@ -32,12 +32,18 @@ _QUOTED = re.compile(r"""b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*\"""")
 # JWT's signature or a reset token (43), which a token broken over two lines puts alone on one.
 _REQUEST_LINE = re.compile(r"[A-Z]{1,20} /\S* HTTP/\d\.\d")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,39}|HTTP/\d\.\d")
+# gunicorn's own words in the place of a client's: a line ending in a bare LF (a hand-written or
+# broken client), a chunk size line too long, the terminator a chunk lacked. Kept, or the
+# warning would not say what was wrong.
+_GUNICORN_WORDS = re.compile(
+    r"bare LF as line terminator|line over \d+ bytes with no terminator|\\r\\n"
+)
 
 
 def _vetted(quote: re.Match) -> str:
     text = quote.group()
     inner = text[2:-1] if text.startswith("b") else text[1:-1]
-    if _REQUEST_LINE.fullmatch(inner) or _NAME.fullmatch(inner):
+    if any(pattern.fullmatch(inner) for pattern in (_REQUEST_LINE, _NAME, _GUNICORN_WORDS)):
         return text
     return f"<{len(inner)} characters withheld>"
 

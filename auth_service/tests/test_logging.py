@@ -117,6 +117,17 @@ def test_gunicorn_refusals_do_not_quote_a_body_or_header_value(error):
         ("Invalid HTTP method: 'get'", "'get'"),
         ("Invalid HTTP Version: 'HTTP/2.0'", "'HTTP/2.0'"),
         ("Unsupported transfer coding: 'foo'", "'foo'"),
+        # gunicorn's own words where it would otherwise quote the client's
+        ("Invalid HTTP Header: 'bare LF as line terminator'", "'bare LF as line terminator'"),
+        (
+            "Invalid HTTP request line: 'bare LF as line terminator'",
+            "'bare LF as line terminator'",
+        ),
+        (
+            "Invalid chunk size: b'line over 4096 bytes with no terminator'",
+            "b'line over 4096 bytes with no terminator'",
+        ),
+        ("Invalid chunk terminator is not '\\r\\n': b'{\"'", "not '\\r\\n': <2 characters"),
     ],
 )
 def test_gunicorn_refusals_still_name_what_they_refused(error, kept):
