@@ -1,6 +1,7 @@
 """Typed readers for configuration taken from the environment."""
 
 import os
+import re
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured, ValidationError
@@ -216,10 +217,16 @@ def require_url_scheme(name: str, url: str, schemes: tuple[str, ...]) -> None:
         )
 
 
+# Up to the next "&": a "#" or a space in the value is part of it, as anywhere in a malformed URL.
+_QUERY_CREDENTIALS = re.compile(r"([?&](?:username|password)=)[^&]*", re.IGNORECASE)
+
+
 def _without_credentials(url: str) -> str:
     """The URL as a start-up error may show it: REDIS_URL and the broker's carry a password,
     and the error lands in the deploy's logs. The URL is malformed, so its parts cannot be
-    trusted: everything up to the last "@" after the scheme is taken for credentials."""
+    trusted: everything up to the last "@" after the scheme is taken for credentials, and so is
+    the value of a username= or password= in the query (redis-py takes them there too)."""
+    url = _QUERY_CREDENTIALS.sub(r"\1***", url)
     before, at, host = url.rpartition("@")
     if not at:
         return url

@@ -137,6 +137,9 @@ def test_a_malformed_database_url_is_refused_without_echoing_its_password():
         {"REDIS_URL": "default:s3cret@cache.example:6379"},
         {"CELERY_BROKER_URL": "amqp://user:s3cr et@mq.example/vhost"},
         {"CELERY_BROKER_URL": "sqs://key:s3cret@"},
+        # redis-py also takes the user and password in the query
+        {"REDIS_URL": "unix:///run/redis.sock?db=1&password=s3cr et"},
+        {"REDIS_URL": "redis://cache.example:6379/0?username=app&password=s3cr@et x"},
     ],
 )
 def test_a_malformed_redis_or_broker_url_is_refused_without_echoing_its_password(env):
