@@ -172,7 +172,7 @@ def _spend(token: RefreshToken, *, spent_by: uuid.UUID, end_family: bool = False
                     "jti": str(jti),
                     "expires_at": datetime_from_epoch(token["exp"]),
                     "spent_by": str(spent_by),
-                    "lifetime": api_settings.REFRESH_TOKEN_LIFETIME,
+                    "lifetime": _family_lifetime(),
                 },
             )
             spent = cursor.fetchone() is not None
@@ -218,7 +218,7 @@ def _family_end(user_id: int, digest: str, family: str) -> bool:
                     "user_id": user_id,
                     "digest": digest,
                     "family": family,
-                    "lifetime": api_settings.REFRESH_TOKEN_LIFETIME,
+                    "lifetime": _family_lifetime(),
                 },
             )
             ended = cursor.fetchone() is not None
@@ -243,6 +243,13 @@ def _spent_after_all(error: DatabaseError, *, jti: uuid.UUID, spent_by: uuid.UUI
     )
 
 
+def _family_lifetime() -> timedelta:
+    """How long an ended login's record is kept: until every token of it has expired, its
+    access tokens too, which outlive its refresh tokens where JWT_ACCESS_LIFETIME is set the
+    longer. Deleted sooner, they would work again."""
+    return max(api_settings.ACCESS_TOKEN_LIFETIME, api_settings.REFRESH_TOKEN_LIFETIME)
+
+
 def _family_revoke_if_reused(*, jti: uuid.UUID, user_id: int, family: str) -> None:
     """Revoke the family if this token was spent before REUSE_GRACE ago.
 
@@ -259,7 +266,7 @@ def _family_revoke_if_reused(*, jti: uuid.UUID, user_id: int, family: str) -> No
                 "jti": str(jti),
                 "user_id": user_id,
                 "grace": settings.REFRESH_REUSE_GRACE,
-                "lifetime": api_settings.REFRESH_TOKEN_LIFETIME,
+                "lifetime": _family_lifetime(),
             },
         )
         revoked = cursor.fetchone() is not None

@@ -1,6 +1,7 @@
 """Refresh rotation, logout, me and password change: what a signed-in client sees."""
 
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.contrib.auth.hashers import make_password
@@ -8,6 +9,8 @@ from django.core import mail
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from rest_framework.test import APIClient
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts import services, tokens
 from accounts.models import RevokedTokenFamily, SpentRefreshToken, User
@@ -161,6 +164,30 @@ def test_flushexpiredtokens_forgets_revoked_families_after_their_tokens_expired(
 
     assert tokens.expired_spent_tokens_delete() == 1
     assert [row.family.hex for row in RevokedTokenFamily.objects.all()] == ["1" * 32]
+
+
+def test_an_ended_login_is_remembered_until_its_access_tokens_expire(api, user, monkeypatch):
+    # An operator may set JWT_ACCESS_LIFETIME longer than JWT_REFRESH_LIFETIME: the login's
+    # record must then outlive its access tokens, or the daily sweep would bring them back
+    for token_class, setting, lifetime in (
+        (AccessToken, "ACCESS_TOKEN_LIFETIME", timedelta(days=2)),
+        (RefreshToken, "REFRESH_TOKEN_LIFETIME", timedelta(days=1)),
+    ):
+        monkeypatch.setattr(token_class, "lifetime", lifetime)
+        monkeypatch.setattr(api_settings, setting, lifetime)
+    pair = services.user_login(email=user.email, password=PASSWORD)
+    assert (
+        bearer(pair["access"]).post(LOGOUT, {"refresh": pair["refresh"]}, format="json").status_code
+        == 204
+    )
+
+    a_day_and_two_hours_later = timezone.now() + timedelta(days=1, hours=2)
+    with mock.patch("django.utils.timezone.now", return_value=a_day_and_two_hours_later):
+        tokens.expired_spent_tokens_delete()
+
+    assert bearer(pair["access"]).get(ME).status_code == 401
+    ended = RevokedTokenFamily.objects.get()
+    assert ended.expires_at.timestamp() >= claims(pair["access"])["exp"]
 
 
 GARBAGE = ["", " ", "abc", "a.b.c", "abc\u0000def", "x" * 2048, "x" * 5000]
