@@ -295,12 +295,20 @@ REST_FRAMEWORK = {
 # it lost, and is only refused.
 REFRESH_REUSE_GRACE = timedelta(seconds=env_int("JWT_REFRESH_REUSE_GRACE", 30, minimum=0))
 
+JWT_ACCESS_LIFETIME = env_int("JWT_ACCESS_LIFETIME", 300, minimum=1)
+JWT_REFRESH_LIFETIME = env_int("JWT_REFRESH_LIFETIME", 7 * 24 * 3600, minimum=1)
+# A token's expiry must be a date Python can hold: a lifetime reaching past the year 9999 (a
+# value in micro- or milliseconds) made every login and refresh a 500 while /healthz stayed green.
+JWT_LIFETIME_MAX = 100 * 365 * 24 * 3600
+if max(JWT_ACCESS_LIFETIME, JWT_REFRESH_LIFETIME) > JWT_LIFETIME_MAX:
+    raise ImproperlyConfigured(
+        f"JWT_ACCESS_LIFETIME and JWT_REFRESH_LIFETIME are seconds, at most {JWT_LIFETIME_MAX} "
+        "(100 years)."
+    )
 SIMPLE_JWT = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env_int("JWT_ACCESS_LIFETIME", 300, minimum=1)),
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=JWT_ACCESS_LIFETIME),
     # Rotated on every refresh, and refused once spent: accounts/tokens.py, not simplejwt's views.
-    "REFRESH_TOKEN_LIFETIME": timedelta(
-        seconds=env_int("JWT_REFRESH_LIFETIME", 7 * 24 * 3600, minimum=1)
-    ),
+    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=JWT_REFRESH_LIFETIME),
     "SIGNING_KEY": env_str("JWT_SIGNING_KEY", SECRET_KEY),
     "ALGORITHM": "HS256",
     "AUDIENCE": env_str("JWT_AUDIENCE", "auth_service"),
