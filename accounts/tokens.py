@@ -46,13 +46,24 @@ def token_pair_for(*, user: User) -> dict[str, str]:
     refresh = _refresh_token(
         user_id=user.pk, digest=get_md5_hash_password(user.password), family=uuid.uuid4().hex
     )
-    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+    return _pair(refresh)
+
+
+def _pair(refresh: RefreshToken) -> dict[str, str]:
+    access = refresh.access_token
+    del access["iat"]  # as in _refresh_token
+    return {"access": str(access), "refresh": str(refresh)}
 
 
 def _refresh_token(*, user_id: int, digest: str | None, family: str | None) -> RefreshToken:
     """The claims RefreshToken.for_user sets (the user's id and their password's digest), and
     the family id."""
     token = RefreshToken()
+    # No issue time: PyJWT refuses a token whose "iat" is ahead of its own clock, so any web
+    # instance whose clock runs behind the issuer's refused the request sent right after a
+    # login or refresh (401, which clients take for a sign-out). Nothing here reads it; "exp"
+    # and the spent-token and family records decide.
+    del token["iat"]
     token[api_settings.USER_ID_CLAIM] = str(user_id)
     token[api_settings.REVOKE_TOKEN_CLAIM] = digest
     if family is not None:
@@ -105,7 +116,7 @@ def refresh_token_rotate(*, raw: str) -> dict[str, str]:
         family=family_of(token) or uuid.uuid4().hex,
     )
     _spend(token, spent_by=uuid.UUID(hex=successor[api_settings.JTI_CLAIM]))
-    return {"access": str(successor.access_token), "refresh": str(successor)}
+    return _pair(successor)
 
 
 def refresh_token_revoke(*, raw: str, user_id: int) -> None:

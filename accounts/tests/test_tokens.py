@@ -18,6 +18,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import SpentRefreshToken
+from conftest import PASSWORD
 
 ME = "/api/v1/auth/me/"
 REFRESH = "/api/v1/auth/token/refresh/"
@@ -84,6 +85,21 @@ def test_an_expired_refresh_token_is_401_token_invalid(api, pair):
     # the same token re-signed unexpired still works: expiry alone was refused
     fresh = sign(claims(pair["refresh"]))
     assert api.post(REFRESH, {"refresh": fresh}, format="json").status_code == 200
+
+
+def test_tokens_work_at_once_on_an_instance_whose_clock_runs_behind_the_issuers(api, user):
+    # Any web instance may get the next request; one whose clock is a second or two behind
+    # the instance that signed the user in or rotated the pair must take the new tokens
+    ahead = timezone.now() + timedelta(seconds=3)
+    with mock.patch("rest_framework_simplejwt.tokens.aware_utcnow", return_value=ahead):
+        pair = api.post(
+            "/api/v1/auth/login/", {"email": user.email, "password": PASSWORD}, format="json"
+        ).json()
+        rotated = api.post(REFRESH, {"refresh": pair["refresh"]}, format="json").json()
+
+    assert me_with(pair["access"]).status_code == 200
+    assert me_with(rotated["access"]).status_code == 200
+    assert api.post(REFRESH, {"refresh": rotated["refresh"]}, format="json").status_code == 200
 
 
 def test_refresh_token_for_another_audience_is_refused(api, pair):
