@@ -53,7 +53,10 @@ class TokenField(forms.CharField):
     widget = forms.HiddenInput
 
     def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+        # Not stripped, as the API's token field and the dead-link check on opening take it:
+        # stripped, a padded token the page called dead would work after all, and a blank one
+        # would fail as a required field, with no message on the page.
+        super().__init__(strip=False, **kwargs)
         self.validators = [
             v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)
         ]

@@ -161,6 +161,36 @@ def test_a_mangled_token_shows_the_invalid_link_error(client, mangled):
     assert "invalid, expired or already used" in response.content.decode()
 
 
+@pytest.mark.parametrize("mangled", [" ", "\n"])
+def test_a_blank_token_shows_the_invalid_link_error_too(client, mangled):
+    # Opening such a link warns that it is dead; its form must not then fail without a word.
+    assert "this form cannot set" in client.get(PAGE, {"token": mangled}).content.decode()
+
+    response = submit(client, mangled)
+
+    assert response.status_code == 400
+    assert "invalid, expired or already used" in response.content.decode()
+
+
+@pytest.mark.parametrize("padded", ["{} ", " {}", "{}\n"])
+def test_a_token_with_whitespace_around_it_is_judged_as_sent_like_the_api_does(
+    client, api, token, user, padded
+):
+    # Opening the link says this form cannot set a password with it: so it must not.
+    assert (
+        "this form cannot set" in client.get(PAGE, {"token": padded.format(token)}).content.decode()
+    )
+
+    response = submit(client, padded.format(token))
+
+    assert response.status_code == 400
+    assert "invalid, expired or already used" in response.content.decode()
+    user.refresh_from_db()
+    assert not user.check_password(NEW_PASSWORD)
+    api_body = {"token": padded.format(token), "password": NEW_PASSWORD}
+    assert api.post("/api/v1/auth/password/reset/", api_body, format="json").status_code == 400
+
+
 def test_a_link_without_the_trailing_slash_redirects_and_no_browser_keeps_it(client, token):
     response = client.get("/reset-password", {"token": token})
 
