@@ -184,20 +184,21 @@ def document_password_rules(result, generator, request, public):
     return result
 
 
-# Rendered documents by format and origin, newest last: one changes only with a deploy, and
-# building and rendering one costs about 25 ms of CPU, which anyone asking for it in a loop
-# would otherwise spend.
-_DOCUMENTS: OrderedDict[tuple, tuple[bytes, dict[str, str]]] = OrderedDict()
+# Rendered documents by format, newest last: one changes only with a deploy, and building and
+# rendering one costs about 25 ms of CPU, which anyone asking for it in a loop would otherwise
+# spend.
+_DOCUMENTS: OrderedDict[str, tuple[bytes, dict[str, str]]] = OrderedDict()
 _DOCUMENTS_MAX = 16
 _DOCUMENT_HEADERS = ("Content-Type", "Content-Disposition")
 
 
 class SchemaView(SpectacularAPIView):
-    """The OpenAPI document, rendered once per format and origin. What a client could vary to
-    have it built again is ignored: the API has one version (drf-spectacular would print a
-    `?version=` into the document and its file name), speaks English only (it would build one
-    per `?lang=`, an unknown one each time), and renders one way (`;indent=` and other
-    parameters of the Accept header's media type)."""
+    """The OpenAPI document, rendered once per format. What a client could vary to have it
+    built again is ignored: the API has one version (drf-spectacular would print a `?version=`
+    into the document and its file name), speaks English only (it would build one per
+    `?lang=`, an unknown one each time), renders one way (`;indent=` and other parameters of
+    the Accept header's media type), and names no server (the Host, which a client spells as it
+    likes, is not in it)."""
 
     def _get_version_parameter(self, request):
         return None
@@ -235,7 +236,8 @@ def _documents_forget(**kwargs) -> None:
     _DOCUMENTS.clear()
 
 
-def _document_key(request) -> tuple:
-    """What the document depends on: its format, and the origin its server URL names (one of
-    ALLOWED_HOSTS)."""
-    return (request.accepted_renderer.media_type, request.build_absolute_uri("/"))
+def _document_key(request) -> str:
+    """What the document depends on: its format. Not the origin: the document names no server
+    (SPECTACULAR_SETTINGS has no SERVERS), and ALLOWED_HOSTS lets a client spell one host in
+    endless ways (letter case, any port, a trailing dot), each of which would build it again."""
+    return request.accepted_renderer.media_type

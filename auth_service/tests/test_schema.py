@@ -342,6 +342,36 @@ def test_what_a_client_varies_in_its_request_does_not_build_the_document_again(c
     assert {answer["Content-Type"] for answer in answers} == {answers[0]["Content-Type"]}
 
 
+def test_the_host_a_client_names_does_not_build_the_document_again(client, settings):
+    from auth_service.schema import SchemaView, _documents_forget
+
+    # The onrender.com name and a custom domain: the document names neither
+    settings.ALLOWED_HOSTS = ["auth.example.com", "auth-service.onrender.com"]
+    _documents_forget()
+    real = SchemaView.generator_class.get_schema
+    with mock.patch.object(
+        SchemaView.generator_class, "get_schema", autospec=True, side_effect=real
+    ) as built:
+        answers = [
+            client.get("/api/schema/", HTTP_HOST=host, secure=secure)
+            for host, secure in (
+                ("auth.example.com", True),
+                ("auth-service.onrender.com", True),
+                # Spellings ALLOWED_HOSTS lets through, as many as a client cares to send
+                ("AUTH.example.com", True),
+                ("auth.example.com:1", True),
+                ("auth.example.com:2", True),
+                ("auth.example.com.", True),
+                ("auth.example.com", False),
+            )
+        ]
+
+    # Each would otherwise be some 25 ms of CPU, and push the real ones out of the cache
+    assert built.call_count == 1
+    assert {answer.status_code for answer in answers} == {200}
+    assert {answer.content for answer in answers} == {answers[0].content}
+
+
 def test_the_document_is_built_once_per_format_and_served_alike(client):
     from auth_service.schema import SchemaView, _documents_forget
 
