@@ -99,3 +99,20 @@ def test_an_account_made_before_look_alike_domains_were_refused_still_signs_in(a
     response = api.post(URL, body, format="json")
 
     assert response.status_code == 200
+
+
+def test_a_password_with_spaces_at_either_end_signs_in_as_registered(api):
+    # Given an account whose passphrase starts and ends with a space
+    password = " spaces around my passphrase "
+    body = {"full_name": "Ada Lovelace", "email": "ada@example.com", "password": password}
+    assert api.post("/api/v1/auth/register/", body, format="json").status_code == 201
+
+    # When its owner signs in with it exactly as set, and without the spaces
+    exact = api.post(URL, {"email": "ada@example.com", "password": password}, format="json")
+    trimmed = api.post(
+        URL, {"email": "ada@example.com", "password": password.strip()}, format="json"
+    )
+
+    # Then the spaces are part of the password
+    assert exact.status_code == 200
+    assert trimmed.status_code == 401

@@ -179,6 +179,22 @@ def test_token_works_once(api, user):
     assert second.json() == TOKEN_INVALID
 
 
+@pytest.mark.parametrize("padded", [" {}", "{}\n"])
+def test_a_token_with_space_around_it_is_judged_as_sent(api, user, padded):
+    # Given a live link, when its token arrives with a space or a line break around it
+    link = reset_tokens.token_issue(user=user)
+
+    response = api.post(
+        RESET, {"token": padded.format(link.token), "password": NEW_PASSWORD}, format="json"
+    )
+
+    # Then it is not that token: refused like any invalid one, and the password stays
+    assert response.status_code == 400
+    assert response.json() == TOKEN_INVALID
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
+
+
 @pytest.mark.usefixtures("eager_tasks")
 def test_weak_password_is_rejected_and_keeps_the_token(api, user):
     forgot(api)
@@ -297,6 +313,9 @@ def test_a_reset_whose_commit_answer_is_lost_succeeds_as_it_did(
     again = api.post(RESET, {"token": link.token, "password": "another-passphrase"}, format="json")
     assert again.json() == TOKEN_INVALID
     assert PasswordChangedNotice.objects.filter(user=user).count() == 1
+    # Opening the link again says it no longer works, before anyone types a password
+    page = client.get("/reset-password/", {"token": link.token}).content.decode()
+    assert "Ask for a new one in the app" in page
 
 
 @pytest.mark.django_db(transaction=True)
@@ -486,6 +505,40 @@ def test_a_reset_link_checked_just_before_a_password_change_cannot_undo_it(
     assert user.check_password(NEW_PASSWORD)
 
 
+def email_changed_by_staff(user):
+    # The admin's user form: the old mailbox may be the one someone else now controls
+    user.email = "ada.new@example.com"
+    user.save()
+
+
+def deactivated_by_staff(user):
+    user.is_active = False
+    user.save()
+
+
+@pytest.mark.parametrize("change", [email_changed_by_staff, deactivated_by_staff])
+def test_a_reset_link_checked_just_before_staff_change_the_account_cannot_use_it(
+    user, monkeypatch, change
+):
+    # Given a reset under way: its link checked and still live, its new password being checked
+    link = reset_tokens.token_issue(user=user)
+    real_check = services.password_check_strength
+
+    def change_meanwhile(**kwargs):
+        real_check(**kwargs)
+        change(User.objects.get(pk=user.pk))
+
+    monkeypatch.setattr(services, "password_check_strength", change_meanwhile)
+
+    # When staff change the account's email, or deactivate it, in between, the reset is refused
+    with pytest.raises(ResetTokenInvalid):
+        services.password_reset_confirm(token=link.token, password="the-link-holders-pass")
+
+    # And the password is still the owner's
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_reset_waiting_on_a_change_that_holds_the_row_lock_is_refused(user):
     link = reset_tokens.token_issue(user=user)
@@ -536,5 +589,32 @@ def test_a_link_of_the_previous_release_is_used_up_like_any_other(api, user, mon
     assert first.status_code == 200
     assert again.status_code == 400
     assert again.json() == TOKEN_INVALID
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
+
+
+def test_a_link_of_the_previous_release_read_by_two_requests_at_once_works_once(user, monkeypatch):
+    # Given a link issued before links had bindings, while Redis cannot forget used links
+    link = reset_tokens.token_issue(user=user)
+    reset_tokens._redis().delete(reset_tokens._bind_key(reset_tokens.digest(link.token)))
+    down = mock.Mock(side_effect=redis_errors.ConnectionError("down"))
+    monkeypatch.setattr(reset_tokens, "token_revoke", down)
+    real_peek = reset_tokens.token_peek
+    others = []
+
+    def peek_then_another_request_uses_it(**kwargs):
+        peeked = real_peek(**kwargs)
+        if not others:
+            others.append("reset")
+            services.password_reset_confirm(token=link.token, password=NEW_PASSWORD)
+        return peeked
+
+    monkeypatch.setattr(reset_tokens, "token_peek", peek_then_another_request_uses_it)
+
+    # When a request read the link just before another used it, it is refused
+    with pytest.raises(ResetTokenInvalid):
+        services.password_reset_confirm(token=link.token, password="the-link-holders-pass")
+
+    # And the password the first request set holds
     user.refresh_from_db()
     assert user.check_password(NEW_PASSWORD)

@@ -173,6 +173,7 @@ LONGEST = "-".join(f"word{n}" for n in range(30))[:128]
         ("98765432109876", False),
         ("y" * 20, False),
         ("passwordpasswordpass", False),
+        ("sunflower7sunflower7", False),  # a block twice, no more
         ("abcdefghijklmn", False),
         ("ZYXWVUTSRQPONM", False),
         ("abcdefghijklmnX", True),

@@ -144,6 +144,25 @@ def test_an_email_that_grows_past_254_characters_when_stored_is_a_field_error(ap
     assert not User.objects.exists()
 
 
+def test_an_email_that_fills_the_254_characters_once_stored_is_stored_encoded(api):
+    # Given an international address whose ASCII form is exactly the column's 254 characters
+    label = "a" * 55 + "ü"
+    email = "a" * 58 + "@" + ".".join([label] * 3) + ".com"
+    stored = "a" * 58 + "@" + ".".join(["xn--" + "a" * 55 + "-8yf"] * 3) + ".com"
+    assert len(stored) == 254
+
+    # When it registers
+    response = api.post(URL, {**BODY, "email": email}, format="json")
+
+    # Then it is stored in the form mail is sent with, as any shorter one, and both spellings
+    # sign in
+    assert response.status_code == 201
+    assert response.json()["email"] == stored
+    for typed in (email, stored):
+        login = {"email": typed, "password": BODY["password"]}
+        assert api.post("/api/v1/auth/login/", login, format="json").status_code == 200
+
+
 # Characters a reader cannot see. Django's validator accepts each in a domain, where it would make
 # a second account; sending drops all but U+180E, so that account's mail would reach the first's.
 INVISIBLE = ["\u200b", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u180e", "\u034f", "\ufe0f"]
@@ -351,6 +370,7 @@ def test_a_name_with_control_or_direction_characters_is_refused(api, name):
         "李小龍",
         "O'Brien-Smith Jr.",
         "\U0001f469\u200d\U0001f4bb Ada",  # an emoji sequence
+        "\U0001f98a",  # an emoji alone: a symbol is something to see
     ],
 )
 def test_names_in_any_script_are_kept_as_typed(api, name):

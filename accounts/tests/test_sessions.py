@@ -1,11 +1,13 @@
 """Refresh rotation, logout, me and password change: what a signed-in client sees."""
 
+import io
 from datetime import timedelta
 from unittest import mock
 
 import pytest
 from django.contrib.auth.hashers import make_password
 from django.core import mail
+from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from rest_framework.test import APIClient
@@ -312,6 +314,28 @@ def test_logout_of_a_login_already_ended_is_401(api, pair, login):
     assert twice.json() == spent.json() == TOKEN_INVALID
 
 
+def test_a_login_ended_by_logout_stays_ended_after_the_daily_cleanup(api, pair, login, monkeypatch):
+    # Given a login that rotated once and then logged out
+    rotated = refresh(api, pair["refresh"]).json()
+    assert (
+        bearer(rotated["access"])
+        .post(LOGOUT, {"refresh": rotated["refresh"]}, format="json")
+        .status_code
+        == 204
+    )
+
+    # When the daily cleanup runs a day later, while that login's refresh tokens have days left
+    real_now = timezone.now
+    with monkeypatch.context() as patch:
+        patch.setattr(timezone, "now", lambda: real_now() + timedelta(days=1))
+        call_command("flushexpiredtokens", stdout=io.StringIO())
+
+    # Then a logout with its spent token is still one of a login already ended
+    response = bearer(login()["access"]).post(LOGOUT, {"refresh": pair["refresh"]}, format="json")
+    assert response.status_code == 401
+    assert response.json() == TOKEN_INVALID
+
+
 def test_logout_with_a_spent_token_after_a_password_change_is_401(api, pair, login, user):
     api.post(REFRESH, {"refresh": pair["refresh"]}, format="json")
     user.set_password("a brand new passphrase 42")
@@ -490,3 +514,31 @@ def test_password_change_needs_a_bearer_token(api):
     response = api.post(CHANGE, {"current_password": "a", "new_password": "b"}, format="json")
 
     assert response.status_code == 401
+
+
+def test_a_login_ended_for_reuse_stays_ended_after_the_daily_cleanup(api, pair, monkeypatch):
+    # Given a chain ended because a spent refresh token came back after the grace
+    thiefs = refresh(api, pair["refresh"]).json()
+    spent_seconds_ago(pair["refresh"], 31)
+    assert refresh(api, pair["refresh"]).status_code == 401
+
+    # When the daily cleanup runs a day later, while the thief's refresh token has days left
+    real_now = timezone.now
+    with monkeypatch.context() as patch:
+        patch.setattr(timezone, "now", lambda: real_now() + timedelta(days=1))
+        call_command("flushexpiredtokens", stdout=io.StringIO())
+
+    # Then the chain stays ended: the thief's token still refreshes nothing
+    assert refresh(api, thiefs["refresh"]).status_code == 401
+
+
+def test_a_wrong_current_password_is_reported_even_with_a_weak_new_one(auth_api):
+    # Given someone who does not know the current password (a stolen session), when they try
+    # a change with a new password the validators refuse too
+    response = auth_api.post(
+        CHANGE, {"current_password": "wrong-one-here", "new_password": "123"}, format="json"
+    )
+
+    # Then they hear only that the current password is wrong, as for any other new password
+    assert response.status_code == 400
+    assert response.json() == {"current_password": ["The current password is incorrect."]}

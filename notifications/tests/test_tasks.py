@@ -16,6 +16,7 @@ from anymail.exceptions import (
     AnymailRecipientsRefused,
     AnymailRequestsAPIError,
 )
+from celery.exceptions import Reject
 from django.core import mail
 from django.db import IntegrityError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
@@ -253,6 +254,37 @@ def test_transient_failure_is_retried_then_delivered(user):
 
     assert len(calls) == 3
     assert len(mail.outbox) == 1
+
+
+def test_a_retry_the_broker_cannot_take_puts_the_message_back_rather_than_dropping_it(user):
+    # Given a worker running a reset email (not eagerly: as from the queue) whose send fails for
+    # now, while the broker refuses the retry's message for a moment
+    issued = reset_tokens.token_issue(user=user)
+    task = tasks.send_password_reset_email._get_current_object()
+    task.push_request(
+        id="reset-email-1",
+        args=[user.pk, issued.nonce],
+        kwargs={},
+        retries=0,
+        is_eager=False,
+        called_directly=False,
+        delivery_info={},
+    )
+    dropped = smtplib.SMTPServerDisconnected("connection dropped")
+    try:
+        with (
+            mock.patch.object(services.emails, "password_reset_email_send", side_effect=dropped),
+            mock.patch.object(task, "apply_async", side_effect=BrokerError("refused")),
+            pytest.raises(Reject) as rejected,
+        ):
+            # When it tries to schedule the retry
+            task.run(user.pk, issued.nonce)
+    finally:
+        task.pop_request()
+
+    # Then the message goes back to the queue for a later try, not dropped with the email
+    assert rejected.value.requeue
+    assert mail.outbox == []
 
 
 @pytest.mark.usefixtures("eager_tasks")
