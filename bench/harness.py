@@ -459,8 +459,10 @@ def wrk(
     duration: float,
     threads: int | None = None,
     think_ms: int = 0,
+    histogram: bool = False,
 ) -> dict:
-    """One bounded wrk run of bench/load.lua; its figures plus the CPU wrk itself used."""
+    """One bounded wrk run of bench/load.lua; its figures plus the CPU wrk itself used, and
+    with `histogram` every distinct latency with its count (to pool short runs)."""
     threads = threads or min(connections, CORES)
     tag = f"{next(_runs)}-{mode}"
     argv = [
@@ -482,7 +484,7 @@ def wrk(
         str(threads),
         tag,
     ]
-    env = dict(os.environ, BENCH_THINK_MS=str(think_ms))
+    env = dict(os.environ, BENCH_THINK_MS=str(think_ms), BENCH_HISTOGRAM=str(int(histogram)))
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     output = process.stdout.read().decode(errors="replace")
     _, status, usage = os.wait4(process.pid, 0)

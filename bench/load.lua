@@ -8,7 +8,16 @@
 -- access={...}, refresh={...}, distinct={...}}`. Modes that follow a per-client state (refresh
 -- chains, distinct forgot emails) must run with as many threads as connections, so one thread's
 -- state is one connection's state. BENCH_THINK_MS in the environment adds a pause before each
--- request (a client that is not hammering). done() prints one line `BENCH_JSON {...}`.
+-- request (a client that is not hammering). BENCH_HISTOGRAM=1 adds the latency histogram.
+-- done() prints one line `BENCH_JSON {...}`.
+--
+-- A refresh chain whose token is refused (its last answer was lost with a dropped connection,
+-- so wrk resends the spent token, and reuse detection revokes the whole family) starts a new
+-- chain with a login: otherwise every later request of that connection would be a fast 401,
+-- one lost answer turning into thousands of "errors" that also pull the percentiles down. The
+-- refusal counts among non2xx, the login among neither (chain_restarts); its latency is in the
+-- histogram. `me` takes its access tokens from the end of the list and refresh chains from the
+-- start, so a revoked chain's family never ends a `me` client's token.
 
 local threads = {}
 
@@ -26,8 +35,9 @@ local headers = {
 local counter = 0
 local static_request
 local refresh_token
+local relogin = false
 local last_kind = ""
-ok, non2xx, s5xx, known_ok, unknown_ok, known_sent = 0, 0, 0, 0, 0, 0
+ok, non2xx, s5xx, known_ok, unknown_ok, known_sent, chain_restarts = 0, 0, 0, 0, 0, 0, 0
 
 local function post(path, body)
   return wrk.format("POST", path, headers, body)
@@ -48,7 +58,7 @@ function init(args)
   elseif mode == "me" then
     local h = {}
     for k, v in pairs(headers) do h[k] = v end
-    h["Authorization"] = "Bearer " .. pick(data.access, id)
+    h["Authorization"] = "Bearer " .. pick(data.access, -1 - id)
     static_request = wrk.format("GET", "/api/v1/auth/me/", h)
   elseif mode == "refresh" then
     refresh_token = pick(data.refresh, id)
@@ -80,6 +90,12 @@ function request()
     return post("/api/v1/auth/register/",
       '{"full_name":"Bench Client","email":"' .. email .. '","password":"' .. data.password .. '"}')
   elseif mode == "refresh" then
+    if relogin then
+      last_kind = "relogin"
+      return post("/api/v1/auth/login/",
+        '{"email":"' .. pick(data.users, id) .. '","password":"' .. data.password .. '"}')
+    end
+    last_kind = "refresh"
     return post("/api/v1/auth/token/refresh/", '{"refresh":"' .. refresh_token .. '"}')
   elseif mode == "forgot_known" then
     return forgot(pick(data.users, id * 7919 + counter), "known")
@@ -103,6 +119,15 @@ function request()
 end
 
 function response(status, headers, body)
+  if last_kind == "relogin" then
+    -- Not a refresh: neither counted as one nor as an error (the refusal before it was).
+    if status >= 200 and status < 300 then
+      refresh_token = string.match(body, '"refresh"%s*:%s*"([^"]+)"') or refresh_token
+      relogin = false
+      chain_restarts = chain_restarts + 1
+    end
+    return
+  end
   if status >= 200 and status < 300 then
     ok = ok + 1
     if last_kind == "known" then
@@ -117,6 +142,8 @@ function response(status, headers, body)
     non2xx = non2xx + 1
     if status >= 500 then
       s5xx = s5xx + 1
+    elseif status == 401 and mode == "refresh" then
+      relogin = true
     end
   end
 end
@@ -129,7 +156,9 @@ if think > 0 then
 end
 
 function done(summary, latency, requests)
-  local totals = {ok = 0, non2xx = 0, s5xx = 0, known_ok = 0, unknown_ok = 0, known_sent = 0}
+  local totals = {
+    ok = 0, non2xx = 0, s5xx = 0, known_ok = 0, unknown_ok = 0, known_sent = 0, chain_restarts = 0,
+  }
   for _, thread in ipairs(threads) do
     for name, _ in pairs(totals) do
       totals[name] = totals[name] + (thread:get(name) or 0)
@@ -147,6 +176,16 @@ function done(summary, latency, requests)
   }
   for name, value in pairs(totals) do
     table.insert(fields, string.format('"%s":%d', name, value))
+  end
+  if os.getenv("BENCH_HISTOGRAM") == "1" then
+    -- Every distinct latency and its count, so that short runs can be pooled into one
+    -- distribution (each lookup scans wrk's histogram: only for short, fast runs).
+    local histogram = {}
+    for i = 1, #latency do
+      local value, count = latency(i)
+      table.insert(histogram, string.format("[%d,%d]", value, count))
+    end
+    table.insert(fields, '"latency_histogram_us":[' .. table.concat(histogram, ",") .. "]")
   end
   io.write("BENCH_JSON {" .. table.concat(fields, ",") .. "}\n")
 end

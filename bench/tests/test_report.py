@@ -164,3 +164,22 @@ def test_a_row_with_refusals_says_its_latencies_include_them(report):
     assert register.count("(with non-2xx)") == 3
     (login,) = [line for line in lines if line.startswith("| login |")]
     assert "(with non-2xx)" not in login
+
+
+def test_forgot_percentiles_pool_every_rounds_requests_when_wrk_gave_histograms():
+    """Eight rounds of forgot, one of them slow: the median of the rounds' p95s (3 ms) hides
+    the slow round's 400 requests at 20 ms, which are 12.5 % of the scenario's requests."""
+    fast = {3000: 400}  # 400 requests at 3 ms
+    slow = {20000: 400}
+    rounds = [round_result(400, 3.0, 1.0, 0.02) for _ in range(7)]
+    rounds.append(round_result(400, 20.0, 1.0, 0.02))
+    for result in rounds[:7]:
+        result["latency_histogram_us"] = list(fast.items())
+    rounds[7]["latency_histogram_us"] = list(slow.items())
+
+    merged = run.merge_rounds(rounds)
+
+    assert merged["p50_ms"] == 3.0
+    assert merged["p95_ms"] == 20.0
+    assert merged["mean_ms"] == pytest.approx((2800 * 3 + 400 * 20) / 3200)
+    assert "latency_histogram_us" not in merged
