@@ -5,7 +5,7 @@ import os
 import time
 
 from celery import Celery, Task, bootsteps
-from celery.signals import worker_init, worker_shutdown, worker_shutting_down
+from celery.signals import after_setup_logger, worker_init, worker_shutdown, worker_shutting_down
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auth_service.settings")
 
@@ -17,6 +17,16 @@ app.autodiscover_tasks()
 
 # Its task signals carry a request's id from the web process to the worker's log lines.
 from auth_service import request_id  # noqa: E402, F401
+
+
+@after_setup_logger.connect
+def _root_level_from_settings(logger, **_) -> None:
+    """LOG_LEVEL governs the worker's log as it does the web's. Celery sets the root logger to
+    its `--loglevel` (INFO in every start command) after Django's LOGGING set LOG_LEVEL's: a
+    worker asked for DEBUG to trace a delivery, or for WARNING, would go on logging at INFO."""
+    from django.conf import settings
+
+    logger.setLevel(settings.LOGGING["root"]["level"])
 
 
 class SecretArgsTask(Task):

@@ -6,6 +6,7 @@ import signal
 import pytest
 from django.db import transaction
 
+from accounts import services as account_services
 from notifications import services
 from notifications.models import EmailChangedNotice, PasswordChangedNotice
 from testing.smtp import free_port, text_part
@@ -121,3 +122,37 @@ def test_a_worker_started_while_redis_is_down_still_sends_owed_notices(
     finally:
         worker.stop()
     assert len(smtp_sink.messages) == 1
+
+
+@pytest.mark.timeout(60)
+def test_the_worker_logs_debug_lines_under_log_level_debug(transactional_db, smtp_sink):
+    # Given LOG_LEVEL=DEBUG, and the worker started as every start command starts it
+    # (--loglevel INFO, which Celery applies to the root logger after Django's LOGGING)
+    worker = WorkerProcess(smtp_port=smtp_sink.port, extra_env={"LOG_LEVEL": "debug"})
+    worker.start()
+    try:
+        # Then Celery's start-up steps, logged at DEBUG once its logging is set up, show
+        worker.wait_for_log("| Worker: Starting Pool")
+    finally:
+        worker.stop()
+
+
+@pytest.mark.timeout(60)
+def test_the_worker_leaves_out_info_lines_under_log_level_warning(transactional_db, user):
+    # Given LOG_LEVEL=WARNING, the worker started with --loglevel INFO, and a mail server that
+    # refuses connections
+    worker = WorkerProcess(smtp_port=free_port(), extra_env={"LOG_LEVEL": "warning"})
+    worker.start()
+    try:
+        # When a reset email meets it (Celery logs the task's arrival at INFO, the send's
+        # failure is a warning)
+        account_services.password_reset_request(email=user.email)
+        worker.wait_for_log("transient ConnectionRefusedError, retry 1 of 5")
+    finally:
+        printed = worker.log()
+        worker.stop()
+
+    # Then only the warning is written, as the web would write it
+    assert "send_password_reset_email" in printed
+    assert " received" not in printed
+    assert "notice sweep: started" not in printed
