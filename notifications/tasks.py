@@ -22,7 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from auth_service.celery import SecretArgsTask
 from auth_service.exceptions import is_unavailable
 from notifications import services
-from notifications.models import EmailChangedNotice, PasswordChangedNotice
+from notifications.models import EmailChangedNotice, OwedNotice, PasswordChangedNotice
 
 logger = logging.getLogger(__name__)
 
@@ -218,27 +218,29 @@ def send_password_reset_email(self, user_id: int, nonce: str) -> None:
     _deliver(self, services.password_reset_deliver, user_id=user_id, nonce=nonce)
 
 
+def _deliver_notice(task, deliver, *, model: type[OwedNotice], notice_id: int) -> None:
+    """Send an owed notice under the retry policy; one whose recipient is refused for good is
+    forgotten, as the sweep forgets it."""
+    forget = partial(services.owed_notice_forget, model=model, notice_id=notice_id)
+    _deliver(task, deliver, notice_id=notice_id, forget=forget)
+
+
 @shared_task(bind=True, max_retries=MAX_RETRIES)
 def send_password_changed_notice(self, notice_id: int) -> None:
     """Email an owed password-changed notice (notifications.models)."""
-    _deliver(
+    _deliver_notice(
         self,
         services.password_changed_notice_deliver,
+        model=PasswordChangedNotice,
         notice_id=notice_id,
-        forget=partial(
-            services.owed_notice_forget, model=PasswordChangedNotice, notice_id=notice_id
-        ),
     )
 
 
 @shared_task(bind=True, max_retries=MAX_RETRIES)
 def send_email_changed_notice(self, notice_id: int) -> None:
     """Email an owed email-changed notice to the old address (notifications.models)."""
-    _deliver(
-        self,
-        services.email_changed_notice_deliver,
-        notice_id=notice_id,
-        forget=partial(services.owed_notice_forget, model=EmailChangedNotice, notice_id=notice_id),
+    _deliver_notice(
+        self, services.email_changed_notice_deliver, model=EmailChangedNotice, notice_id=notice_id
     )
 
 
@@ -247,11 +249,9 @@ def send_email_changed_notice(self, notice_id: int) -> None:
 @shared_task(bind=True, max_retries=MAX_RETRIES)
 def send_account_notice(self, notice_id: int) -> None:
     """Email a notice of the password-changed notices' table, queued by an older release."""
-    _deliver(
+    _deliver_notice(
         self,
         services.password_changed_notice_deliver,
+        model=PasswordChangedNotice,
         notice_id=notice_id,
-        forget=partial(
-            services.owed_notice_forget, model=PasswordChangedNotice, notice_id=notice_id
-        ),
     )

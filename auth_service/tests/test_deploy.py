@@ -26,16 +26,22 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_check_deploy_passes_with_production_settings():
-    result = manage(
+def check_deploy(**env):
+    """`manage.py check --deploy`, failing on warnings, with production settings and a long
+    SECRET_KEY."""
+    return manage(
         "check",
         "--deploy",
         "--fail-level",
         "WARNING",
         SECRET_KEY=secrets.token_urlsafe(50),
-        JWT_SIGNING_KEY=secrets.token_urlsafe(50),
+        **env,
         **PRODUCTION,
     )
+
+
+def test_check_deploy_passes_with_production_settings():
+    result = check_deploy(JWT_SIGNING_KEY=secrets.token_urlsafe(50))
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -49,14 +55,7 @@ def test_production_refuses_to_start_without_a_secret_key():
 
 
 def test_check_deploy_warns_when_jwts_share_the_django_secret():
-    result = manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        **PRODUCTION,
-    )
+    result = check_deploy()
 
     assert result.returncode != 0
     assert "accounts.W001" in result.stderr + result.stdout
@@ -65,15 +64,7 @@ def test_check_deploy_warns_when_jwts_share_the_django_secret():
 def test_check_deploy_warns_when_the_jwt_key_is_short():
     # Anyone holding one token can test guesses of an HS256 key offline, then sign tokens for
     # any user: the checklist that flags a short SECRET_KEY (security.W009) must flag this too.
-    result = manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        JWT_SIGNING_KEY="jwt-key-change-me",
-        **PRODUCTION,
-    )
+    result = check_deploy(JWT_SIGNING_KEY="jwt-key-change-me")
 
     assert result.returncode != 0
     assert "accounts.W002" in result.stderr + result.stdout
