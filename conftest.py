@@ -1,5 +1,6 @@
 """Fixtures shared by every test: an API client, users, and a clean Redis database."""
 
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -8,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from rest_framework.test import APIClient
 
 from accounts import hash_pool, pages, throttling
@@ -71,6 +73,19 @@ def hashing_full(monkeypatch, settings, api):
 
         yield end
         end()
+
+
+@contextlib.contextmanager
+def read_only_database():
+    """PostgreSQL refusing writes on the test's connection, as a standby after a failover does
+    to every transaction (in a django_db(transaction=True) test)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
 
 
 @pytest.fixture

@@ -468,6 +468,21 @@ def test_a_used_link_stays_used_when_redis_cannot_forget_it(api, user, monkeypat
     assert user.check_password(NEW_PASSWORD)
 
 
+def while_checking_strength(monkeypatch, action) -> None:
+    """Run `action` once, right after the service checks a new password's strength: between a
+    reset's look at its link and its write."""
+    real_check = services.password_check_strength
+    done = []
+
+    def check_then_act(**kwargs):
+        real_check(**kwargs)
+        if not done:  # a password change in `action` checks its own new password too
+            done.append(True)
+            action()
+
+    monkeypatch.setattr(services, "password_check_strength", check_then_act)
+
+
 def change_by_the_owner(user):
     services.password_change(user=user, current_password=PASSWORD, new_password=NEW_PASSWORD)
 
@@ -476,33 +491,6 @@ def change_by_an_operator(user):
     # `manage.py changepassword`: a plain save of a new password, outside the services
     with mock.patch("getpass.getpass", return_value=NEW_PASSWORD):
         call_command("changepassword", user.email, stdout=io.StringIO())
-
-
-@pytest.mark.usefixtures("eager_tasks")
-@pytest.mark.parametrize("change", [change_by_the_owner, change_by_an_operator])
-def test_a_reset_link_checked_just_before_a_password_change_cannot_undo_it(
-    user, monkeypatch, change
-):
-    # Given a reset under way: its link checked and still live, its new password being checked
-    link = reset_tokens.token_issue(user=user)
-    real_check = services.password_check_strength
-    changes = []
-
-    def change_meanwhile(**kwargs):
-        real_check(**kwargs)
-        if not changes:  # the change below checks its own new password too
-            changes.append(change)
-            change(User.objects.get(pk=user.pk))
-
-    monkeypatch.setattr(services, "password_check_strength", change_meanwhile)
-
-    # When the password is changed in between, the reset is refused
-    with pytest.raises(ResetTokenInvalid):
-        services.password_reset_confirm(token=link.token, password="the-link-holders-pass")
-
-    # And the changed password is the one that holds
-    user.refresh_from_db()
-    assert user.check_password(NEW_PASSWORD)
 
 
 def email_changed_by_staff(user):
@@ -516,27 +504,31 @@ def deactivated_by_staff(user):
     user.save()
 
 
-@pytest.mark.parametrize("change", [email_changed_by_staff, deactivated_by_staff])
-def test_a_reset_link_checked_just_before_staff_change_the_account_cannot_use_it(
-    user, monkeypatch, change
+@pytest.mark.usefixtures("eager_tasks")
+@pytest.mark.parametrize(
+    ("change", "password_that_holds"),
+    [
+        (change_by_the_owner, NEW_PASSWORD),
+        (change_by_an_operator, NEW_PASSWORD),
+        (email_changed_by_staff, PASSWORD),
+        (deactivated_by_staff, PASSWORD),
+    ],
+)
+def test_a_reset_link_checked_just_before_the_account_changes_cannot_use_it(
+    user, monkeypatch, change, password_that_holds
 ):
     # Given a reset under way: its link checked and still live, its new password being checked
     link = reset_tokens.token_issue(user=user)
-    real_check = services.password_check_strength
+    while_checking_strength(monkeypatch, lambda: change(User.objects.get(pk=user.pk)))
 
-    def change_meanwhile(**kwargs):
-        real_check(**kwargs)
-        change(User.objects.get(pk=user.pk))
-
-    monkeypatch.setattr(services, "password_check_strength", change_meanwhile)
-
-    # When staff change the account's email, or deactivate it, in between, the reset is refused
+    # When the password is changed, or staff change the account's email or deactivate it, in
+    # between, the reset is refused
     with pytest.raises(ResetTokenInvalid):
         services.password_reset_confirm(token=link.token, password="the-link-holders-pass")
 
-    # And the password is still the owner's
+    # And the reset did not undo the change: the password that holds is the one it left
     user.refresh_from_db()
-    assert user.check_password(PASSWORD)
+    assert user.check_password(password_that_holds)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -6,13 +6,12 @@ from unittest import mock
 import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
 from django.contrib.auth.hashers import make_password
-from django.db import connection
 
 from accounts import hash_pool, services, tokens
 from accounts.hashers import Argon2idHasher
 from accounts.models import User
 from auth_service.exceptions import HashingBusy
-from conftest import PASSWORD
+from conftest import PASSWORD, read_only_database
 
 LOGIN = "/api/v1/auth/login/"
 REFRESH = "/api/v1/auth/token/refresh/"
@@ -103,15 +102,10 @@ def test_a_login_whose_re_hash_the_database_refuses_to_write_still_signs_in(api,
     user.password = make_password(PASSWORD, hasher=EarlierArgon2idHasher())
     user.save()
     earlier = user.password
-    with connection.cursor() as cursor:
-        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-    try:
+    with read_only_database():
         login = api.post(LOGIN, {"email": user.email, "password": PASSWORD}, format="json")
         api.credentials(HTTP_AUTHORIZATION=f"Bearer {login.json().get('access')}")
         me = api.get("/api/v1/auth/me/")
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
 
     # Then the password holds and its tokens work: the re-hash waits for a later sign-in
     assert login.status_code == 200

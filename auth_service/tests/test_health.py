@@ -1,6 +1,6 @@
 import pytest
 
-from conftest import cut_off_redis
+from conftest import cut_off_redis, read_only_database
 
 
 @pytest.mark.django_db
@@ -120,20 +120,13 @@ def test_readyz_is_503_naming_the_database_when_its_connection_was_closed_under_
 @pytest.mark.django_db(transaction=True)
 def test_readyz_is_503_naming_the_database_while_it_refuses_writes(client, api):
     # What a standby after a failover does to every transaction
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-    try:
+    with read_only_database():
         register = api.post(
             "/api/v1/auth/register/",
             {"email": "new@example.com", "password": "a-brand-new-passphrase", "full_name": "N"},
             format="json",
         )
         ready = client.get("/readyz")
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
 
     assert register.status_code == 503
     assert ready.status_code == 503
