@@ -462,7 +462,8 @@ def wrk(
     histogram: bool = False,
 ) -> dict:
     """One bounded wrk run of bench/load.lua; its figures plus the CPU wrk itself used, and
-    with `histogram` every distinct latency with its count (to pool short runs)."""
+    with `histogram` every distinct latency with its count (to pool short runs). With a thread
+    per connection, also each request's own latency (`own_latency_histogram_us`)."""
     threads = threads or min(connections, CORES)
     tag = f"{next(_runs)}-{mode}"
     argv = [
@@ -484,6 +485,9 @@ def wrk(
         str(threads),
         tag,
     ]
+    if threads == connections:
+        # One connection per thread: load.lua can time each request as its client saw it.
+        argv.append("timed")
     env = dict(os.environ, BENCH_THINK_MS=str(think_ms), BENCH_HISTOGRAM=str(int(histogram)))
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     output = process.stdout.read().decode(errors="replace")

@@ -1,8 +1,12 @@
 -- Request generators for wrk: one mode per run, chosen by the first script argument.
 --
---   wrk -t T -c C -d 15s -s bench/load.lua http://127.0.0.1:PORT -- MODE DATAFILE T TAG
+--   wrk -t T -c C -d 15s -s bench/load.lua http://127.0.0.1:PORT -- MODE DATAFILE T TAG [timed]
 --
 -- TAG is unique per wrk run, so emails made up by one run (register, unknown) never repeat.
+-- `timed` (only with T == C: a thread's requests are then one connection's, one at a time)
+-- also times each request from its sending to its answer, as the client saw it, without
+-- wrk's coordinated-omission correction (bench/README.md, Columns); relogins of refresh
+-- chains are not among them.
 --
 -- DATAFILE is a Lua file written by bench/run.py: `return {run=..., password=..., users={...},
 -- access={...}, refresh={...}, distinct={...}}`. Modes that follow a per-client state (refresh
@@ -38,6 +42,23 @@ local refresh_token
 local relogin = false
 local last_kind = ""
 ok, non2xx, s5xx, known_ok, unknown_ok, known_sent, chain_restarts = 0, 0, 0, 0, 0, 0, 0
+-- Whether this thread times its requests, and their latencies: microseconds -> count
+-- (globals, for thread:get in done(), which runs in the main state where init() never ran).
+timed, own = false, {}
+local sent_at
+
+local ffi = require("ffi")
+ffi.cdef([[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock_id, bench_timespec *now);
+]])
+local CLOCK_MONOTONIC = 1
+local clock = ffi.new("bench_timespec")
+
+local function now_us()
+  ffi.C.clock_gettime(CLOCK_MONOTONIC, clock)
+  return tonumber(clock.tv_sec) * 1000000 + math.floor(tonumber(clock.tv_nsec) / 1000)
+end
 
 local function post(path, body)
   return wrk.format("POST", path, headers, body)
@@ -52,6 +73,7 @@ function init(args)
   data = dofile(args[2])
   thread_count = tonumber(args[3] or "1")
   tag = data.run .. "-" .. (args[4] or "0")
+  timed = args[5] == "timed"
   counter = 0
   if mode == "healthz" then
     static_request = wrk.format("GET", "/healthz", headers)
@@ -77,8 +99,7 @@ local function unknown_email()
   return string.format("nobody-%s-%d-%d@bench.example", tag, id, counter)
 end
 
-function request()
-  counter = counter + 1
+local function next_request()
   if static_request then
     return static_request
   elseif mode == "login" then
@@ -118,7 +139,21 @@ function request()
   error("unknown mode " .. tostring(mode))
 end
 
+function request()
+  counter = counter + 1
+  local built = next_request()
+  if timed then
+    sent_at = now_us()
+  end
+  return built
+end
+
 function response(status, headers, body)
+  if timed and sent_at and last_kind ~= "relogin" then
+    local took = now_us() - sent_at
+    own[took] = (own[took] or 0) + 1
+  end
+  sent_at = nil
   if last_kind == "relogin" then
     -- Not a refresh: neither counted as one nor as an error (the refusal before it was).
     if status >= 200 and status < 300 then
@@ -159,9 +194,16 @@ function done(summary, latency, requests)
   local totals = {
     ok = 0, non2xx = 0, s5xx = 0, known_ok = 0, unknown_ok = 0, known_sent = 0, chain_restarts = 0,
   }
+  local own_pooled, any_timed = {}, false
   for _, thread in ipairs(threads) do
     for name, _ in pairs(totals) do
       totals[name] = totals[name] + (thread:get(name) or 0)
+    end
+    if thread:get("timed") then
+      any_timed = true
+      for took, count in pairs(thread:get("own")) do
+        own_pooled[took] = (own_pooled[took] or 0) + count
+      end
     end
   end
   local e = summary.errors
@@ -186,6 +228,13 @@ function done(summary, latency, requests)
       table.insert(histogram, string.format("[%d,%d]", value, count))
     end
     table.insert(fields, '"latency_histogram_us":[' .. table.concat(histogram, ",") .. "]")
+  end
+  if any_timed then
+    local pairs_out = {}
+    for took, count in pairs(own_pooled) do
+      table.insert(pairs_out, string.format("[%d,%d]", took, count))
+    end
+    table.insert(fields, '"own_latency_histogram_us":[' .. table.concat(pairs_out, ",") .. "]")
   end
   io.write("BENCH_JSON {" .. table.concat(fields, ",") .. "}\n")
 end

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 
+import harness as h  # noqa: E402
 import run  # noqa: E402
 
 # CI installs wrk (.ci/run): there a skip would hide a lost test.
@@ -36,8 +38,17 @@ class RotatingService(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):  # noqa: N802 - http.server hook name
-        self.server.bearers.add(self.headers["Authorization"])
+        state = self.server
+        state.bearers.add(self.headers["Authorization"])
+        with self.lock:
+            state.gets += 1
+            slow = state.slow_every and state.gets % state.slow_every == 0
+        if slow:
+            time.sleep(0.1)
         self.answer(200, {"email": "u@bench.example"})
+        if slow:
+            with self.lock:
+                state.slow_answered += 1
 
     def do_POST(self):  # noqa: N802 - http.server hook name
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -79,6 +90,7 @@ def service():
     server.revoked, server.bearers = set(), set()
     server.logins = server.refreshes = 0
     server.drop_at = 0
+    server.gets = server.slow_every = server.slow_answered = 0
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -87,7 +99,13 @@ def service():
 
 
 def wrk(
-    server, mode: str, tmp_path: Path, *, connections: int = 1, histogram: bool = False
+    server,
+    mode: str,
+    tmp_path: Path,
+    *,
+    connections: int = 1,
+    histogram: bool = False,
+    timed: bool = False,
 ) -> dict:
     data = tmp_path / "data.lua"
     data.write_text(
@@ -108,6 +126,7 @@ def wrk(
             str(data),
             str(connections),
             "1",
+            *(["timed"] if timed else []),
         ],
         capture_output=True,
         text=True,
@@ -122,7 +141,7 @@ def wrk(
 def test_a_refresh_chain_whose_answer_was_lost_starts_again_with_a_login(service, tmp_path):
     service.drop_at = 5
 
-    result = wrk(service, "refresh", tmp_path)
+    result = wrk(service, "refresh", tmp_path, timed=True)
 
     # wrk resent the spent token on a new connection: one refusal, one new chain, and the
     # rest of the run rotating again rather than thousands of 401s.
@@ -132,6 +151,9 @@ def test_a_refresh_chain_whose_answer_was_lost_starts_again_with_a_login(service
     # Every rotation answered but the lost one (and the last, in flight when wrk stopped).
     assert service.refreshes - 2 <= result["ok"] <= service.refreshes - 1
     assert result["ok"] > 10
+    # The refresh chain's own latencies are its refreshes' and the refusal's, not the login's.
+    timed = sum(count for _, count in result["own_latency_histogram_us"])
+    assert timed == result["ok"] + result["non2xx"]
 
 
 def test_me_clients_hold_sessions_the_refresh_chains_do_not(service, tmp_path):
@@ -151,3 +173,32 @@ def test_the_histogram_gives_wrks_own_percentiles(service, tmp_path):
     pooled = run.histogram_percentiles(histogram)
     for p in (50, 90, 95, 99):
         assert pooled[f"p{p}_ms"] * 1000 == result["latency_us"][f"p{p}"]
+
+
+def test_a_timed_run_times_each_request_once_as_its_client_saw_it(service, tmp_path):
+    service.slow_every = 5  # every fifth answer after 100 ms
+
+    result = wrk(service, "me", tmp_path, connections=2, histogram=True, timed=True)
+
+    own = dict(result["own_latency_histogram_us"])
+    # One latency per answer, and the slow ones are the answers that were slow; wrk's own
+    # histogram adds made-up samples after each (its coordinated-omission correction).
+    assert sum(own.values()) == result["ok"] > 20
+    slow = sum(count for took, count in own.items() if took >= 100_000)
+    assert service.slow_answered - 2 <= slow <= service.slow_answered
+    assert sum(count for _, count in result["latency_histogram_us"]) > result["ok"]
+    assert max(own) < 150_000
+
+
+def test_an_untimed_run_reports_no_own_latencies(service, tmp_path):
+    assert "own_latency_histogram_us" not in wrk(service, "me", tmp_path, connections=2)
+
+
+def test_the_harness_times_runs_with_a_thread_per_connection(service, tmp_path):
+    data = tmp_path / "data.lua"
+    data.write_text('return {run = "t", password = "p", users = {}, access = {"a0", "a1"}}\n')
+    url = f"http://127.0.0.1:{service.server_address[1]}"
+    spec = {"url": url, "data_file": data, "connections": 2, "duration": 1}
+
+    assert "own_latency_histogram_us" in h.wrk("me", threads=2, **spec)
+    assert "own_latency_histogram_us" not in h.wrk("me", threads=1, **spec)

@@ -183,3 +183,44 @@ def test_forgot_percentiles_pool_every_rounds_requests_when_wrk_gave_histograms(
     assert merged["p95_ms"] == 20.0
     assert merged["mean_ms"] == pytest.approx((2800 * 3 + 400 * 20) / 3200)
     assert "latency_histogram_us" not in merged
+
+
+def test_timed_rounds_pool_their_own_latencies_beside_wrks():
+    rounds = [round_result(400, 3.0, 1.0, 0.02) for _ in range(4)]
+    for i, result in enumerate(rounds):
+        result["own_latency_histogram_us"] = [[2000, 380], [9000 if i else 30000, 20]]
+
+    merged = run.merge_rounds(rounds)
+
+    assert merged["own_p50_ms"] == 2.0
+    assert merged["own_p95_ms"] == 9.0  # 1,520 at 2 ms, then 60 at 9 ms: rank 1,521
+    assert merged["own_p99_ms"] == 30.0
+    assert "own_latency_histogram_us" not in merged
+
+
+def test_timed_runs_show_their_own_latencies_and_targets(report):
+    me, refresh = report["scenarios"]["mixed"]["me"], report["scenarios"]["mixed"]["refresh"]
+    me.update(own_p50_ms=20.0, own_p95_ms=60.0, own_p99_ms=90.0)
+    refresh.update(own_p50_ms=30.0, own_p95_ms=120.0, own_p99_ms=150.0)
+    report["scenarios"]["reference"] = dict(report["scenarios"]["ceiling"], rps_2xx=3000.0)
+    report["ratios"] = run.ratios(report)
+
+    text = run.markdown(report)
+
+    assert report["ratios"]["mixed_sent_p95_ms"] == 120.0
+    assert "| mixed_sent_p95_ms 100.0 | 120.00 | **no** |" in text
+    assert "| mixed_sent_p95_at_reference_ms 100.0 | 60.00 | yes |" in text
+    (row,) = [line for line in text.splitlines() if line.startswith("| mixed 32 clients: me |")]
+    assert "| 20.0 / 60.0 / 90.0 |" in row
+    (login,) = [line for line in text.splitlines() if line.startswith("| login |")]
+    assert "| - |" in login
+
+
+def test_the_written_report_leaves_the_histograms_out():
+    report = {"scenarios": {"me": {"p95_ms": 1.0, "own_latency_histogram_us": [[1, 2]]}}}
+    report["runs"] = [{"latency_histogram_us": [[1, 2]], "ok": 3}]
+
+    assert run.without_histograms(report) == {
+        "scenarios": {"me": {"p95_ms": 1.0}},
+        "runs": [{"ok": 3}],
+    }
