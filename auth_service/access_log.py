@@ -12,7 +12,9 @@ byte in the URL, say) or fails handling one, and reset links carry their token i
 It also quotes what it could not parse where it expected a request line, a header or a chunk
 size, and that can be a body or a header's value: a body sent without its framing (no
 Content-Length, one too short, "chunked" over a plain body) is read as the next request line
-or as a chunk size, and a header line without its colon is quoted whole.
+or as a chunk size, and a header line without its colon is quoted whole. At log level debug it
+quotes what it had read of a request the client broke off, headers (Authorization among them)
+or such a body; no other line of its workers quotes request bytes beyond the URI.
 """
 
 import logging
@@ -23,8 +25,10 @@ from gunicorn.glogging import Logger
 # From "?" up to the next space: the query of a URI quoted in a message, and a quote a client
 # put in it (the message's closing quote goes too).
 _QUERY = re.compile(r"\?\S+")
-# gunicorn's warning for a request it refuses (gunicorn.workers.base.Worker.handle_error).
-_REFUSAL = "Invalid request from ip="
+# gunicorn's lines that quote what a client sent: the warning for a request it refuses
+# (gunicorn.workers.base.Worker.handle_error), and the debug line for one the client broke off,
+# which quotes the bytes read so far (NoMoreData; its gthread and sync workers' handle).
+_QUOTING = ("Invalid request from ip=", "Ignored premature client disconnection. ")
 # A Python repr of a str or bytes, as gunicorn's errors quote what they refused.
 _QUOTED = re.compile(r"""b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*\"""")
 # Quotes worth keeping: a request line (its query cut below), or a name a client got wrong (a
@@ -49,13 +53,13 @@ def _vetted(quote: re.Match) -> str:
 
 
 class QueryRedactingFilter(logging.Filter):
-    """Replace every query string in a record's message with "?...", and what a refusal
-    quotes with its length unless it is a request line or a name."""
+    """Replace every query string in a record's message with "?...", and what a refusal or
+    a broken-off request quotes with its length unless it is a request line or a name."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         redacted = message
-        if redacted.startswith(_REFUSAL):
+        if redacted.startswith(_QUOTING):
             redacted = _QUOTED.sub(_vetted, redacted)
         if "?" in redacted:
             redacted = _QUERY.sub("?...", redacted)

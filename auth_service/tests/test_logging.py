@@ -6,6 +6,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from gunicorn.http.errors import NoMoreData
 
 from auth_service.access_log import AccessLogger, QueryRedactingFilter
 from auth_service.logging import JsonFormatter
@@ -104,6 +105,33 @@ def test_gunicorn_refusals_do_not_quote_a_body_or_header_value(error):
     assert "s3cr3t" not in line
     assert "ada@example.com" not in line
     assert "Invalid request from ip=10.0.0.1: Invalid " in line
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        # Broken off in its headers: what followed the request line, Authorization included.
+        b"Host: 127.0.0.1\r\nAuthorization: Bearer eyJhbGciOiJIUzI1NiJ9.s3cr3t.sig\r\n",
+        # A body without Content-Length, read as the next request's line.
+        b'{"email":"ada@example.com","password":"s3cr3t-pw"}',
+    ],
+    ids=["headers", "body as request line"],
+)
+def test_a_request_the_client_broke_off_is_logged_without_what_it_sent(read):
+    # gunicorn's debug line for a connection closed before its request was whole
+    broken_off = record(
+        name="gunicorn.error",
+        msg="Ignored premature client disconnection. %s",
+        args=(NoMoreData(read),),
+    )
+
+    assert QueryRedactingFilter().filter(broken_off)
+    line = JsonFormatter().format(broken_off)
+
+    assert "s3cr3t" not in line
+    assert "ada@example.com" not in line
+    withheld = f"<{len(repr(read)) - 3} characters withheld>"
+    assert f"Ignored premature client disconnection. No more data after: {withheld}" in line
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,10 @@
 
 import socket
 
+import pytest
 import requests
 
-from auth_service.tests.faults.harness import json_lines, wait_for
+from auth_service.tests.faults.harness import WebServer, json_lines, wait_for
 
 
 def access_lines(output: str) -> list[dict]:
@@ -89,6 +90,48 @@ def test_a_body_sent_without_its_framing_is_not_quoted_in_the_log(web):
     output = web.output()[seen:]
     assert "s3cr3t-password" not in output
     assert "ada@example.com" not in output
+
+
+@pytest.fixture
+def debug_web(service_env, tmp_path):
+    """gunicorn at --log-level debug, as in local development: DEBUG=true, for the production
+    logging configuration holds gunicorn's log at INFO whatever the command line says."""
+    env = {**service_env, "DEBUG": "true"}
+    server = WebServer(env=env, log=tmp_path / "gunicorn.log", workers=1)
+    server.args += ["--log-level", "debug"]
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_request_the_client_broke_off_is_not_quoted_in_the_debug_log(debug_web):
+    login = b"POST /api/v1/auth/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    body = b'{"email":"ada@example.com","password":"s3cr3t-password"}'
+    broken_off = [
+        # Closed in its headers, after its token
+        b"GET /api/v1/auth/me/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.s3cr3t-token.sig\r\n",
+        # No Content-Length: the body is read as the next request's line, which never ends.
+        login + b"Content-Type: application/json\r\n\r\n" + body,
+        # A Content-Length too short: the rest of the body, likewise.
+        login + b"Content-Type: application/json\r\nContent-Length: 10\r\n\r\n" + body,
+    ]
+    for request in broken_off:
+        with socket.create_connection(("127.0.0.1", debug_web.port), timeout=5) as conn:
+            conn.sendall(request)
+            conn.shutdown(socket.SHUT_WR)
+            while conn.recv(4096):
+                pass
+
+    wait_for(
+        lambda: debug_web.output().count("Ignored premature client disconnection") >= 3,
+        timeout=5,
+        what="the three broken-off requests logged",
+    )
+    output = debug_web.output()
+    assert "s3cr3t" not in output
+    assert "ada@example.com" not in output
+    assert output.count("Ignored premature client disconnection. No more data after: <") == 3
 
 
 def test_an_answers_request_id_leads_to_its_access_line_and_its_log_lines(web):
