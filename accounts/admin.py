@@ -16,7 +16,6 @@ from accounts.throttling import (
     refunded_if_busy,
     throttles_wait,
 )
-from accounts.validators import validate_full_name
 from auth_service.exceptions import allow_methods, error_body
 
 ADMIN_THROTTLED = "Too many sign-in attempts. Try again in {seconds} seconds."
@@ -54,17 +53,6 @@ def _throttled(message: str, wait: int):
     response = error_body(message.format(seconds=wait), "throttled", 429)
     response["Retry-After"] = str(wait)
     return response
-
-
-class FullNameChecked:
-    """Register's check of a full name, on a name staff type or change: one saved before the
-    check existed does not stop staff saving the account otherwise (deactivating it, say)."""
-
-    def clean_full_name(self) -> str:
-        name = self.cleaned_data["full_name"]
-        if self.instance.pk is None or "full_name" in self.changed_data:
-            validate_full_name(name)
-        return name
 
 
 @allow_methods("GET", "HEAD", "POST", "OPTIONS")
@@ -109,13 +97,13 @@ def _own_password_change(request, extra_context=None):
     )(request)
 
 
-class UserCreateForm(FullNameChecked, UserCreationForm):
+class UserCreateForm(UserCreationForm):
     class Meta:
         model = User
         fields = ("email", "full_name")
 
 
-class UserEditForm(FullNameChecked, UserChangeForm):
+class UserEditForm(UserChangeForm):
     class Meta:
         model = User
         fields = ("email", "full_name")

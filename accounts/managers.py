@@ -168,6 +168,9 @@ class UserManager(BaseUserManager):
                 f"Ensure this value has at most {EMAIL_MAX} characters once its domain is "
                 "encoded for sending."
             )
+        if isinstance(extra_fields.get("full_name"), str):
+            # As register and the admin store a name: without the spaces around it.
+            extra_fields["full_name"] = extra_fields["full_name"].strip()
         user = self.model(email=normalize_email(email), **extra_fields)
         user.set_password(password)
         user.save(using=self._db)

@@ -12,7 +12,7 @@ from django.db.models.functions import Lower
 
 from accounts import lost_answers
 from accounts.managers import UserManager, email_stored_form
-from accounts.validators import validate_email_characters
+from accounts.validators import validate_email_characters, validate_full_name
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,9 @@ class User(AbstractUser):
     first_name = None
     last_name = None
     email = models.EmailField("email address", unique=True, validators=[validate_email_characters])
-    full_name = models.CharField("full name", max_length=150)
+    # Register's check of a name (accounts.serializers), which createsuperuser and the admin's
+    # forms run as the field's validators.
+    full_name = models.CharField("full name", max_length=150, validators=[validate_full_name])
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
@@ -35,6 +37,20 @@ class User(AbstractUser):
             # Guards the lower-case invariant even for rows written around the manager.
             models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_unique"),
         ]
+
+    def clean_fields(self, exclude=None):
+        exclude = set(exclude or ())
+        if "full_name" not in exclude and self._full_name_kept():
+            # A name saved before names were checked, left as it is: staff can still save the
+            # account otherwise (deactivate it, say). A new or changed name is checked.
+            exclude.add("full_name")
+        super().clean_fields(exclude=exclude)
+
+    def _full_name_kept(self) -> bool:
+        if self._state.adding:
+            return False
+        stored = type(self)._default_manager.filter(pk=self.pk, full_name=self.full_name)
+        return stored.exists()
 
     def validate_constraints(self, exclude=None):
         # validate_unique reports a taken address on the field, in any letter case; the

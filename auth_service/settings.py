@@ -57,7 +57,7 @@ CORS_EXPOSE_HEADERS = ("Retry-After", "WWW-Authenticate", "X-Request-ID")
 CSRF_FAILURE_VIEW = "auth_service.exceptions.csrf_failure"
 
 INSTALLED_APPS = [
-    # First: its changepassword command replaces django.contrib.auth's.
+    # First: its changepassword and createsuperuser commands replace django.contrib.auth's.
     "accounts",
     "django.contrib.admin",
     "django.contrib.auth",

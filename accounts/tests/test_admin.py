@@ -1,5 +1,7 @@
 """Operators manage users in the Django admin by email."""
 
+import io
+import re
 import threading
 from unittest import mock
 
@@ -11,9 +13,11 @@ from django.db import connection, transaction
 from accounts import reset_tokens, services
 from accounts.admin import UserEditForm
 from accounts.models import User
+from accounts.validators import NAME_CONTROL, NAME_INVISIBLE
 from conftest import PASSWORD
 from notifications.models import EmailChangedNotice, PasswordChangedNotice
 
+REGISTER = "/api/v1/auth/register/"
 RESET = "/api/v1/auth/password/reset/"
 REFRESH = "/api/v1/auth/token/refresh/"
 
@@ -206,6 +210,149 @@ def test_createsuperuser_refuses_an_email_with_an_invisible_character(monkeypatc
             email="ada@exa\u200bmple.org",
             full_name="Imposter",
             verbosity=0,
+        )
+
+    assert not User.objects.filter(full_name="Imposter").exists()
+
+
+class Terminal(io.StringIO):
+    """Standard input as a terminal: createsuperuser prompts only on one."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def createsuperuser_typed(monkeypatch, *answers: str, password: str, **options) -> str:
+    """Run createsuperuser at its prompts with these answers; what it wrote to stderr."""
+    typed = iter(answers)
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(typed))
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": password)
+    stderr = io.StringIO()
+    call_command(
+        "createsuperuser", stdin=Terminal(), stdout=io.StringIO(), stderr=stderr, **options
+    )
+    return stderr.getvalue()
+
+
+NAMES_REGISTER_REFUSES = [
+    ("\u202eecalevoL adA", NAME_CONTROL),  # shows reversed in the admin
+    ("Ada\nLovelace", NAME_CONTROL),
+    ("\u200b", NAME_INVISIBLE),
+    ("\u3164", NAME_INVISIBLE),  # Hangul filler
+]
+
+
+@pytest.mark.parametrize("given", ["option", "environment"])
+@pytest.mark.parametrize(("name", "message"), NAMES_REGISTER_REFUSES)
+def test_createsuperuser_refuses_a_name_register_refuses(api, monkeypatch, given, name, message):
+    body = {"full_name": name, "email": "ada@example.com", "password": PASSWORD}
+    assert api.post(REGISTER, body, format="json").json() == {"full_name": [message]}
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-strong-passphrase")
+    options = {"full_name": name}
+    if given == "environment":
+        monkeypatch.setenv("DJANGO_SUPERUSER_FULL_NAME", name)
+        options = {}
+
+    with pytest.raises(CommandError, match=rf"^{re.escape(message)}$"):
+        call_command(
+            "createsuperuser", interactive=False, email="boss@example.com", verbosity=0, **options
+        )
+
+    assert not User.objects.exists()
+
+
+def test_createsuperuser_asks_again_for_a_name_register_refuses(monkeypatch):
+    errors = createsuperuser_typed(
+        monkeypatch,
+        "\u202eecalevoL adA",
+        "Grace Hopper",
+        password="a-strong-passphrase",
+        email="grace@example.com",
+    )
+
+    assert f"Error: {NAME_CONTROL}" in errors
+    assert User.objects.get().full_name == "Grace Hopper"
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "",
+        "short-1",  # fewer than 10 characters
+        "password123",  # common
+        "8472910365",  # digits only
+        "abcdefghijkl",  # a run
+        "boss.example",  # like the email
+        "x7" * 65,  # longer than any password field takes
+    ],
+)
+def test_createsuperuser_noinput_refuses_a_password_register_refuses(api, monkeypatch, password):
+    body = {"full_name": "The Boss", "email": "boss@example.com", "password": password}
+    assert api.post(REGISTER, body, format="json").status_code == 400
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", password)
+
+    with pytest.raises(CommandError, match=r"^DJANGO_SUPERUSER_PASSWORD is refused: \S"):
+        call_command(
+            "createsuperuser",
+            interactive=False,
+            email="Boss@Example.com",
+            full_name="The Boss",
+            verbosity=0,
+        )
+
+    assert not User.objects.exists()
+
+
+def test_createsuperuser_noinput_checks_the_password_against_the_environments_account(
+    monkeypatch,
+):
+    monkeypatch.setenv("DJANGO_SUPERUSER_EMAIL", "grace.hopper@example.com")
+    monkeypatch.setenv("DJANGO_SUPERUSER_FULL_NAME", "Grace Hopper")
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "gracehopper")
+
+    with pytest.raises(CommandError, match="too similar to the"):
+        call_command("createsuperuser", interactive=False, verbosity=0)
+
+    assert not User.objects.exists()
+
+
+def test_createsuperuser_noinput_without_a_password_makes_one_that_cannot_sign_in(monkeypatch):
+    monkeypatch.delenv("DJANGO_SUPERUSER_PASSWORD", raising=False)
+
+    call_command(
+        "createsuperuser",
+        interactive=False,
+        email="boss@example.com",
+        full_name="The Boss",
+        verbosity=0,
+    )
+
+    assert not User.objects.get().has_usable_password()
+
+
+def test_createsuperuser_stores_the_email_and_name_as_register_does(monkeypatch):
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-strong-passphrase")
+
+    call_command(
+        "createsuperuser",
+        interactive=False,
+        email="Ada@Bücher.Example",
+        full_name="  Ada Lovelace ",
+        verbosity=0,
+    )
+
+    boss = User.objects.get()
+    assert (boss.email, boss.full_name) == ("ada@xn--bcher-kva.example", "Ada Lovelace")
+
+
+@pytest.mark.parametrize("email", ["ADA@Bücher.example", "ada@XN--BCHER-KVA.example"])
+def test_createsuperuser_refuses_an_email_taken_in_another_spelling(make_user, monkeypatch, email):
+    make_user(email="ada@bücher.example")
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-strong-passphrase")
+
+    with pytest.raises(CommandError, match=r"^Error: That email address is already taken\.$"):
+        call_command(
+            "createsuperuser", interactive=False, email=email, full_name="Imposter", verbosity=0
         )
 
     assert not User.objects.filter(full_name="Imposter").exists()
