@@ -1,6 +1,7 @@
 """Fixtures shared by every test: an API client, users, and a clean Redis database."""
 
 import contextlib
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -145,6 +146,28 @@ def cut_off_redis(settings) -> None:
 def redis_down(settings):
     """Redis is unreachable for the test's requests."""
     cut_off_redis(settings)
+
+
+@pytest.fixture
+def broker_down():
+    """The email queue refuses connections while the cache (throttles, reset tokens) answers,
+    as a broker of its own that is down does. Call the function it gives to bring it back."""
+    from auth_service.celery import app
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_port = unused.getsockname()[1]
+    reachable = app.conf.broker_url
+
+    def reconnect(url: str) -> None:
+        # Celery keeps its connection and producer pools until told otherwise.
+        app.conf.broker_url = url
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    reconnect(f"redis://127.0.0.1:{closed_port}/0")
+    yield lambda: reconnect(reachable)
+    reconnect(reachable)
 
 
 @pytest.fixture

@@ -187,7 +187,11 @@ def password_change(*, user: User, current_password: str, new_password: str) -> 
 
 
 def password_reset_request(*, email: str) -> None:
-    """Issue a reset token for an active account and queue the email; silent otherwise."""
+    """Issue a reset token for an active account and queue the email; silent otherwise.
+
+    Known and unknown emails take the same steps, so an unreachable database, Redis or broker
+    fails both at the same one, and no link goes out (an unqueued token is taken back): such a
+    503 tells nothing, and the view takes its rate-limit hits back."""
     user = User.objects.active_by_email(email)
     # An account whose password staff disabled (unusable) gets no link, as with Django's own
     # reset form: whoever holds the mailbox could otherwise undo the lock. Answered as unknown.

@@ -26,7 +26,7 @@ from accounts.managers import normalize_email
 from auth_service import counters
 from auth_service.client_ip import client_ip
 from auth_service.env import parse_rate
-from auth_service.exceptions import HashingBusy
+from auth_service.exceptions import HashingBusy, is_unavailable
 from auth_service.parsers import content_coding_taken
 
 logger = logging.getLogger(__name__)
@@ -185,11 +185,18 @@ class OneRoundTripThrottles:
         if wait:
             self.throttled(request, wait)
 
+    # Whether a 503 for a dependency that cannot serve (the database, Redis, the broker) takes
+    # the request's hits back: only for a view where every such 503 tells nothing, answered at
+    # the same points whatever the request names.
+    refunds_unavailable = False
+
     def handle_exception(self, exc: Exception):
         # A request refused before its password was hashed (the hash pool full) checked
         # nothing and told nothing: it must not spend the budget its retry needs.
         if isinstance(exc, HashingBusy):
             refund_hits_if_nothing_hashed(self.request)
+        elif self.refunds_unavailable and is_unavailable(exc):
+            refund_hits(self.request)
         return super().handle_exception(exc)
 
 

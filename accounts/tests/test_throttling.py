@@ -5,13 +5,16 @@ import itertools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from unittest import mock
 
 import pytest
+from django.db import OperationalError
 from django.test import Client
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
-from accounts import hashers, throttling
+from accounts import hashers, reset_tokens, throttling
+from accounts.managers import UserManager
 from accounts.models import User
 from auth_service import counters
 from auth_service.exceptions import HashingBusy
@@ -684,3 +687,35 @@ def test_the_admin_own_password_form_shares_the_password_change_limit(api, clien
     # The API's change shares that budget
     pair = api.post(LOGIN, {"email": "root@example.com", "password": PASSWORD}, format="json")
     assert change(APIClient(), pair.json()["access"], current=PASSWORD).status_code == 429
+
+
+@pytest.mark.parametrize("email", ["ada@example.com", "nobody@example.com"])
+def test_forgots_turned_away_while_the_broker_is_down_spend_none_of_the_limits(
+    api, user, broker_down, redis_client, email
+):
+    # An app retrying through an outage of the email queue, more times than the email's limit
+    during = [api.post(FORGOT, {"email": email}, format="json") for _ in range(7)]
+
+    # Each 503 is the same whether the email has an account, and leaves no link and no hit
+    assert {(r.status_code, r.content) for r in during} == {(503, during[0].content)}
+    assert redis_client.keys(f"{reset_tokens.PREFIX}*") == []
+    assert redis_client.keys(f"{counters.KEY_PREFIX}*") == []
+    # So once the queue is back, the email has its whole budget, and no more
+    broker_down()
+    after = [api.post(FORGOT, {"email": email}, format="json").status_code for _ in range(6)]
+    assert after == [202] * 5 + [429]
+
+
+@pytest.mark.parametrize("email", ["ada@example.com", "nobody@example.com"])
+def test_forgots_turned_away_while_the_database_is_down_spend_none_of_the_limits(
+    api, user, monkeypatch, email
+):
+    lost = OperationalError("server closed the connection unexpectedly")
+    monkeypatch.setattr(UserManager, "active_by_email", mock.Mock(side_effect=lost))
+
+    during = [api.post(FORGOT, {"email": email}, format="json").status_code for _ in range(7)]
+    monkeypatch.undo()  # the database is back
+    after = [api.post(FORGOT, {"email": email}, format="json").status_code for _ in range(6)]
+
+    assert during == [503] * 7
+    assert after == [202] * 5 + [429]
