@@ -25,10 +25,11 @@ from gunicorn.glogging import Logger
 # From "?" up to the next space: the query of a URI quoted in a message, and a quote a client
 # put in it (the message's closing quote goes too).
 _QUERY = re.compile(r"\?\S+")
-# gunicorn's lines that quote what a client sent: the warning for a request it refuses
-# (gunicorn.workers.base.Worker.handle_error), and the debug line for one the client broke off,
-# which quotes the bytes read so far (NoMoreData; its gthread and sync workers' handle).
-_QUOTING = ("Invalid request from ip=", "Ignored premature client disconnection. ")
+# gunicorn's warning for a request it refuses (gunicorn.workers.base.Worker.handle_error).
+_REFUSAL = "Invalid request from ip="
+# gunicorn's debug line for a request the client broke off, which quotes the bytes read so far
+# (NoMoreData; its gthread and sync workers' handle): raw bytes, never a name it parsed.
+_BROKEN_OFF = "Ignored premature client disconnection. "
 # A Python repr of a str or bytes, as gunicorn's errors quote what they refused.
 _QUOTED = re.compile(r"""b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*\"""")
 # Quotes worth keeping: a request line (its query cut below), or a name a client got wrong (a
@@ -44,23 +45,36 @@ _GUNICORN_WORDS = re.compile(
 )
 
 
-def _vetted(quote: re.Match) -> str:
+def _vetted(quote: re.Match, kept: tuple[re.Pattern, ...]) -> str:
     text = quote.group()
     inner = text[2:-1] if text.startswith("b") else text[1:-1]
-    if any(pattern.fullmatch(inner) for pattern in (_REQUEST_LINE, _NAME, _GUNICORN_WORDS)):
+    if any(pattern.fullmatch(inner) for pattern in kept):
         return text
     return f"<{len(inner)} characters withheld>"
 
 
+def _refusal_vetted(quote: re.Match) -> str:
+    return _vetted(quote, (_REQUEST_LINE, _NAME, _GUNICORN_WORDS))
+
+
+def _broken_off_vetted(quote: re.Match) -> str:
+    # What a client broke off is never a name gunicorn got wrong: a one-word body (a code, a
+    # password) would pass for one. Only a whole request line is kept.
+    return _vetted(quote, (_REQUEST_LINE,))
+
+
 class QueryRedactingFilter(logging.Filter):
-    """Replace every query string in a record's message with "?...", and what a refusal or
-    a broken-off request quotes with its length unless it is a request line or a name."""
+    """Replace every query string in a record's message with "?...", what a refusal quotes
+    with its length unless it is a request line or a name, and what a broken-off request
+    quotes unless it is a request line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         redacted = message
-        if redacted.startswith(_QUOTING):
-            redacted = _QUOTED.sub(_vetted, redacted)
+        if redacted.startswith(_REFUSAL):
+            redacted = _QUOTED.sub(_refusal_vetted, redacted)
+        elif redacted.startswith(_BROKEN_OFF):
+            redacted = _QUOTED.sub(_broken_off_vetted, redacted)
         if "?" in redacted:
             redacted = _QUERY.sub("?...", redacted)
         if redacted != message:

@@ -114,8 +114,11 @@ def test_gunicorn_refusals_do_not_quote_a_body_or_header_value(error):
         b"Host: 127.0.0.1\r\nAuthorization: Bearer eyJhbGciOiJIUzI1NiJ9.s3cr3t.sig\r\n",
         # A body without Content-Length, read as the next request's line.
         b'{"email":"ada@example.com","password":"s3cr3t-pw"}',
+        # Such a body that is one word (a code, a password), which a refusal would keep as a
+        # name it got wrong: here it is only what the client sent.
+        b"s3cr3t-Tr0ub4dor-pw",
     ],
-    ids=["headers", "body as request line"],
+    ids=["headers", "body as request line", "one-word body"],
 )
 def test_a_request_the_client_broke_off_is_logged_without_what_it_sent(read):
     # gunicorn's debug line for a connection closed before its request was whole
@@ -132,6 +135,20 @@ def test_a_request_the_client_broke_off_is_logged_without_what_it_sent(read):
     assert "ada@example.com" not in line
     withheld = f"<{len(repr(read)) - 3} characters withheld>"
     assert f"Ignored premature client disconnection. No more data after: {withheld}" in line
+
+
+def test_a_request_line_the_client_broke_off_after_is_logged_without_its_query():
+    broken_off = record(
+        name="gunicorn.error",
+        msg="Ignored premature client disconnection. %s",
+        args=(NoMoreData(b"GET /reset-password/?token=s3cr3t HTTP/1.1"),),
+    )
+
+    assert QueryRedactingFilter().filter(broken_off)
+    line = JsonFormatter().format(broken_off)
+
+    assert "s3cr3t" not in line
+    assert "No more data after: b'GET /reset-password/?..." in line
 
 
 @pytest.mark.parametrize(
