@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from django.conf import settings
 from django.utils.crypto import salted_hmac
@@ -122,14 +122,18 @@ def throttles_wait(throttles: list[RateThrottle], request: Request) -> int:
     return max(waits)
 
 
-def refund_hits(request: Request) -> None:
-    """Take back what throttles_wait counted for this request, as if it had not been sent."""
+def refund_hits(request: Request, scopes: Collection[str] | None = None) -> None:
+    """Take back what throttles_wait counted for this request, as if it had not been sent;
+    with `scopes`, only the hits of those throttles."""
     counted = getattr(request, _COUNTED, None)
     if counted is None:
         return
     setattr(request, _COUNTED, None)
+    hits, member = counted
+    if scopes is not None:
+        hits = [hit for hit in hits if hit.key.split(":", 2)[1] in scopes]
     try:
-        counters.refund(*counted)
+        counters.refund(hits, member)
     except RedisError as error:
         # The hits age out with their period, as any other.
         logger.warning(
@@ -185,18 +189,19 @@ class OneRoundTripThrottles:
         if wait:
             self.throttled(request, wait)
 
-    # Whether a 503 for a dependency that cannot serve (the database, Redis, the broker) takes
-    # the request's hits back: only for a view where every such 503 tells nothing, answered at
-    # the same points whatever the request names.
-    refunds_unavailable = False
+    # The throttles whose hits a 503 for a dependency that cannot serve (the database, Redis,
+    # the broker) takes back: only for a view where every such 503 tells nothing, answered at
+    # the same points whatever the request names. Per-address limits keep theirs, so that an
+    # outage does not open the view to a flood that each time waits on the failing dependency.
+    refunded_when_unavailable: tuple[type[RateThrottle], ...] = ()
 
     def handle_exception(self, exc: Exception):
         # A request refused before its password was hashed (the hash pool full) checked
         # nothing and told nothing: it must not spend the budget its retry needs.
         if isinstance(exc, HashingBusy):
             refund_hits_if_nothing_hashed(self.request)
-        elif self.refunds_unavailable and is_unavailable(exc):
-            refund_hits(self.request)
+        elif self.refunded_when_unavailable and is_unavailable(exc):
+            refund_hits(self.request, {t.scope for t in self.refunded_when_unavailable})
         return super().handle_exception(exc)
 
 

@@ -222,9 +222,10 @@ RESET_DETAIL = "Your password has been reset. Log in with the new password."
 class PasswordForgotView(OneRoundTripThrottles, APIView):
     authentication_classes = []
     throttle_classes = [ResetIPThrottle, ResetEmailThrottle]
-    # Its 503s come at the same steps for known and unknown emails, and none sends a link: a
-    # retry after an outage must not meet a 429 (services.password_reset_request).
-    refunds_unavailable = True
+    # Its 503s come at the same steps for known and unknown emails, and none sends a link: an
+    # app's retries through an outage must not spend the email's budget for the hour after it
+    # (services.password_reset_request). The address's limit still counts them.
+    refunded_when_unavailable = (ResetEmailThrottle,)
 
     @extend_schema(
         tags=TAG,

@@ -690,24 +690,49 @@ def test_the_admin_own_password_form_shares_the_password_change_limit(api, clien
 
 
 @pytest.mark.parametrize("email", ["ada@example.com", "nobody@example.com"])
-def test_forgots_turned_away_while_the_broker_is_down_spend_none_of_the_limits(
+def test_forgots_turned_away_while_the_broker_is_down_spend_none_of_the_emails_limit(
     api, user, broker_down, redis_client, email
 ):
     # An app retrying through an outage of the email queue, more times than the email's limit
     during = [api.post(FORGOT, {"email": email}, format="json") for _ in range(7)]
 
-    # Each 503 is the same whether the email has an account, and leaves no link and no hit
+    # Each 503 is the same, leaves no link, and spends none of the email's limit (the address's
+    # counts them: see below)
     assert {(r.status_code, r.content) for r in during} == {(503, during[0].content)}
     assert redis_client.keys(f"{reset_tokens.PREFIX}*") == []
-    assert redis_client.keys(f"{counters.KEY_PREFIX}*") == []
+    (counted,) = redis_client.keys(f"{counters.KEY_PREFIX}*")
+    assert b":reset_ip:" in counted
     # So once the queue is back, the email has its whole budget, and no more
     broker_down()
     after = [api.post(FORGOT, {"email": email}, format="json").status_code for _ in range(6)]
     assert after == [202] * 5 + [429]
 
 
+def test_forgots_turned_away_while_the_broker_is_down_still_count_against_the_address(
+    api, user, broker_down, rates
+):
+    # A client flooding forgot through an outage, each request waiting on the failing queue
+    rates["reset_ip"] = "3/hour"
+
+    statuses = [
+        api.post(FORGOT, {"email": f"{n}@example.com"}, format="json").status_code for n in range(4)
+    ]
+
+    assert statuses == [503, 503, 503, 429]
+
+
+def test_a_forgot_turned_away_in_an_outage_is_the_same_for_known_and_unknown_emails(
+    api, user, broker_down
+):
+    known = api.post(FORGOT, {"email": user.email}, format="json")
+    unknown = api.post(FORGOT, {"email": "nobody@example.com"}, format="json")
+
+    assert (known.status_code, known.content) == (unknown.status_code, unknown.content)
+    assert known.status_code == 503
+
+
 @pytest.mark.parametrize("email", ["ada@example.com", "nobody@example.com"])
-def test_forgots_turned_away_while_the_database_is_down_spend_none_of_the_limits(
+def test_forgots_turned_away_while_the_database_is_down_spend_none_of_the_emails_limit(
     api, user, monkeypatch, email
 ):
     lost = OperationalError("server closed the connection unexpectedly")
