@@ -9,6 +9,7 @@ alone; the shared servers on the standard ports are never touched.
 import asyncio
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -74,8 +75,9 @@ def wait_for(check: Callable[[], object], *, timeout: float, what: str, every: f
 
 
 def free_port(start: int = 0, end: int = 0) -> int:
-    """A TCP port nobody listens on: the first free one in [start, end], or any ephemeral one."""
-    candidates = range(start, end + 1) if start else [0]
+    """A TCP port nobody listens on: a free one in [start, end], tried in random order (two
+    test runs on one machine would otherwise both pick the first), or any ephemeral one."""
+    candidates = random.sample(range(start, end + 1), end + 1 - start) if start else [0]
     for port in candidates:
         with closing(socket.socket()) as sock:
             try:
@@ -438,6 +440,10 @@ class WebServer(Process):
 
         def healthy() -> bool:
             self.check_alive()
+            # Bound by this gunicorn, not answered by another process that took the port first
+            # (gunicorn keeps retrying a port in use before it gives up).
+            if f"Listening at: {self.base}" not in self.output():
+                return False
             return requests.get(f"{self.base}/healthz", timeout=2).ok
 
         wait_for(healthy, timeout=30, what=f"gunicorn on :{self.port}")
