@@ -53,6 +53,11 @@ class RotatingService(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 - http.server hook name
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         state = self.server
+        if self.path.endswith("/forgot/"):
+            with self.lock:
+                state.forgot.append(body["email"])
+            self.answer(202, {"detail": "sent"})
+            return
         with self.lock:
             if self.path.endswith("/login/"):
                 state.logins += 1
@@ -91,6 +96,7 @@ def service():
     server.logins = server.refreshes = 0
     server.drop_at = 0
     server.gets = server.slow_every = server.slow_answered = 0
+    server.forgot = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -110,7 +116,8 @@ def wrk(
     data = tmp_path / "data.lua"
     data.write_text(
         'return {run = "t", password = "p", users = {"u0@bench.example", "u1@bench.example"},\n'
-        '  access = {"access0", "access1", "access2"}, refresh = {"session0.0", "session1.0"}}\n'
+        '  access = {"access0", "access1", "access2"}, refresh = {"session0.0", "session1.0"},\n'
+        '  distinct = {"d1@bench.example", "d2@bench.example", "d3@bench.example"}}\n'
     )
     output = subprocess.run(  # noqa: S603 - fixed argv
         [
@@ -202,3 +209,14 @@ def test_the_harness_times_runs_with_a_thread_per_connection(service, tmp_path):
 
     assert "own_latency_histogram_us" in h.wrk("me", threads=2, **spec)
     assert "own_latency_histogram_us" not in h.wrk("me", threads=1, **spec)
+
+
+def test_distinct_forgot_emails_are_each_sent_once_from_the_first(service, tmp_path):
+    result = wrk(service, "forgot_distinct", tmp_path)
+
+    # The request wrk builds to check the script is never sent: it uses up no email, and the
+    # known requests counted as sent are the ones the service received.
+    known = [email for email in service.forgot if email.startswith("d")]
+    assert known == ["d1@bench.example", "d2@bench.example", "d3@bench.example"]
+    assert result["known_sent"] == 3
+    assert len(service.forgot) > 3  # unknown emails once the list ran out
