@@ -4,6 +4,7 @@ import functools
 
 import idna
 from django.contrib.auth.base_user import BaseUserManager
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import connections
 
@@ -184,4 +185,14 @@ class UserManager(BaseUserManager):
     def create_superuser(self, email: str, password: str | None = None, **extra_fields):
         extra_fields["is_staff"] = True
         extra_fields["is_superuser"] = True
+        if password is not None:
+            # No way round register's rules for the most powerful accounts: Django's
+            # createsuperuser offers to bypass them at its prompt.
+            self.password_check(password, email=email, full_name=extra_fields.get("full_name"))
         return self._create_user(email, password, **extra_fields)
+
+    def password_check(self, password: str, *, email: str, full_name: str | None) -> None:
+        """Register's password rules for an account of this email and name (the validators
+        compare the password with both); ValidationError if they refuse it."""
+        account = self.model(email=normalize_email(email or ""), full_name=full_name or "")
+        validate_password(password, user=account)

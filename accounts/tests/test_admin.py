@@ -303,6 +303,16 @@ def test_createsuperuser_noinput_refuses_a_password_register_refuses(api, monkey
     assert not User.objects.exists()
 
 
+def test_createsuperuser_offers_no_way_round_the_password_rules_at_its_prompt(monkeypatch):
+    with pytest.raises(CommandError, match="This password is too common"):
+        # Django asks "Bypass password validation and create user anyway? [y/N]"
+        createsuperuser_typed(
+            monkeypatch, "y", password="password123", email="boss@example.com", full_name="Boss"
+        )
+
+    assert not User.objects.exists()
+
+
 def test_createsuperuser_noinput_checks_the_password_against_the_environments_account(
     monkeypatch,
 ):

@@ -1,15 +1,13 @@
 """Django's createsuperuser, holding a password given in DJANGO_SUPERUSER_PASSWORD (--noinput)
-to the password validators as register does: Django checks only a password typed at its prompt.
-The email and the full name are checked by the model's field validators, in both modes."""
+to the password validators as register does: Django checks only a password typed at its prompt
+(and lets the operator bypass them there, which UserManager.create_superuser refuses). The email
+and the full name are checked by the model's field validators, in both modes."""
 
 import os
 
 from django.contrib.auth.management.commands import createsuperuser
-from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError
-
-from accounts.managers import normalize_email
 
 PASSWORD_REFUSED = "DJANGO_SUPERUSER_PASSWORD is refused: {reasons}"  # noqa: S105 - a message
 
@@ -22,14 +20,14 @@ class Command(createsuperuser.Command):
         return super().handle(*args, **options)
 
     def _password_check(self, password: str, options: dict) -> None:
-        # The account as register builds it: the validators compare the password with the
-        # email and the name.
-        user = self.UserModel(
-            email=normalize_email(self._given("email", options)),
-            full_name=self._given("full_name", options),
-        )
+        # Before anything else, and by the variable's name (an empty one included, which
+        # Django would quietly take for no password).
         try:
-            validate_password(password, user=user)
+            self.UserModel._default_manager.password_check(
+                password,
+                email=self._given("email", options),
+                full_name=self._given("full_name", options),
+            )
         except ValidationError as error:
             reasons = " ".join(error.messages)
             raise CommandError(PASSWORD_REFUSED.format(reasons=reasons)) from None
