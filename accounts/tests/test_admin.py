@@ -93,15 +93,7 @@ def test_admin_creates_a_user_with_email_and_full_name(admin_client):
 
 
 def test_createsuperuser_asks_for_email_and_full_name(monkeypatch):
-    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-strong-passphrase")
-
-    call_command(
-        "createsuperuser",
-        interactive=False,
-        email="boss@example.com",
-        full_name="The Boss",
-        verbosity=0,
-    )
+    createsuperuser_noinput(monkeypatch, email="boss@example.com", full_name="The Boss")
 
     boss = User.objects.get(email="boss@example.com")
     assert boss.is_superuser
@@ -201,16 +193,8 @@ def test_admin_refuses_a_name_that_shows_in_another_order(admin_client):
 
 
 def test_createsuperuser_refuses_an_email_with_an_invisible_character(monkeypatch, user):
-    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-strong-passphrase")
-
     with pytest.raises(CommandError, match=r"^Enter a valid email address\.$"):
-        call_command(
-            "createsuperuser",
-            interactive=False,
-            email="ada@exa\u200bmple.org",
-            full_name="Imposter",
-            verbosity=0,
-        )
+        createsuperuser_noinput(monkeypatch, email="ada@exa\u200bmple.org", full_name="Imposter")
 
     assert not User.objects.filter(full_name="Imposter").exists()
 
@@ -232,6 +216,20 @@ def createsuperuser_typed(monkeypatch, *answers: str, password: str, **options) 
         "createsuperuser", stdin=Terminal(), stdout=io.StringIO(), stderr=stderr, **options
     )
     return stderr.getvalue()
+
+
+def createsuperuser_noinput(
+    monkeypatch,
+    password: str | None = "a-strong-passphrase",  # noqa: S107 - a test's
+    **options,
+):
+    """Run createsuperuser --noinput with DJANGO_SUPERUSER_PASSWORD set to `password` (None:
+    unset)."""
+    if password is None:
+        monkeypatch.delenv("DJANGO_SUPERUSER_PASSWORD", raising=False)
+    else:
+        monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", password)
+    call_command("createsuperuser", interactive=False, verbosity=0, **options)
 
 
 NAMES_REGISTER_REFUSES = [
@@ -289,15 +287,9 @@ def test_createsuperuser_asks_again_for_a_name_register_refuses(monkeypatch):
 def test_createsuperuser_noinput_refuses_a_password_register_refuses(api, monkeypatch, password):
     body = {"full_name": "The Boss", "email": "boss@example.com", "password": password}
     assert api.post(REGISTER, body, format="json").status_code == 400
-    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", password)
-
     with pytest.raises(CommandError, match=r"^DJANGO_SUPERUSER_PASSWORD is refused: \S"):
-        call_command(
-            "createsuperuser",
-            interactive=False,
-            email="Boss@Example.com",
-            full_name="The Boss",
-            verbosity=0,
+        createsuperuser_noinput(
+            monkeypatch, password, email="Boss@Example.com", full_name="The Boss"
         )
 
     assert not User.objects.exists()
@@ -327,29 +319,13 @@ def test_createsuperuser_noinput_checks_the_password_against_the_environments_ac
 
 
 def test_createsuperuser_noinput_without_a_password_makes_one_that_cannot_sign_in(monkeypatch):
-    monkeypatch.delenv("DJANGO_SUPERUSER_PASSWORD", raising=False)
-
-    call_command(
-        "createsuperuser",
-        interactive=False,
-        email="boss@example.com",
-        full_name="The Boss",
-        verbosity=0,
-    )
+    createsuperuser_noinput(monkeypatch, None, email="boss@example.com", full_name="The Boss")
 
     assert not User.objects.get().has_usable_password()
 
 
 def test_createsuperuser_stores_the_email_and_name_as_register_does(monkeypatch):
-    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-strong-passphrase")
-
-    call_command(
-        "createsuperuser",
-        interactive=False,
-        email="Ada@Bücher.Example",
-        full_name="  Ada Lovelace ",
-        verbosity=0,
-    )
+    createsuperuser_noinput(monkeypatch, email="Ada@Bücher.Example", full_name="  Ada Lovelace ")
 
     boss = User.objects.get()
     assert (boss.email, boss.full_name) == ("ada@xn--bcher-kva.example", "Ada Lovelace")
