@@ -198,3 +198,31 @@ def test_a_forgot_whose_email_cannot_be_queued_keeps_the_link_already_sent(
     finally:
         worker.kill_all()
         web.stop()
+
+
+@pytest.mark.parametrize("how", ["stopped", "frozen"])
+def test_readyz_names_a_broker_of_its_own_while_it_is_down(service_env, own_broker, tmp_path, how):
+    env = {**service_env, "CELERY_BROKER_URL": own_broker.url(0)}
+    web = WebServer(env=env, log=tmp_path / "gunicorn.log", workers=1)
+    try:
+        web.start()
+        api = Client(web)
+        # Given a service whose email queue is a Redis of its own, and checked as such
+        ready = api.get("/readyz")
+        assert ready.json()["checks"] == {"database": "ok", "redis": "ok", "broker": "ok"}
+
+        # When that Redis goes out (REDIS_URL's does not)
+        break_redis(own_broker, how)
+        response = api.get("/readyz")
+
+        # Then /readyz names it, before a platform's probe gives up, and recovers with it
+        assert response.status_code == 503
+        assert response.json() == {
+            "status": "unavailable",
+            "checks": {"database": "ok", "redis": "ok", "broker": "unavailable"},
+        }
+        assert response.elapsed.total_seconds() < PROMPT
+        mend_redis(own_broker, how)
+        wait_for(lambda: api.get("/readyz").status_code == 200, timeout=10, what="readyz 200")
+    finally:
+        web.stop()
