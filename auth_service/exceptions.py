@@ -86,7 +86,8 @@ class PayloadTooLarge(exceptions.APIException):
 class BodyUnreadable(exceptions.APIException):
     """The client's connection failed while its body was read (reset mid-upload: an app
     killed, a network switched). Django raises UnreadablePostError, a 500 unless mapped; the
-    client, not the service, failed, as with a chunked body cut short (auth_service/wsgi.py)."""
+    client, not the service, failed, as with any body that stops short of its length or last
+    chunk (auth_service/wsgi.py)."""
 
     status_code = status.HTTP_400_BAD_REQUEST
     default_detail = "The request body could not be read in full."

@@ -6,8 +6,8 @@ holds a request thread for good, and as many such clients as a worker has thread
 answering no one, the health check included. Each request now has REQUEST_READ_TIMEOUT
 seconds from its first read to be received whole, however its bytes trickle in. Past that the
 connection's reading side is shut and the request ends where it stopped: one still in its
-headers is dropped, one in its body is answered as the body it sent (a 400, as for any
-truncated body), and the connection is not kept alive. Bytes that arrived in time are still
+headers is dropped, one in its body is answered as a body cut short (a 400,
+auth_service/wsgi.py), and the connection is not kept alive. Bytes that arrived in time are still
 read after the deadline, and the response is written without it.
 """
 

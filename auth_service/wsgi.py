@@ -1,5 +1,6 @@
 """The WSGI application gunicorn serves: Django, with request bodies over the limit left unread,
-chunked ones given a length, other transfer codings refused, and HEAD answered without a body."""
+chunked ones given a length, ones cut short of their length refused, other transfer codings
+refused, and HEAD answered without a body."""
 
 import io
 import os
@@ -25,6 +26,42 @@ class _BodyTooLarge(io.RawIOBase):
         raise RequestDataTooBig("Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.")
 
 
+class _BodyCutShort(OSError):
+    """The connection ended before the body its Content-Length announced had arrived."""
+
+
+class _DeclaredLengthBody:
+    """A body of known length whose reading fails, as a connection reset mid-body does, when
+    the connection ends (or REQUEST_READ_TIMEOUT cuts it) before all of it has arrived.
+
+    gunicorn's reader then hands on what came and says nothing, so a body whose first part is
+    whole JSON (or a form missing the end of its last field) would be served as the request.
+    Django turns the error into UnreadablePostError: the API's 400 `bad_request`.
+    """
+
+    def __init__(self, stream, length: int) -> None:
+        self._stream = stream
+        self._left = length
+
+    def read(self, size=-1) -> bytes:
+        wanted = self._wanted(size)
+        return self._counted(self._stream.read(wanted), wanted)
+
+    def readline(self, size=-1) -> bytes:
+        wanted = self._wanted(size)
+        line = self._stream.readline(wanted)
+        return self._counted(line, len(line) if line.endswith(b"\n") else wanted)
+
+    def _wanted(self, size) -> int:
+        return self._left if size is None or size < 0 else min(size, self._left)
+
+    def _counted(self, data: bytes, wanted: int) -> bytes:
+        self._left -= len(data)
+        if len(data) < wanted:
+            raise _BodyCutShort(f"the body ended {self._left} bytes short of its Content-Length")
+        return data
+
+
 def _declared_length(environ) -> int:
     try:
         return int(environ.get("CONTENT_LENGTH") or 0)
@@ -42,7 +79,8 @@ def _refusal(environ, status_code: int) -> tuple[str, list[tuple[str, str]], byt
 
 def read_chunked_bodies(app):
     """Read a chunked request body before Django, which reads a body without a length as empty;
-    leave any body declared over the limit unread (reading it raises RequestDataTooBig).
+    leave any body declared over the limit unread (reading it raises RequestDataTooBig); and
+    have a body of declared length fail to read if the connection ends before it is whole.
 
     gunicorn de-chunks the body but can give no CONTENT_LENGTH. Its `wsgi.input_terminated`
     input ends where the body does, so the body is read here, one byte past the limit at most,
@@ -68,10 +106,12 @@ def read_chunked_bodies(app):
                 return [error]
             environ["wsgi.input"] = io.BytesIO(body) if len(body) <= limit else _BodyTooLarge()
             environ["CONTENT_LENGTH"] = str(len(body))
-        elif _declared_length(environ) > limit:
+        elif (declared := _declared_length(environ)) > limit:
             # Django counts only a form's fields against the limit, not its file parts, and
             # streams those to disk: no body over the limit is read at all, of any type.
             environ["wsgi.input"] = _BodyTooLarge()
+        elif declared:
+            environ["wsgi.input"] = _DeclaredLengthBody(environ["wsgi.input"], declared)
         return app(environ, start_response)
 
     return wrapped

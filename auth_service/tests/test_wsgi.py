@@ -12,12 +12,15 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 from django.core.signals import request_finished
+from gunicorn.http.body import Body, LengthReader
+from gunicorn.http.unreader import IterUnreader
 
 from auth_service.wsgi import application
 from conftest import PASSWORD
 
 LOGIN = "/api/v1/auth/login/"
 TOO_LARGE = {"detail": "The request body is too large.", "code": "payload_too_large"}
+CUT_SHORT = {"detail": "The request body could not be read in full.", "code": "bad_request"}
 
 
 @dataclass
@@ -103,6 +106,52 @@ def test_a_chunked_body_may_be_as_long_as_the_limit_and_no_longer(settings):
 
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = len(body) - 1
     assert post_chunked(LOGIN, body).json() == TOO_LARGE
+
+
+def post_cut_short(path: str, content_type: str, received: bytes, missing: int) -> Answer:
+    """A POST whose connection ended (or whose read deadline passed) `missing` bytes before the
+    end of the body its Content-Length announced: gunicorn's input then gives what came."""
+    declared = len(received) + missing
+    stream = Body(LengthReader(IterUnreader([received]), declared))
+    return call(
+        "POST",
+        path,
+        CONTENT_TYPE=content_type,
+        CONTENT_LENGTH=str(declared),
+        HTTP_SEC_FETCH_SITE="same-origin",
+        **{"wsgi.input": stream},
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_login_cut_short_of_its_length_is_refused_though_what_came_is_whole_json(user):
+    body = json.dumps({"email": user.email, "password": PASSWORD}).encode()
+
+    answer = post_cut_short(LOGIN, "application/json", body, missing=20)
+
+    # Not served as the login it looks like: the client never finished sending it
+    assert answer.status == 400
+    assert answer.json() == CUT_SHORT
+
+
+def test_a_reset_form_cut_short_of_its_length_is_refused_not_read_as_a_shorter_form():
+    # The form parses as it stands: a token and a password missing the end it was typed with
+    received = b"token=abc&password=correct-horse-battery&password_confirm=correct-horse-batt"
+
+    answer = post_cut_short("/reset-password/", "application/x-www-form-urlencoded", received, 5)
+
+    assert answer.status == 400
+    assert answer.json() == CUT_SHORT
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_body_of_declared_length_that_arrives_whole_is_served(user):
+    body = json.dumps({"email": user.email, "password": PASSWORD}).encode()
+
+    answer = post_cut_short(LOGIN, "application/json", body, missing=0)
+
+    assert answer.status == 200, answer.body
+    assert set(answer.json()) == {"access", "refresh"}
 
 
 @pytest.mark.parametrize(

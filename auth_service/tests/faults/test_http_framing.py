@@ -302,14 +302,12 @@ def test_clients_that_stop_halfway_through_a_request_do_not_hold_the_server(serv
         assert health.status_code == 200
         assert time.monotonic() - started < 6
 
-        # The stalled body of known length is answered as the truncated JSON it is, the
-        # chunked one as a body that ended early...
-        answer = received_until_closed(clients[1])
-        assert answer.startswith(b"HTTP/1.1 400 ")
-        assert b'"code":"parse_error"' in answer
-        answer = received_until_closed(clients[2])
-        assert answer.startswith(b"HTTP/1.1 400 ")
-        assert b'"code":"bad_request"' in answer
+        # The stalled bodies, of known length and chunked, are answered as bodies that ended
+        # early...
+        for client in (clients[1], clients[2]):
+            answer = received_until_closed(client)
+            assert answer.startswith(b"HTTP/1.1 400 ")
+            assert b'"code":"bad_request"' in answer
         # ...and the others are closed
         for client in (clients[0], clients[3]):
             assert received_until_closed(client) == b""
