@@ -140,9 +140,6 @@ class ProbeMiddleware:
         if probe is None:
             return self.get_response(request)
         response = probe(request)
-        # CommonMiddleware, which the probes skip, sets it for every other response; without it
-        # gunicorn sends the body chunked.
-        response.headers.setdefault("Content-Length", str(len(response.content)))
         # A state, not a document: a cache in between must not answer "ok" for a dead process.
         response["Cache-Control"] = "no-store"
         return response

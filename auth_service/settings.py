@@ -73,7 +73,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Outermost: every answer, however early, carries the id its log lines carry.
+    # Outermost: every answer, however early, has its Content-Length (CommonMiddleware sets it
+    # only on those that pass back through it; gunicorn sends the others chunked).
+    "auth_service.framing.ResponseFramingMiddleware",
+    # Outside the rest: every answer, however early, carries the id its log lines carry.
     "auth_service.request_id.RequestIdMiddleware",
     "auth_service.priority.RequestPriorityMiddleware",
     # Outside everything that can answer early: its headers reach every response.

@@ -47,7 +47,11 @@ def test_with_no_origin_configured_the_api_answers_as_it_always_has(client, sett
 def test_a_configured_origin_may_send_json_and_a_bearer_token(client, path, method):
     answer = preflight(client, path, method=method)
 
-    assert answer.status_code == 200
+    # No Content: a script never reads a preflight's answer, and it is no HTML page
+    assert answer.status_code == 204
+    assert answer.content == b""
+    assert "Content-Type" not in answer
+    assert "Content-Length" not in answer  # RFC 9110 8.6: none on a 204
     headers = cors_headers(answer)
     assert headers["access-control-allow-origin"] == FRONT_END
     assert method in headers["access-control-allow-methods"].split(", ")
@@ -87,6 +91,22 @@ def test_any_other_origin_gets_no_cors_headers_and_its_preflight_no_shortcut(cli
     assert cors_headers(answer) == cors_headers(me) == {}
     assert answer.status_code == 401  # the stack's own answer to an OPTIONS without a token
     assert answer.json()["code"] == "not_authenticated"
+
+
+@pytest.mark.usefixtures("front_end")
+@pytest.mark.parametrize(
+    "path",
+    ["/reset-password/", "/admin/login/", "/admin/", "/api/docs/", "/healthz", "/nowhere/"],
+)
+@pytest.mark.parametrize("origin", [FRONT_END, "https://evil.example"])
+def test_a_preflight_outside_the_api_gets_no_cors_headers_and_no_html(client, path, origin):
+    answer = preflight(client, path, origin=origin)
+
+    assert cors_headers(answer) == {}
+    if answer.content:
+        assert answer["Content-Type"] == "application/json"
+    else:  # the admin's sign-in redirect, or Django's own answer to OPTIONS
+        assert "Content-Type" not in answer
 
 
 @pytest.mark.usefixtures("front_end")

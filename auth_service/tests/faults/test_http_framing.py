@@ -1,5 +1,5 @@
 """How request and response bodies are framed, through the real gunicorn (shared with the fault
-tests): chunked request bodies, and HEAD answered without one."""
+tests): chunked request bodies, HEAD answered without one, and answers sent with their length."""
 
 import json
 import re
@@ -170,6 +170,83 @@ def raw_exchange(web, request: bytes) -> tuple[str, dict, bytes]:
     status_line, *lines = head.decode("latin-1").split("\r\n")
     headers = {name.lower(): value.strip() for name, _, value in (h.partition(":") for h in lines)}
     return status_line.split(" ", 1)[1], headers, body
+
+
+FRONT_END = "https://app.example.com"
+
+
+@pytest.fixture(scope="module")
+def front_door(service_env, tmp_path_factory):
+    """A server as production runs it behind its proxy: plain HTTP redirected to HTTPS, and a
+    front end on another origin allowed."""
+    env = {**service_env, "SECURE_SSL_REDIRECT": "true", "CORS_ALLOWED_ORIGINS": FRONT_END}
+    log = tmp_path_factory.mktemp("front-door") / "gunicorn.log"
+    server = WebServer(env=env, log=log, workers=1)
+    server.start()
+    yield server
+    server.stop()
+
+
+def request_bytes(method: str, path: str, *headers: str, host: str = "127.0.0.1") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", *headers, "Connection: close"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+OVER_HTTPS = "X-Forwarded-Proto: https"
+PREFLIGHT = (f"Origin: {FRONT_END}", "Access-Control-Request-Method: POST")
+# Answers made before CommonMiddleware, which gives the others their length.
+EARLY_ANSWERS = {
+    "the API's HTTPS redirect": (request_bytes("GET", "/api/v1/auth/me/"), "308"),
+    "a page's HTTPS redirect": (request_bytes("GET", "/reset-password/?token=t"), "301"),
+    "a Host the service does not serve": (
+        request_bytes("GET", "/api/v1/auth/me/", OVER_HTTPS, host="evil.example"),
+        "400",
+    ),
+    "a preflight from such a Host": (
+        request_bytes("OPTIONS", "/api/v1/auth/me/", OVER_HTTPS, *PREFLIGHT, host="evil.example"),
+        "400",
+    ),
+    "a static file's 405": (
+        request_bytes("POST", "/static/admin/css/base.css", OVER_HTTPS, "Content-Length: 0"),
+        "405",
+    ),
+    "a static file's 416": (
+        request_bytes("GET", "/static/admin/css/base.css", OVER_HTTPS, "Range: bytes=99999999-"),
+        "416",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", EARLY_ANSWERS)
+def test_an_answer_made_before_the_common_middleware_is_sent_with_its_length(front_door, case):
+    request, status = EARLY_ANSWERS[case]
+
+    answered, headers, body = raw_exchange(front_door, request)
+
+    assert answered.split()[0] == status
+    assert "transfer-encoding" not in headers
+    assert headers["content-length"] == str(len(body))
+
+
+def test_head_of_an_early_answer_has_the_length_of_its_get_and_no_body(front_door):
+    _, got, body = raw_exchange(front_door, request_bytes("GET", "/api/v1/auth/me/"))
+
+    answered, headers, nothing = raw_exchange(front_door, request_bytes("HEAD", "/api/v1/auth/me/"))
+
+    assert answered.startswith("308 ")
+    assert headers["content-length"] == got["content-length"] == str(len(body))
+    assert nothing == b""
+
+
+def test_a_preflight_from_the_front_end_is_a_204_with_no_body(front_door):
+    answered, headers, body = raw_exchange(
+        front_door, request_bytes("OPTIONS", "/api/v1/auth/login/", OVER_HTTPS, *PREFLIGHT)
+    )
+
+    assert answered == "204 No Content"
+    assert headers["access-control-allow-origin"] == FRONT_END
+    assert body == b""
+    assert not {"content-type", "content-length", "transfer-encoding"} & set(headers)
 
 
 SECRET_LOOKING = "Secret-token-value"
