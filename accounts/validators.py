@@ -97,10 +97,12 @@ def email_local_part_unsendable(email: str) -> bool:
     Python also lets "ı", "ſ", "İ" and the Kelvin sign through: "ıvan@" would be an account
     apart from "ivan@", and sending encodes such a name into an address no mailbox has. A
     quoted name is the same mailbox as the name unquoted (RFC 5321 4.1.2: '"ada"@' and
-    '"\\a\\d\\a"@' are "ada@"), so it would be a second account for one mailbox.
+    '"\\a\\d\\a"@' are "ada@"), so it would be a second account for one mailbox. So would an
+    RFC 2047 encoded word ("=?utf-8?q?ada?=@"), which Python's mail parser decodes when Django
+    sends ("ada@"), though no address may hold one (RFC 2047 5).
     """
     local = email.rpartition("@")[0]
-    return not local.isascii() or len(local) > LOCAL_PART_MAX or '"' in local
+    return not local.isascii() or len(local) > LOCAL_PART_MAX or '"' in local or "=?" in local
 
 
 def email_stored_form_invalid(email: str) -> bool:

@@ -221,6 +221,10 @@ def test_an_email_with_an_invisible_character_is_a_bad_email_not_a_second_accoun
         "\u0130van@example.com",  # capital I with a dot
         "\u212aate@example.com",  # the Kelvin sign, for K
         "a" * 65 + "@example.com",  # longer than mail allows before the "@"
+        # An encoded word (RFC 2047), which the mail library decodes into another name
+        "=?utf-8?q?ada?=@example.com",
+        "=?iso-8859-1?b?YWRh?=@example.com",
+        "=?utf-8?q?ada?=.x@example.com",
         # A quoted name: the same mailbox as the name unquoted
         '"ada"@example.com',
         '"\\a\\d\\a"@example.com',
