@@ -7,6 +7,12 @@ from django.core.mail import EmailMultiAlternatives
 from django.template import Context, Engine
 from django.template.loader import render_to_string
 
+# Every email is sent by the service, not a person: auto-responders (out-of-office, ticket
+# systems) must not answer it (RFC 3834; Exchange reads its own header). Such a reply may quote
+# the email, and with it a live reset link, to whoever reads the sender's address. Nothing here
+# is a mailing list: no List-Unsubscribe, as a reset link must not be one to opt out of.
+HEADERS = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "OOF, AutoReply"}
+
 
 def _text_render(name: str, context: dict) -> str:
     """Render a plain-text template (a subject, a text part) without HTML escaping."""
@@ -27,6 +33,7 @@ def email_send(*, to: str, template: str, context: dict) -> None:
         body=_text_render(f"{template}.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[to],
+        headers=dict(HEADERS),
     )
     message.attach_alternative(
         render_to_string(f"notifications/{template}.html", context), "text/html"

@@ -88,6 +88,23 @@ def test_account_notice_tells_where_to_reach_support(settings, contact, href, ki
     assert href in html_of(message)
 
 
+@pytest.mark.parametrize("kind", ["password_reset", "password_changed", "email_changed"])
+def test_every_email_asks_auto_responders_not_to_answer_it(user, kind):
+    # An out-of-office or ticket auto-reply quoting the reset email would carry its live link
+    # to whoever reads the sender's address.
+    if kind == "password_reset":
+        emails.password_reset_email_send(to=user.email, link="https://x.example/r", time_left=600)
+    else:
+        emails.account_notice_send(kind=kind, to=user.email)
+
+    (message,) = mail.outbox
+    headers = message.message()
+    assert headers["Auto-Submitted"] == "auto-generated"
+    assert headers["X-Auto-Response-Suppress"] == "OOF, AutoReply"
+    # A transactional email: nothing to unsubscribe from
+    assert headers["List-Unsubscribe"] is None
+
+
 def test_link_with_an_ampersand_works_in_both_parts():
     link = "https://app.example.com/reset?lang=en&token=abc"
 

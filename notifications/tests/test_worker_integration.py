@@ -34,6 +34,7 @@ def test_reset_round_trip_through_the_worker_and_smtp(api, worker_process, smtp_
     (message,) = smtp_sink.wait_for(1)
     assert message["To"] == "ada@example.com"
     assert message.get_content_type() == "multipart/alternative"
+    assert message["Auto-Submitted"] == "auto-generated"
     body = text_part(message)
     assert "9 minutes after this email was sent" in body
     token = re.search(r"/reset-password/\?token=([0-9a-f]{64})", body).group(1)
