@@ -5,6 +5,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 from django.contrib.auth.views import PasswordChangeView
 from django.urls import reverse
+from rest_framework.exceptions import ValidationError
 
 from accounts import services
 from accounts.managers import email_lower, normalize_email
@@ -70,7 +71,16 @@ def admin_password_change(request, extra_context=None):
 
 class OwnPasswordForm(AdminOwnPasswordChangeForm):
     """The admin's own-password form, saved as the API saves a changed password: every other
-    session and emailed reset link ends, and the user is told by email."""
+    session and emailed reset link ends, the user is told by email, and the new password is
+    stored only over the hash the old one was checked against."""
+
+    def clean_old_password(self):
+        old_password = super().clean_old_password()
+        # The check may have stored a re-hash of it (User.check_password): this is the hash the
+        # old password holds for now. A change committed since (another tab, the API) must not
+        # be overwritten by one that proved the password it replaced.
+        self.proven_hash = self.user.password
+        return old_password
 
     def clean(self):
         cleaned = super().clean()
@@ -83,15 +93,31 @@ class OwnPasswordForm(AdminOwnPasswordChangeForm):
 
     def save(self, commit: bool = True) -> User:
         if commit:
-            services.password_set(user=self.user, password=self.cleaned_data["new_password1"])
+            services.password_set(
+                user=self.user,
+                password=self.cleaned_data["new_password1"],
+                proven_hash=self.proven_hash,
+            )
         return self.user
+
+
+class OwnPasswordChangeView(PasswordChangeView):
+    form_class = OwnPasswordForm
+
+    def form_valid(self, form):
+        try:
+            return super().form_valid(form)
+        except ValidationError:
+            # Another change was saved since the old password was checked: it is wrong now, as
+            # the API's change answers.
+            form.add_error("old_password", form.error_messages["password_incorrect"])
+            return self.form_invalid(form)
 
 
 def _own_password_change(request, extra_context=None):
     # AdminSite.password_change, with the form above (the site offers no way to choose one).
     request.current_app = admin.site.name
-    return PasswordChangeView.as_view(
-        form_class=OwnPasswordForm,
+    return OwnPasswordChangeView.as_view(
         success_url=reverse("admin:password_change_done", current_app=admin.site.name),
         extra_context={**admin.site.each_context(request), **(extra_context or {})},
     )(request)

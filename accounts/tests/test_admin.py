@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 
 from accounts import reset_tokens, services
-from accounts.admin import UserEditForm
+from accounts.admin import OwnPasswordForm, UserEditForm
 from accounts.models import User
 from accounts.validators import NAME_CONTROL, NAME_INVISIBLE
 from conftest import PASSWORD
@@ -905,6 +905,40 @@ def test_staff_changing_their_own_password_end_other_sessions_and_are_told(clien
     assert client.get("/admin/").status_code == 200
     refreshed = api.post(REFRESH, {"refresh": pair["refresh"]}, format="json")
     assert refreshed.status_code == 401
+    assert [m.subject for m in mail.outbox] == ["Your password was changed"]
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_staff_changing_their_own_password_do_not_undo_a_change_saved_since_the_old_was_checked(
+    client, api, make_user, monkeypatch
+):
+    staff = make_user(email="root@example.com", is_staff=True, is_superuser=True)
+    login = {"email": staff.email, "password": PASSWORD}
+    pair = api.post("/api/v1/auth/login/", login, format="json").json()
+    client.force_login(staff)
+    real_clean = OwnPasswordForm.clean
+
+    def changed_in_another_tab(form):
+        # The same password, proved through the API once the admin form has checked it
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {pair['access']}")
+        body = {"current_password": PASSWORD, "new_password": "changed-in-another-tab"}
+        changed = api.post("/api/v1/auth/password/change/", body, format="json")
+        assert changed.status_code == 204
+        return real_clean(form)
+
+    monkeypatch.setattr(OwnPasswordForm, "clean", changed_in_another_tab)
+    new = "a-new-pass-4-root"
+
+    response = client.post(
+        "/admin/password_change/",
+        {"old_password": PASSWORD, "new_password1": new, "new_password2": new},
+    )
+
+    # The form again: its old password no longer holds, and the change saved first stands
+    assert response.status_code == 200
+    assert "Your old password was entered incorrectly." in response.content.decode()
+    staff.refresh_from_db()
+    assert staff.check_password("changed-in-another-tab")
     assert [m.subject for m in mail.outbox] == ["Your password was changed"]
 
 
