@@ -1,6 +1,6 @@
 """HTTP endpoints for accounts and sessions: parse, call a service, serialize."""
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -269,23 +269,11 @@ class PasswordResetView(OneRoundTripThrottles, APIView):
         request=serializers.PasswordResetSerializer,
         responses={
             200: serializers.DetailSerializer,
-            400: OpenApiResponse(
-                schema.BAD_REQUEST_SCHEMA,
-                description="Unknown, expired or used token (`reset_token_invalid`), "
-                "or a weak password (field errors).",
-                examples=[
-                    OpenApiExample(
-                        "reset_token_invalid",
-                        value={
-                            "detail": ResetTokenInvalid.default_detail,
-                            "code": ResetTokenInvalid.default_code,
-                        },
-                    ),
-                    OpenApiExample(
-                        "weak password",
-                        value={"password": ["This password is too common."]},
-                    ),
-                ],
+            400: schema.field_errors(
+                "Unknown, expired or used token (`reset_token_invalid`), or a weak password "
+                "(field errors).",
+                {"password": ["This password is too common."]},
+                (ResetTokenInvalid.default_code, ResetTokenInvalid.default_detail),
             ),
             429: schema.THROTTLED,
             503: schema.UNAVAILABLE,

@@ -13,10 +13,17 @@ from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from drf_spectacular.views import SCHEMA_KWARGS, SpectacularAPIView
 from rest_framework import serializers
-from rest_framework.exceptions import NotAuthenticated
+from rest_framework.exceptions import NotAcceptable, NotAuthenticated, UnsupportedMediaType
 from rest_framework.response import Response
 
-from auth_service.exceptions import ERROR_CODES, ServiceUnavailable, TokenInvalid
+from auth_service import server_errors
+from auth_service.exceptions import (
+    ERROR_CODES,
+    BodyUnreadable,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TokenInvalid,
+)
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -53,16 +60,25 @@ def error(description: str, code: str, detail: str, *more: tuple[str, str]) -> O
 BAD_REQUEST_SCHEMA = {"oneOf": [{"$ref": "#/components/schemas/Error"}, FIELD_ERRORS_SCHEMA]}
 
 
-def field_errors(description: str, example: dict) -> OpenApiResponse:
-    """A documented 400: DRF-style field errors, or `parse_error` for a malformed body."""
+# A 400 `{"detail", "code"}` any operation that takes a body can get, whatever its fields.
+BODY_ERRORS = (
+    ("parse_error", "JSON parse error - Expecting value."),
+    (BodyUnreadable.default_code, BodyUnreadable.default_detail),
+)
+
+
+def field_errors(description: str, example: dict, *more: tuple[str, str]) -> OpenApiResponse:
+    """A documented 400: DRF-style field errors, the operation's own `{"detail", "code"}` errors
+    (`more`, as (code, detail)), or one of the body's: not JSON, or not received in full."""
     return OpenApiResponse(
         BAD_REQUEST_SCHEMA,
-        description=f"{description} A body that is not valid JSON gets `parse_error`.",
+        description=f"{description} A body that is not valid JSON gets `parse_error`; one that "
+        "arrives cut short of its length, `bad_request`.",
         examples=[
             OpenApiExample("validation", value=example),
-            OpenApiExample(
-                "parse_error",
-                value={"detail": "JSON parse error - Expecting value.", "code": "parse_error"},
+            *(
+                OpenApiExample(code, value={"detail": detail, "code": code})
+                for code, detail in (*more, *BODY_ERRORS)
             ),
         ],
     )
@@ -127,41 +143,96 @@ REQUEST_ID_HEADER = {
 }
 
 
+# A 501 comes from the application for a coding gunicorn knows but leaves on the body (`gzip,
+# chunked`), and from gunicorn itself, before the application, for one it does not know.
+REQUEST_ID_HEADER_UNLESS_GUNICORN = {
+    "X-Request-ID": {
+        **REQUEST_ID_HEADER["X-Request-ID"],
+        "description": REQUEST_ID_HEADER["X-Request-ID"]["description"]
+        + " Absent when the server refused the request before the application read it.",
+        "required": False,
+    }
+}
+
+
 def document_response_headers(result, generator, request, public):
-    """Schema post-processing hook: every response declares X-Request-ID, every 401
-    WWW-Authenticate, every 429 Retry-After (and every 503 the one it may carry)."""
+    """Schema post-processing hook: every response declares X-Request-ID (a 501 the one it may
+    carry), every 401 WWW-Authenticate, every 429 Retry-After (and every 503 the one it may
+    carry)."""
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
             for status_code, response in operation.get("responses", {}).items():
+                request_id = (
+                    REQUEST_ID_HEADER_UNLESS_GUNICORN if status_code == "501" else REQUEST_ID_HEADER
+                )
                 response["headers"] = {
                     **response.get("headers", {}),  # a view's own (a Location, say)
                     **RESPONSE_HEADERS.get(status_code, {}),
-                    **REQUEST_ID_HEADER,
+                    **request_id,
                 }
     return result
 
 
-# Errors any operation can answer with, whatever its view: the negotiation (406) and, for an
-# operation that takes a body, the parser (413, 415).
+NOT_IMPLEMENTED_DETAIL, NOT_IMPLEMENTED_CODE = server_errors.ERRORS[501]
+
+# Errors any operation can answer with, whatever its view: the negotiation (406), a transfer
+# coding the service does not undo (501, auth_service/wsgi.py) and, for an operation that takes
+# a body, the parser (413, 415). Each with the (code, detail) examples of what sends it.
 COMMON_ERRORS = {
-    "406": ("The Accept header names no type the endpoint can answer in.", False),
-    "413": ("The body is larger than the service accepts (DATA_UPLOAD_MAX_MEMORY_SIZE).", True),
-    "415": ("The body is not application/json, or is compressed.", True),
+    "406": (
+        "The Accept header names no type the endpoint can answer in.",
+        False,
+        [(NotAcceptable.default_code, str(NotAcceptable.default_detail))],
+    ),
+    "413": (
+        "The body is larger than the service accepts (DATA_UPLOAD_MAX_MEMORY_SIZE).",
+        True,
+        [(PayloadTooLarge.default_code, PayloadTooLarge.default_detail)],
+    ),
+    "415": (
+        "The body is not application/json, or is compressed.",
+        True,
+        [
+            (
+                UnsupportedMediaType.default_code,
+                str(UnsupportedMediaType.default_detail).format(media_type="text/plain"),
+            )
+        ],
+    ),
+    "501": (
+        "The request's Transfer-Encoding names a coding besides `chunked`.",
+        False,
+        [(NOT_IMPLEMENTED_CODE, NOT_IMPLEMENTED_DETAIL)],
+    ),
 }
 
 
 def document_common_errors(result, generator, request, public):
     """Schema post-processing hook: every operation lists the errors of the request's framing
     it can get, so clients generated from the document expect them."""
-    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
-            for status_code, (description, needs_body) in COMMON_ERRORS.items():
+            for status_code, (description, needs_body, examples) in COMMON_ERRORS.items():
                 if needs_body and "requestBody" not in operation:
                     continue
-                responses.setdefault(status_code, {"description": description, **error})
+                responses.setdefault(status_code, _error_response(description, examples))
     return result
+
+
+def _error_response(description: str, examples: list[tuple[str, str]]) -> dict:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"},
+                "examples": {
+                    code: {"value": {"detail": detail, "code": code}, "summary": code}
+                    for code, detail in examples
+                },
+            }
+        },
+    }
 
 
 # Marks a request field that sets a password (accounts.serializers.NewPasswordField). The
