@@ -3,8 +3,11 @@
 # The HEALTHCHECK below probes HTTP, which a worker container never answers: start the worker
 # with --no-healthcheck, or give it the Celery ping check that docker-compose.yml uses.
 
+# The Debian release is named: the bare `-slim` tag moves to each new release (bookworm to
+# trixie in 2025), changing the image's system libraries under an unchanged Dockerfile.
+
 # --- build: dependencies in a virtualenv of their own, then the code and its static files ----
-FROM python:3.11-slim AS build
+FROM python:3.11-slim-bookworm AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -27,7 +30,7 @@ RUN DEBUG=false \
     && python -m compileall -q /app
 
 # --- runtime: the virtualenv and the app, owned by root, run by an unprivileged user ---------
-FROM python:3.11-slim AS runtime
+FROM python:3.11-slim-bookworm AS runtime
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

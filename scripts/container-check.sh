@@ -3,9 +3,9 @@
 # web container answers /readyz and its HEALTHCHECK as the unprivileged user, and the worker
 # container sends a password-reset email to a local SMTP sink (register -> forgot -> email -> reset).
 #
-# No registry is reachable, so the Dockerfile's `FROM python:3.X-slim` is satisfied by a local
-# stand-in: Debian bookworm (debootstrap, minbase) with the machine's pyenv CPython of the same
-# minor version under /usr/local, built once and reused.
+# No registry is reachable, so the Dockerfile's `FROM python:3.X-slim-<suite>` is satisfied by a
+# local stand-in: that Debian suite (debootstrap, minbase) with the machine's pyenv CPython of the
+# same minor version under /usr/local, built once and reused.
 #
 # Needs root (podman, debootstrap) and PostgreSQL and Redis on 127.0.0.1. Settings, all optional:
 #   CONTAINER_DATABASE_URL  default postgres://postgres@127.0.0.1:5432/auth_container
@@ -74,7 +74,7 @@ debian_mirror() {
 
 # Build the local stand-in for the Dockerfile's base image, laid out like the official one.
 ensure_base_image() {
-  local base="$1" minor="$2"
+  local base="$1" minor="$2" suite="$3"
   local full="docker.io/library/$base"
   if podman image exists "$full" && [ "${CONTAINER_REBUILD_BASE:-0}" != 1 ]; then
     say "base image $base: using the local stand-in"
@@ -87,10 +87,12 @@ ensure_base_image() {
   local version rootfs="$WORK/rootfs" mirror
   version="$(basename "$python_home")"
   mirror="$(debian_mirror)"
-  say "building the $base stand-in: Debian bookworm + CPython $version (about a minute)"
+  say "building the $base stand-in: Debian $suite + CPython $version (about a minute)"
+  # The shared libraries CPython links against, by their bookworm package names (trixie renamed
+  # several, e.g. libssl3t64): another suite needs this list updated.
   debootstrap --variant=minbase \
     --include=ca-certificates,netbase,tzdata,libssl3,libffi8,libsqlite3-0,libbz2-1.0,liblzma5,libreadline8,libncursesw6,zlib1g,libuuid1,libexpat1,libnsl2,libtirpc3 \
-    bookworm "$rootfs" "$mirror" >"$WORK/debootstrap.log" 2>&1 \
+    "$suite" "$rootfs" "$mirror" >"$WORK/debootstrap.log" 2>&1 \
     || { tail -n 20 "$WORK/debootstrap.log" >&2; fail "debootstrap from $mirror failed"; }
 
   # CPython under /usr/local as the official image has it: the interpreter, its standard
@@ -171,9 +173,10 @@ ensure_database
 flush_redis_database
 
 FROM_IMAGE="$(awk 'toupper($1) == "FROM" {print $2; exit}' Dockerfile)"
-MINOR="$(sed -n 's/^python:\([0-9]*\.[0-9]*\)-slim$/\1/p' <<<"$FROM_IMAGE")"
-[ -n "$MINOR" ] || fail "the Dockerfile starts FROM $FROM_IMAGE; expected python:3.X-slim"
-ensure_base_image "$FROM_IMAGE" "$MINOR"
+MINOR="$(sed -n 's/^python:\([0-9]*\.[0-9]*\)-slim-[a-z]*$/\1/p' <<<"$FROM_IMAGE")"
+SUITE="${FROM_IMAGE##*-}"
+[ -n "$MINOR" ] || fail "the Dockerfile starts FROM $FROM_IMAGE; expected python:3.X-slim-<suite>"
+ensure_base_image "$FROM_IMAGE" "$MINOR" "$SUITE"
 
 say "podman build"
 previous="$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
