@@ -2,7 +2,8 @@
 # Rehearse a Render deploy of render.yaml on this machine: in a fresh copy of the tracked files
 # and a fresh virtualenv, run each service's buildCommand, the web's preDeployCommand on a new
 # database, the web and worker startCommands and the cron job's command, exactly as written in
-# the Blueprint and with the environment it declares. Then check the health check path and a
+# the Blueprint and with the environment it declares, over the one Render gives Python services
+# (GUNICORN_CMD_ARGS with --preload, WEB_CONCURRENCY). Then check the health check path and a
 # full register -> login -> forgot -> email -> reset round trip through the worker.
 #
 # Render's managed pieces are played by local ones: PostgreSQL and Redis on 127.0.0.1, generated
@@ -95,6 +96,15 @@ email = {  # the ESP's API leaves the machine: a local SMTP sink stands in for i
     "EMAIL_USE_TLS": "false",
 }
 services = {s["name"]: s for s in blueprint["services"]}
+# What Render itself sets for its native Python runtime, which the Blueprint's values override
+# (render.com/docs/environment-variables). gunicorn applies GUNICORN_CMD_ARGS over
+# gunicorn.conf.py; Render's port is 10000, the rehearsal's its own.
+python_runtime = {
+    "GUNICORN_CMD_ARGS": f"--preload --access-logfile - --bind=0.0.0.0:{port}",
+    "FORWARDED_ALLOW_IPS": "*",
+}
+# Render's WEB_CONCURRENCY for a web service, from its instance type's CPUs.
+web_concurrency = {"starter": "1", "standard": "1", "pro": "2"}
 
 def entries(service):
     for entry in service.get("envVars", []):
@@ -124,7 +134,10 @@ commands = {}
 for service in blueprint["services"]:
     if service["type"] not in ("web", "worker", "cron"):
         continue
-    env = {e["key"]: resolve(service, e) for e in entries(service)}
+    env = dict(python_runtime)
+    if service["type"] == "web":
+        env["WEB_CONCURRENCY"] = web_concurrency.get(service.get("plan", "starter"), "1")
+    env.update({e["key"]: resolve(service, e) for e in entries(service)})
     if service["type"] == "web":
         # Set by Render on web services.
         env.update(PORT=port, RENDER_EXTERNAL_HOSTNAME="127.0.0.1", RENDER_EXTERNAL_URL=public_url)

@@ -39,6 +39,54 @@ WORKER_EMAIL_ENV = {
 }
 SECRETS = {"SECRET_KEY", "JWT_SIGNING_KEY", "ANYMAIL_POSTMARK_SERVER_TOKEN"}
 
+# Render's Blueprint specification (render.com/docs/blueprint-spec): the fields each resource
+# takes and the values they allow. Pre-deploy commands need a paid instance type
+# (render.com/blog/build-pipelines); worker, cron and private services have no free one.
+SERVICE_FIELDS = {
+    "type", "name", "runtime", "plan", "previews", "region", "repo", "branch", "rootDir",
+    "buildCommand", "startCommand", "preDeployCommand", "autoDeploy", "autoDeployTrigger",
+    "envVars", "numInstances", "scaling", "buildFilter", "disk", "dockerCommand",
+    "dockerfilePath", "dockerContext", "registryCredential", "image",
+}  # fmt: skip
+FIELDS_OF_TYPE = {
+    "web": SERVICE_FIELDS
+    | {"healthCheckPath", "maxShutdownDelaySeconds", "domains", "ipAllowList"}
+    | {"staticPublishPath", "headers", "routes"},
+    "pserv": SERVICE_FIELDS | {"maxShutdownDelaySeconds"},
+    "worker": SERVICE_FIELDS | {"maxShutdownDelaySeconds"},
+    "cron": SERVICE_FIELDS | {"schedule"},
+    "keyvalue": {"type", "name", "plan", "previewPlan", "region", "ipAllowList", "maxmemoryPolicy"},
+}
+DATABASE_FIELDS = {
+    "name", "plan", "previewPlan", "diskSizeGB", "storageAutoscalingEnabled", "previewDiskSizeGB",
+    "region", "ipAllowList", "postgresMajorVersion", "databaseName", "user", "readReplicas",
+    "highAvailability",
+}  # fmt: skip
+SERVICE_PLANS = {"free", "starter", "standard", "pro", "pro plus", "pro max", "pro ultra"}
+DATABASE_PLAN = re.compile(r"free|basic-256mb|basic-\d+gb|pro-\d+gb|accelerated-\d+gb")
+REGIONS = {"oregon", "ohio", "virginia", "frankfurt", "singapore"}
+MAXMEMORY_POLICIES = {
+    "allkeys-lru", "volatile-lru", "allkeys-random", "volatile-random", "volatile-ttl", "noeviction"
+}  # fmt: skip
+# What `fromService: {property: ...}` can read from each type of service, and fromDatabase.
+SERVICE_PROPERTIES = {
+    "web": {"host", "port", "hostport"},
+    "pserv": {"host", "port", "hostport"},
+    "keyvalue": {"connectionString", "host", "port"},
+}
+DATABASE_PROPERTIES = {"connectionString", "host", "port", "user", "password", "database"}
+ENV_SOURCES = {"value", "generateValue", "sync", "fromDatabase", "fromService", "fromGroup"}
+
+# What Render sets on a service of its native Python runtime, under the Blueprint's values
+# (render.com/docs/environment-variables): gunicorn applies GUNICORN_CMD_ARGS over
+# gunicorn.conf.py, and a web service's WEB_CONCURRENCY follows its CPUs (1 on Starter).
+RENDER_PYTHON_WEB_ENV = {
+    "PORT": "10000",
+    "GUNICORN_CMD_ARGS": "--preload --access-logfile - --bind=0.0.0.0:10000",
+    "FORWARDED_ALLOW_IPS": "*",
+    "WEB_CONCURRENCY": "1",
+}
+
 
 def procfile() -> dict[str, str]:
     lines = (ROOT / "Procfile").read_text().splitlines()
@@ -138,6 +186,48 @@ def test_blueprint_services_have_a_known_type_and_their_required_keys():
         assert not missing, f"{service['name']} lacks {sorted(missing)}"
     (database,) = blueprint()["databases"]
     assert {"name", "plan"} <= database.keys()
+
+
+def test_blueprint_uses_only_fields_and_values_render_documents():
+    plan = blueprint()
+    for service in plan["services"]:
+        kind, name = service["type"], service["name"]
+        unknown = service.keys() - FIELDS_OF_TYPE[kind]
+        assert not unknown, f"{name}: {sorted(unknown)} not fields of a {kind} service"
+        assert service.get("plan", "starter") in SERVICE_PLANS, name
+        assert service.get("region", "oregon") in REGIONS, name
+        if kind in {"worker", "cron", "pserv"}:
+            assert service.get("plan") != "free", f"{name}: no free {kind} instances"
+        if "preDeployCommand" in service:
+            assert kind in {"web", "pserv", "worker"}, name
+            assert service.get("plan", "starter") != "free", f"{name}: pre-deploy needs paid"
+        if "maxShutdownDelaySeconds" in service:
+            assert service["maxShutdownDelaySeconds"] in range(1, 301), name
+        if kind == "keyvalue":
+            assert "ipAllowList" in service, f"{name}: Key Value requires ipAllowList"
+            assert service.get("maxmemoryPolicy", "allkeys-lru") in MAXMEMORY_POLICIES, name
+        for entry in service.get("envVars", []):
+            assert len(entry.keys() & ENV_SOURCES) == 1, f"{name}: {entry}"
+            if "fromService" in entry:
+                source = entry["fromService"]
+                assert source.keys() in (
+                    {"type", "name", "property"},
+                    {"type", "name", "envVarKey"},
+                )
+                if "property" in source:
+                    assert source["property"] in SERVICE_PROPERTIES[source["type"]], entry
+            if "fromDatabase" in entry:
+                assert entry["fromDatabase"]["property"] in DATABASE_PROPERTIES, entry
+    for group in plan.get("envVarGroups", []):
+        assert group.keys() == {"name", "envVars"}
+        for entry in group["envVars"]:
+            # A group can hold no prompted value and no reference (Render ignores or refuses them).
+            assert entry.keys() <= {"key", "value", "generateValue"}, f"{group['name']}: {entry}"
+    for database in plan["databases"]:
+        assert database.keys() <= DATABASE_FIELDS, sorted(database.keys() - DATABASE_FIELDS)
+        assert DATABASE_PLAN.fullmatch(database.get("plan", "basic-256mb")), database["name"]
+        assert database.get("region", "oregon") in REGIONS
+        assert isinstance(database.get("postgresMajorVersion", ""), str)  # a string, as "17"
 
 
 def test_key_value_is_a_private_broker_that_never_evicts():
@@ -289,6 +379,30 @@ def test_compose_sends_email_to_mailpit():
     assert worker_env["EMAIL_PORT"] == "1025"
 
 
+def seconds(duration: str) -> int:
+    """A compose duration such as `1m30s` in seconds."""
+    parts = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", duration)
+    return int(parts.group(1) or 0) * 60 + int(parts.group(2) or 0)
+
+
+def test_compose_lets_the_web_container_drain_its_requests_on_stop():
+    # Compose sends SIGKILL 10 s after SIGTERM unless stop_grace_period says otherwise.
+    grace = seconds(compose()["services"]["web"].get("stop_grace_period", "10s"))
+
+    assert grace > int(gunicorn_config()["graceful_timeout"])
+
+
+def test_the_image_names_its_debian_release_and_runs_the_python_render_runs():
+    bases = set(re.findall(r"^FROM (\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
+    python_version = render_env(render_service("web"))["PYTHON_VERSION"]["value"]
+
+    # A bare `-slim` tag moves to each new Debian release.
+    (base,) = bases
+    image = re.fullmatch(r"python:(3\.\d+)-slim-([a-z]+)", base)
+    assert image, base
+    assert python_version.startswith(f"{image.group(1)}.")
+
+
 # --- gunicorn.conf.py -----------------------------------------------------------------------
 
 
@@ -325,6 +439,16 @@ def test_gunicorn_takes_port_and_concurrency_from_the_environment():
 
     assert config["bind"] == "['0.0.0.0:10000']"
     assert (config["workers"], config["worker_class"], config["threads"]) == ("4", "sync", "1")
+
+
+def test_gunicorn_on_render_runs_two_workers_on_the_port_render_routes_to():
+    blueprint_env = render_env(render_service("web"))
+    env = {name: stand_in_value(name, source) for name, source in blueprint_env.items()}
+
+    config = gunicorn_config(**{**RENDER_PYTHON_WEB_ENV, **env})
+
+    assert config["workers"] == "2"
+    assert config["bind"] == f"['0.0.0.0:{RENDER_PYTHON_WEB_ENV['PORT']}']"
 
 
 @pytest.mark.parametrize(
