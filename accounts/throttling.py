@@ -5,7 +5,7 @@ Each limit holds in every rolling period per subject (client IP, email, user), c
 in Redis (auth_service.counters). Subjects are keyed by an HMAC, so Redis never holds an email
 or an address in clear. When Redis is unreachable the limits fail open: availability of login
 matters more than throttling for the minutes Redis is gone, and the outage is logged once a
-minute.
+minute. Forgot's do not (RateThrottle.fails_open).
 """
 
 import contextlib
@@ -74,6 +74,10 @@ class RateThrottle(BaseThrottle):
     """A rolling-window limit from ``settings.THROTTLE_RATES[scope]`` per subject."""
 
     scope: str
+    # Whether requests go through unlimited while Redis cannot count them. A flow that needs
+    # Redis for its own work gains no availability from that; it would only open between a
+    # failure and Redis's return to a flood (of reset emails, say) that the limit never sees.
+    fails_open = True
 
     def __init__(self) -> None:
         self.limit, self.period = parse_rate(settings.THROTTLE_RATES[self.scope])
@@ -104,16 +108,24 @@ _COUNTED = "_throttle_hits_counted"
 
 def throttles_wait(throttles: list[RateThrottle], request: Request) -> int:
     """Count the request against every throttle if all allow it, in one Redis round trip; the
-    longest wait among those that refuse it, 0 if all allow it."""
+    longest wait among those that refuse it, 0 if all allow it. When Redis cannot count it,
+    0, or the RedisError if any of the throttles does not fail open."""
     hits = {throttle: throttle.hit(request) for throttle in throttles}
     hits = {throttle: hit for throttle, hit in hits.items() if hit}
-    if not hits or outage.ongoing():
+    if not hits:
+        return 0
+    # One that must not fail open asks Redis even while an outage is known: it is counted
+    # again as soon as Redis answers.
+    fails_open = all(throttle.fails_open for throttle in hits)
+    if fails_open and outage.ongoing():
         return 0
     member = counters.new_member()
     try:
         waits = counters.rolling_hits(list(hits.values()), member)
     except RedisError as error:
         outage.record(error)
+        if not fails_open:
+            raise
         return 0
     for throttle, wait in zip(hits, waits, strict=True):
         throttle.seconds_left = wait or None
@@ -268,7 +280,12 @@ class ResetIPThrottle(ClientIPThrottle):
 
 
 class ResetEmailThrottle(EmailThrottle):
+    """Forgot's per-email limit, the one that keeps a mailbox from being flooded. Forgot cannot
+    send a link without Redis, so the limit does not fail open (with it, neither do the other
+    limits of a forgot)."""
+
     scope = "reset_email"
+    fails_open = False
 
 
 class PasswordChangeThrottle(RateThrottle):

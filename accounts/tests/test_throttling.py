@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from unittest import mock
 
 import pytest
+from django.core import mail
 from django.db import OperationalError
 from django.test import Client
 from django_redis import get_redis_connection
@@ -271,6 +272,33 @@ def test_after_a_redis_failure_requests_skip_redis_for_a_while(api, user, redis_
 
     assert statuses == [200] * 3
     assert len(calls) == 1
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_reset_emails_stay_limited_right_after_a_redis_failure(api, user, settings):
+    # Redis fails one request (a login, let through unlimited) and answers again at once: a
+    # restart, a failover, a stall past the socket timeout
+    reachable = settings.CACHES
+    cut_off_redis(settings)
+    assert attempt(api, "someone@example.com").status_code == 401
+    settings.CACHES = reachable
+
+    statuses = [
+        api.post(FORGOT, {"email": user.email}, format="json").status_code for _ in range(8)
+    ]
+
+    # Forgot needs Redis anyway: it never goes on unlimited, the way login does in an outage
+    assert statuses == [202] * 5 + [429] * 3
+    assert len(mail.outbox) == 5
+
+
+def test_a_forgot_whose_limit_redis_cannot_count_is_503_and_sends_nothing(
+    api, user, redis_down, eager_tasks
+):
+    responses = [api.post(FORGOT, {"email": user.email}, format="json") for _ in range(3)]
+
+    assert {(r.status_code, r.json()["code"]) for r in responses} == {(503, "service_unavailable")}
+    assert mail.outbox == []
 
 
 def test_sixth_forgot_for_one_email_in_an_hour_is_429_known_or_not(api, user, eager_tasks):
