@@ -25,17 +25,16 @@ class ResponseFramingMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
-        # A streamed body stays streamed: its length is known only once it has been sent.
         if response.status_code == 204:
             # CommonMiddleware gives a 204 (logout, password change) "Content-Length: 0".
             del response["Content-Length"]
             return response
+        # A streamed body stays streamed: its length is known only once it has been sent.
         if response.streaming or response.status_code in WITHOUT_LENGTH:
             return response
-        # Django builds a HEAD's body as a GET's (auth_service/wsgi.py drops it): the length
-        # is the GET's, as RFC 9110 asks.
-        # Most answers have passed back through CommonMiddleware already: their body is not
-        # joined again here.
+        # Most answers have passed back through CommonMiddleware, so their body is not joined
+        # again here. Django builds a HEAD's body as a GET's (auth_service/wsgi.py drops it):
+        # the length is the GET's, as RFC 9110 asks.
         if "Content-Length" not in response:
             response["Content-Length"] = str(len(response.content))
         if response["Content-Length"] == "0":
