@@ -4,18 +4,15 @@ import re
 import socket
 from types import SimpleNamespace
 from unittest import mock
-from wsgiref.util import setup_testing_defaults
 
 import pytest
 from django.test import Client, RequestFactory
-from gunicorn.http.body import Body, LengthReader
-from gunicorn.http.unreader import IterUnreader
 
 from accounts import tokens
 from auth_service import exceptions, server_errors
 from auth_service.schema import NEW_PASSWORD_MARK
-from auth_service.wsgi import application
 from conftest import cut_off_redis
+from testing.wsgi import call, cut_short
 
 CONTRACT_PATHS = [
     "/api/v1/auth/register/",
@@ -410,38 +407,6 @@ def test_the_document_is_built_once_per_format_and_served_alike(client):
     assert first_yaml["Content-Type"].startswith(yaml_type)
 
 
-def wsgi_call(method: str, path: str, body: bytes = b"", **environ) -> tuple[int, dict]:
-    """One request through the application as gunicorn hands it over, auth_service/wsgi.py's
-    steps included (the test client skips them): its status and JSON body."""
-    environ.setdefault("wsgi.input", io.BytesIO(body))
-    if body:
-        environ.setdefault("CONTENT_LENGTH", str(len(body)))
-    environ.setdefault("CONTENT_TYPE", "application/json")
-    setup_testing_defaults(environ)
-    environ.update(REQUEST_METHOD=method, PATH_INFO=path, HTTP_HOST="testserver")
-    started = {}
-
-    def start_response(status, headers, exc_info=None):
-        started["status"] = int(status.split()[0])
-
-    iterable = application(environ, start_response)
-    try:
-        content = b"".join(iterable)
-    finally:
-        if hasattr(iterable, "close"):
-            iterable.close()
-    return started["status"], json.loads(content)
-
-
-def cut_short(body: bytes) -> dict:
-    """A body whose connection ended 20 bytes before the end its Content-Length announced."""
-    declared = len(body) + 20
-    return {
-        "wsgi.input": Body(LengthReader(IterUnreader([body]), declared)),
-        "CONTENT_LENGTH": str(declared),
-    }
-
-
 # Requests any operation can get wrong in their framing, whatever it does: (code, whether only
 # an operation that takes a body gets it, the body, and the rest of the request).
 FRAMING_ERRORS = {
@@ -456,7 +421,7 @@ FRAMING_ERRORS = {
     "text/plain": ("unsupported_media_type", True, b"{}", lambda: {"CONTENT_TYPE": "text/plain"}),
     "gzip": ("unsupported_media_type", True, b"{}", lambda: {"HTTP_CONTENT_ENCODING": "gzip"}),
     "too_large": ("payload_too_large", True, b'{"a": "' + b"a" * 70_000 + b'"}', dict),
-    "cut_short": ("bad_request", True, b"", lambda: cut_short(b'{"email": "ada@example.com"}')),
+    "cut_short": ("bad_request", True, b"", lambda: cut_short(b'{"email": "ada@example.com"}', 20)),
 }
 
 
@@ -474,9 +439,14 @@ def test_every_operation_documents_each_framing_error_it_answers_with_and_its_co
         for method, operation in operations.items():
             if needs_body and "requestBody" not in operation:
                 continue
-            status, answer = wsgi_call(
-                method.upper(), path, body, HTTP_AUTHORIZATION=bearer, **rest()
-            )
+            environ = {
+                "wsgi.input": io.BytesIO(body),
+                "CONTENT_TYPE": "application/json",
+                **({"CONTENT_LENGTH": str(len(body))} if body else {}),
+                **rest(),
+            }
+            answered = call(method.upper(), path, HTTP_AUTHORIZATION=bearer, **environ)
+            status, answer = answered.status, answered.json()
 
             assert answer["code"] == code, (method, path, answer)
             documented = operation["responses"].get(str(status))

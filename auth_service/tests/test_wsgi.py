@@ -7,48 +7,16 @@ auth_service/wsgi.py does to them. The real gunicorn: tests/faults/test_http_fra
 
 import io
 import json
-from dataclasses import dataclass
-from wsgiref.util import setup_testing_defaults
 
 import pytest
 from django.core.signals import request_finished
-from gunicorn.http.body import Body, LengthReader
-from gunicorn.http.unreader import IterUnreader
 
-from auth_service.wsgi import application
 from conftest import PASSWORD
+from testing.wsgi import Answer, call, cut_short
 
 LOGIN = "/api/v1/auth/login/"
 TOO_LARGE = {"detail": "The request body is too large.", "code": "payload_too_large"}
 CUT_SHORT = {"detail": "The request body could not be read in full.", "code": "bad_request"}
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self):
-        return json.loads(self.body)
-
-
-def call(method: str, path: str, **environ) -> Answer:
-    """One request through the application, as a WSGI server makes it."""
-    setup_testing_defaults(environ)
-    environ.update(REQUEST_METHOD=method, PATH_INFO=path, HTTP_HOST="testserver")
-    started = {}
-
-    def start_response(status, headers, exc_info=None):
-        started.update(status=int(status.split()[0]), headers=dict(headers))
-
-    iterable = application(environ, start_response)
-    try:
-        body = b"".join(iterable)
-    finally:
-        if hasattr(iterable, "close"):
-            iterable.close()
-    return Answer(started["status"], started["headers"], body)
 
 
 def post_chunked(path: str, body) -> Answer:
@@ -109,17 +77,13 @@ def test_a_chunked_body_may_be_as_long_as_the_limit_and_no_longer(settings):
 
 
 def post_cut_short(path: str, content_type: str, received: bytes, missing: int) -> Answer:
-    """A POST whose connection ended (or whose read deadline passed) `missing` bytes before the
-    end of the body its Content-Length announced: gunicorn's input then gives what came."""
-    declared = len(received) + missing
-    stream = Body(LengthReader(IterUnreader([received]), declared))
+    """A POST whose body stopped `missing` bytes short of its Content-Length."""
     return call(
         "POST",
         path,
         CONTENT_TYPE=content_type,
-        CONTENT_LENGTH=str(declared),
         HTTP_SEC_FETCH_SITE="same-origin",
-        **{"wsgi.input": stream},
+        **cut_short(received, missing),
     )
 
 
