@@ -16,6 +16,16 @@ _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "ascti
 # Extras that are objects describing the request, never written.
 _UNSAFE_EXTRAS = frozenset({"request", "args"})
 _PLAIN = (str, int, float, bool, type(None))
+# Characters of a message kept: messages quote what clients send (a Host header of up to 8 KB,
+# which Django's warning quotes twice), and Docker splits a line over 16 KB into pieces that
+# are no longer JSON. Generous for anything the service says itself.
+MESSAGE_MAX = 4096
+
+
+def _capped(message: str) -> str:
+    if len(message) <= MESSAGE_MAX:
+        return message
+    return f"{message[:MESSAGE_MAX]}… ({len(message) - MESSAGE_MAX} more characters)"
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,7 +41,7 @@ class JsonFormatter(logging.Formatter):
         if record.name == "gunicorn.access" and isinstance(record.args, Mapping):
             entry.update(self.access_fields(record.args))
         else:
-            entry["message"] = record.getMessage()
+            entry["message"] = _capped(record.getMessage())
         for key, value in vars(record).items():
             if key in _RECORD_FIELDS or key in _UNSAFE_EXTRAS or key.startswith("_"):
                 continue

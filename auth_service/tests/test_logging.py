@@ -9,7 +9,7 @@ import pytest
 from gunicorn.http.errors import NoMoreData
 
 from auth_service.access_log import AccessLogger, QueryRedactingFilter
-from auth_service.logging import JsonFormatter
+from auth_service.logging import MESSAGE_MAX, JsonFormatter
 
 
 def record(name="accounts", msg="user registered", args=(), **extra) -> logging.LogRecord:
@@ -192,6 +192,27 @@ def test_a_request_for_a_host_not_served_is_one_warning_without_a_traceback(clie
     (record,) = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
     assert record.levelname == "WARNING"
     assert record.exc_info is None
+
+
+def test_a_long_message_is_cut_to_a_line_log_collectors_keep_whole():
+    line = JsonFormatter().format(record(msg="quoted: %s", args=("h" * 20_000,)))
+
+    entry = json.loads(line)
+    assert len(line) < 16_384  # Docker splits longer lines into pieces that are not JSON
+    assert entry["message"].startswith("quoted: hhh")
+    assert entry["message"].endswith(f"… ({8 + 20_000 - MESSAGE_MAX} more characters)")
+
+
+def test_a_huge_host_header_is_logged_on_one_whole_line(client, caplog):
+    host = "h" * 8_150 + ".example"  # gunicorn takes a header line of up to 8,190 bytes
+    with caplog.at_level(logging.INFO, logger="django.security.DisallowedHost"):
+        response = client.get("/api/v1/auth/me/", HTTP_HOST=host)
+
+    assert response.status_code == 400
+    (record,) = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
+    line = JsonFormatter().format(record)
+    assert len(line) < 16_384
+    assert json.loads(line)["message"].startswith("Invalid HTTP_HOST header: 'hhh")
 
 
 @pytest.mark.parametrize(
