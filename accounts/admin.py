@@ -1,8 +1,10 @@
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.forms import AdminPasswordChangeForm as AdminOwnPasswordChangeForm
+from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
+from django.contrib.auth.models import Group
 from django.contrib.auth.views import PasswordChangeView
 from django.urls import reverse
 from rest_framework.exceptions import ValidationError
@@ -150,6 +152,20 @@ class UserPasswordForm(AdminPasswordChangeForm):
         return self.user
 
 
+# What grants access to the admin or permissions in it. Django's user admin lets anyone who
+# may change users set these, on their own account too: "change user" would be a superuser.
+PRIVILEGE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
+
+
+def _may_manage(request, user: User | None) -> bool:
+    """Whether the signed-in staff member may change or delete this account (None: accounts in
+    general). A staff or superuser account, their own included, only a superuser may: whoever
+    sets its password or email holds its permissions."""
+    if user is None or request.user.is_superuser:
+        return True
+    return not (user.is_staff or user.is_superuser)
+
+
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     form = UserEditForm
@@ -158,6 +174,17 @@ class UserAdmin(BaseUserAdmin):
     ordering = ("email",)
     list_display = ("email", "full_name", "is_active", "is_staff", "date_joined")
     search_fields = ("email", "full_name")
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        return readonly if request.user.is_superuser else (*readonly, *PRIVILEGE_FIELDS)
+
+    # The password form and the bulk delete ask these too.
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and _may_manage(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and _may_manage(request, obj)
 
     def save_model(self, request, obj, form, change):
         if not change:
@@ -199,3 +226,21 @@ class UserAdmin(BaseUserAdmin):
             },
         ),
     )
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(BaseGroupAdmin):
+    """Groups hold permissions: only a superuser edits them, or a member allowed to change
+    groups could give their own whatever it lacks."""
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser and super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser and super().has_delete_permission(request, obj)

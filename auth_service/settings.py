@@ -389,6 +389,11 @@ SECURE_REFERRER_POLICY = "strict-origin"
 # Cookies (admin session and its CSRF token) only over HTTPS, except on plain-HTTP local setups
 # such as docker compose.
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=not DEBUG)
+# Sessions are the admin's alone (the API's are tokens). Django's two weeks would leave a staff
+# session on a lost or shared machine open for days: it ends ADMIN_SESSION_LIFETIME seconds
+# after sign-in, and its cookie with the browser.
+SESSION_COOKIE_AGE = env_int("ADMIN_SESSION_LIFETIME", 8 * 3600, minimum=60)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 X_FRAME_OPTIONS = "DENY"
 
 # --- Logging ----------------------------------------------------------------------------------

@@ -3,12 +3,15 @@
 import io
 import re
 import threading
+from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.contrib.auth.models import Group, Permission
 from django.core import mail
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
+from django.utils import timezone
 
 from accounts import reset_tokens, services
 from accounts.admin import OwnPasswordForm, UserEditForm
@@ -953,3 +956,155 @@ def test_staff_changing_their_own_password_to_the_same_one_are_told(client, make
 
     assert response.status_code == 200  # the form again
     assert "The new password must differ from the current one." in response.content.decode()
+
+
+@pytest.fixture
+def support_client(client, make_user):
+    """Staff who may add, view, change and delete users, but are no superuser."""
+    support = make_user(email="support@example.com", is_staff=True)
+    support.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="accounts",
+            codename__in=["add_user", "view_user", "change_user", "delete_user"],
+        )
+    )
+    client.force_login(support)
+    client.support = support
+    return client
+
+
+def privileges_posted(user) -> dict:
+    """A change form for the user, sent with every box that grants admin access ticked."""
+    return {
+        "email": user.email,
+        "full_name": "Changed Name",
+        "is_active": "on",
+        "is_staff": "on",
+        "is_superuser": "on",
+        "groups": [Group.objects.get_or_create(name="Everything")[0].pk],
+        "user_permissions": list(Permission.objects.values_list("pk", flat=True)),
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+    }
+
+
+def test_staff_who_may_change_users_grant_no_one_admin_access_or_permissions(support_client, user):
+    response = support_client.post(
+        f"/admin/accounts/user/{user.pk}/change/", privileges_posted(user)
+    )
+
+    assert response.status_code == 302  # the rest of the change is saved
+    user.refresh_from_db()
+    assert user.full_name == "Changed Name"
+    assert (user.is_staff, user.is_superuser) == (False, False)
+    assert not user.groups.exists()
+    assert not user.user_permissions.exists()
+
+
+def test_staff_who_may_change_users_cannot_change_their_own_account(support_client):
+    support = support_client.support
+
+    form = support_client.get(f"/admin/accounts/user/{support.pk}/change/")
+    changed = support_client.post(
+        f"/admin/accounts/user/{support.pk}/change/", privileges_posted(support)
+    )
+    password = support_client.post(
+        f"/admin/accounts/user/{support.pk}/password/",
+        {"password1": "staff-chosen-passphrase", "password2": "staff-chosen-passphrase"},
+    )
+
+    assert 'name="is_superuser"' not in form.content.decode()  # shown, not editable
+    assert changed.status_code == 403
+    assert password.status_code == 403
+    support.refresh_from_db()
+    assert (support.is_superuser, support.user_permissions.count()) == (False, 4)
+    assert support.check_password(PASSWORD)
+
+
+@pytest.mark.parametrize("target", ["superuser", "staff"])
+def test_staff_who_may_change_users_cannot_take_over_a_staff_account(
+    support_client, make_user, target
+):
+    # Whoever sets its password or email signs in with its permissions
+    boss = make_user(email="boss@example.com", is_staff=True, is_superuser=target == "superuser")
+    boss.user_permissions.set(Permission.objects.all())
+
+    password = support_client.post(
+        f"/admin/accounts/user/{boss.pk}/password/",
+        {"password1": "staff-chosen-passphrase", "password2": "staff-chosen-passphrase"},
+    )
+    body = privileges_posted(boss) | {"email": "support+boss@example.com"}
+    changed = support_client.post(f"/admin/accounts/user/{boss.pk}/change/", body)
+    deleted = support_client.post(f"/admin/accounts/user/{boss.pk}/delete/", {"post": "yes"})
+    deleted_in_bulk = support_client.post(
+        "/admin/accounts/user/",
+        {"action": "delete_selected", "_selected_action": [boss.pk], "post": "yes"},
+    )
+
+    assert password.status_code == 403
+    assert changed.status_code == 403
+    assert deleted.status_code == 403
+    assert deleted_in_bulk.status_code == 403
+    boss.refresh_from_db()
+    assert boss.check_password(PASSWORD)
+    assert boss.email == "boss@example.com"
+
+
+def test_staff_who_may_change_users_still_manage_customers(support_client, make_user):
+    customer = make_user(email="customer@example.com")
+    leaving = make_user(email="leaving@example.com")
+
+    password = support_client.post(
+        f"/admin/accounts/user/{customer.pk}/password/",
+        {"password1": "staff-chosen-passphrase", "password2": "staff-chosen-passphrase"},
+    )
+    locked = admin_edit(
+        support_client, customer, email=customer.email, full_name="Customer", is_active=False
+    )
+    deleted = support_client.post(f"/admin/accounts/user/{leaving.pk}/delete/", {"post": "yes"})
+
+    assert (password.status_code, locked.status_code, deleted.status_code) == (302, 302, 302)
+    customer.refresh_from_db()
+    assert customer.check_password("staff-chosen-passphrase")
+    assert not customer.is_active
+    assert not User.objects.filter(pk=leaving.pk).exists()
+
+
+def test_only_a_superuser_gives_a_group_permissions(client, make_user):
+    # A member allowed to change groups would otherwise give their own group anything
+    group = Group.objects.create(name="Support")
+    group.permissions.set(Permission.objects.filter(codename__in=["change_group", "view_group"]))
+    member = make_user(email="support@example.com", is_staff=True)
+    member.groups.add(group)
+    client.force_login(member)
+    everything = list(Permission.objects.values_list("pk", flat=True))
+
+    changed = client.post(
+        f"/admin/auth/group/{group.pk}/change/", {"name": "Support", "permissions": everything}
+    )
+    added = client.post("/admin/auth/group/add/", {"name": "Mine", "permissions": everything})
+
+    assert changed.status_code == 403
+    assert added.status_code == 403
+    assert group.permissions.count() == 2
+    assert not Group.objects.filter(name="Mine").exists()
+
+
+def test_a_staff_session_ends_hours_after_sign_in_and_with_the_browser(
+    client, make_user, monkeypatch
+):
+    make_user(email="root@example.com", is_staff=True, is_superuser=True)
+    body = {"username": "root@example.com", "password": PASSWORD}
+
+    signed_in = client.post("/admin/login/?next=/admin/", body)
+    cookie = signed_in.cookies["sessionid"]
+    during_the_day = [client.get("/admin/accounts/user/").status_code for _ in range(3)]
+    later = timezone.now() + timedelta(hours=8, minutes=1)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    next_morning = client.get("/admin/accounts/user/")
+
+    assert signed_in.status_code == 302
+    assert (cookie["max-age"], cookie["expires"]) == ("", "")  # gone when the browser closes
+    assert during_the_day == [200] * 3
+    assert next_morning.status_code == 302
+    assert next_morning["Location"].startswith("/admin/login/")

@@ -57,6 +57,7 @@ def test_defaults_are_production_defaults():
         # 0 would make every reset token, or every session, expire as it is made
         ({"PASSWORD_RESET_TIMEOUT": "0"}, "PASSWORD_RESET_TIMEOUT must be at least 1, not 0."),
         ({"JWT_ACCESS_LIFETIME": "-5"}, "JWT_ACCESS_LIFETIME must be at least 1, not -5."),
+        ({"ADMIN_SESSION_LIFETIME": "0"}, "ADMIN_SESSION_LIFETIME must be at least 60, not 0."),
         # an expiry past the year 9999 (7 days in microseconds): every login a 500
         ({"JWT_REFRESH_LIFETIME": "604800000000"}, "JWT_ACCESS_LIFETIME and JWT_REFRESH_LIFETIME"),
         ({"JWT_ACCESS_LIFETIME": "10" + "0" * 20}, "JWT_ACCESS_LIFETIME and JWT_REFRESH_LIFETIME"),
