@@ -72,17 +72,21 @@ class DropUnavailableTraceback(logging.Filter):
     """Keep Django's "Service Unavailable: <path>" line, but without the traceback of an
     unreachable dependency: log_unavailable() has already named it, and the driver's message
     is not for the log (as the API's 503s, which reach no traceback either). Likewise a page's
-    "Bad Request" for a body the client's connection failed to deliver: nothing of the service
-    failed, and any client could fill the log with them."""
+    "Bad Request" for a body the client's connection failed to deliver, or a form body Django's
+    parser refuses (a multipart body without its boundary): nothing of the service failed, and
+    any client could fill the log with them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         # Imported here: logging is configured before the apps that module needs are loaded.
         from django.http import UnreadablePostError
+        from django.http.multipartparser import MultiPartParserError
 
         from auth_service.exceptions import is_unavailable
 
         error = record.exc_info[1] if record.exc_info else None
-        if error is not None and (is_unavailable(error) or isinstance(error, UnreadablePostError)):
+        if error is not None and (
+            is_unavailable(error) or isinstance(error, (UnreadablePostError, MultiPartParserError))
+        ):
             record.exc_info = None
             record.exc_text = None
         return True

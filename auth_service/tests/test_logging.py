@@ -215,6 +215,24 @@ def test_a_huge_host_header_is_logged_on_one_whole_line(client, caplog):
     assert json.loads(line)["message"].startswith("Invalid HTTP_HOST header: 'hhh")
 
 
+def test_a_malformed_form_is_logged_as_one_line_without_a_traceback(client, caplog):
+    body = b'--b\r\nContent-Disposition: form-data; name="password"\r\n\r\nx\r\n'
+    with caplog.at_level(logging.INFO):
+        response = client.generic(
+            "POST",
+            "/reset-password/",
+            body,
+            content_type="multipart/form-data",  # no boundary
+            HTTP_SEC_FETCH_SITE="same-origin",
+        )
+
+    assert response.status_code == 400
+    logged = [r for r in caplog.records if r.name == "django.request"]
+    assert [r.levelname for r in logged] == ["WARNING"]
+    # Anyone could fill the log with tracebacks of a parser refusing their body.
+    assert logged[0].exc_info is None
+
+
 @pytest.mark.parametrize(
     "body",
     [
