@@ -394,6 +394,9 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=
 # after sign-in, and its cookie with the browser.
 SESSION_COOKIE_AGE = env_int("ADMIN_SESSION_LIFETIME", 8 * 3600, minimum=60)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+# Where a staff sign-in lands when its `next` is missing or points off the site (Django's
+# default, /accounts/profile/, is no page here).
+LOGIN_REDIRECT_URL = "admin:index"
 X_FRAME_OPTIONS = "DENY"
 
 # --- Logging ----------------------------------------------------------------------------------

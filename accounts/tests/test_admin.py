@@ -1108,3 +1108,19 @@ def test_a_staff_session_ends_hours_after_sign_in_and_with_the_browser(
     assert during_the_day == [200] * 3
     assert next_morning.status_code == 302
     assert next_morning["Location"].startswith("/admin/login/")
+
+
+@pytest.mark.parametrize(
+    "next_url", ["https://elsewhere.example/", ""], ids=["off the site", "none"]
+)
+def test_a_staff_sign_in_whose_next_is_off_the_site_lands_on_the_admin(client, make_user, next_url):
+    make_user(email="staff@example.com", is_staff=True, is_superuser=True)
+
+    response = client.post(
+        f"/admin/login/?next={next_url}",
+        {"username": "staff@example.com", "password": PASSWORD, "next": next_url},
+        HTTP_SEC_FETCH_SITE="same-origin",
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
