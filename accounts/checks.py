@@ -17,7 +17,7 @@ def jwt_signing_key_check(app_configs, **kwargs):
         return [
             Warning(
                 "JWTs are signed with SECRET_KEY.",
-                hint="Set JWT_SIGNING_KEY to its own long random value.",
+                hint="Set JWT_SIGNING_KEY to its own long random value (this ends every session).",
                 id="accounts.W001",
             )
         ]

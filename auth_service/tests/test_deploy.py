@@ -59,6 +59,8 @@ def test_check_deploy_warns_when_jwts_share_the_django_secret():
 
     assert result.returncode != 0
     assert "accounts.W001" in result.stderr + result.stdout
+    # Following the advice changes the key that signs every live token
+    assert "this ends every session" in result.stderr + result.stdout
 
 
 def test_check_deploy_warns_when_the_jwt_key_is_short():
