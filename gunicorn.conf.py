@@ -15,7 +15,7 @@ from auth_service.env import env_bool, env_int, env_str
 # Requests gunicorn refuses itself (oversized or malformed) get the API's JSON errors, not HTML.
 server_errors.install()
 
-bind = f"0.0.0.0:{env_int('PORT', 8000)}"
+bind = f"0.0.0.0:{env_int('PORT', 8000, minimum=1, maximum=65535)}"
 workers = env_int("WEB_CONCURRENCY", 2, minimum=1)
 # Threads keep a worker answering while another request waits on PostgreSQL or Redis, or on
 # one of the worker's password-hash threads (accounts/hash_pool.py): a login burst parks a

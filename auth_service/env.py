@@ -8,7 +8,10 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
+# The largest value a C int holds: past it PostgreSQL, libpq and the socket calls refuse a
+# number (or overflow) only at first use, far from the variable that set it.
+INT_MAX = 2**31 - 1
 
 
 def env_str(name: str, default: str | None = None) -> str:
@@ -22,9 +25,10 @@ def env_str(name: str, default: str | None = None) -> str:
 
 
 def env_bool(name: str, default: bool = False) -> bool:
-    """Parse the usual spellings of true and false; anything else is an error."""
+    """Parse the usual spellings of true and false; anything else is an error. Empty is unset,
+    as for every other reader: a blank `SECURE_COOKIES=` must not turn a security default off."""
     value = os.environ.get(name)
-    if value is None:
+    if value is None or value.strip() == "":
         return default
     value = value.strip().lower()
     if value in _TRUE:
@@ -34,8 +38,11 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}.")
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    """Parse a whole number, at least ``minimum`` if given."""
+def env_int(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = INT_MAX
+) -> int:
+    """Parse a whole number, at least ``minimum`` if given, at most ``maximum`` unless None (for
+    a caller that bounds it with a message of its own)."""
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return default
@@ -45,11 +52,14 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}.") from None
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}.")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, not {number}.")
     return number
 
 
-def env_seconds(name: str, default: float) -> float:
-    """Parse a duration in seconds, fractions allowed; 0 or less is refused (it means no wait)."""
+def env_seconds(name: str, default: float, *, maximum: float) -> float:
+    """Parse a duration in seconds, fractions allowed; 0 or less is refused (it means no wait),
+    and so is more than ``maximum`` ("inf" overflows the socket calls at first use)."""
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return default
@@ -59,12 +69,29 @@ def env_seconds(name: str, default: float) -> float:
         raise ImproperlyConfigured(f"{name} must be a number of seconds, not {value!r}.") from None
     if not seconds > 0:  # also refuses nan
         raise ImproperlyConfigured(f"{name} must be more than 0 seconds, not {value}.")
+    if not seconds <= maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum:g} seconds, not {value}.")
     return seconds
 
 
 def env_list(name: str, default: str = "") -> list[str]:
     """Parse a comma-separated list, dropping blanks."""
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_hosts(name: str, default: str = "") -> list[str]:
+    """Comma-separated host names for ALLOWED_HOSTS (`api.example.com`, `.example.com` for its
+    subdomains too, `[::1]`, `*`). Django compares them with the request's host stripped of its
+    port, so an entry with a scheme, a port, a path or a final dot matches nothing, silently."""
+    hosts = env_list(name, default)
+    for host in hosts:
+        after_address = host.partition("]")[2] if host.startswith("[") else host  # [::1]:80
+        if "/" in host or host.endswith(".") or ":" in after_address:
+            raise ImproperlyConfigured(
+                f"{name} takes host names like api.example.com (no scheme, port or path); "
+                f"got {host!r}."
+            )
+    return hosts
 
 
 _PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
@@ -199,12 +226,14 @@ def env_sender(name: str, default: str) -> str:
 
 def require_url_scheme(name: str, url: str, schemes: tuple[str, ...]) -> None:
     """Fail start-up on a URL without one of these schemes, or (but for unix:) without a host,
-    or with whitespace: urlsplit passes a space pasted after the host into it, and from there
-    into every link built on the URL and into ALLOWED_HOSTS."""
+    with a port that is no port (the clients refuse it only at first use), or with whitespace:
+    urlsplit passes a space pasted after the host into it, and from there into every link
+    built on the URL and into ALLOWED_HOSTS."""
     parsed = urlsplit(url)
     if (
         parsed.scheme not in schemes
         or (parsed.scheme != "unix" and not parsed.hostname)
+        or not _port_well_formed(parsed)
         or any(character.isspace() for character in url)
     ):
         shown = _without_credentials(url)
@@ -213,7 +242,25 @@ def require_url_scheme(name: str, url: str, schemes: tuple[str, ...]) -> None:
         hint = " (user and password hidden: percent-encode any of : / ? # @ or a space in them)"
         raise ImproperlyConfigured(
             f"{name} must be a URL starting {' or '.join(s + '://' for s in schemes)}, "
-            f"with a host and no spaces; got {shown!r}{hint if shown != url else ''}."
+            f"with a host (a port, if any, of 1-65535) and no spaces; "
+            f"got {shown!r}{hint if shown != url else ''}."
+        )
+
+
+def require_redis_database(name: str, url: str) -> None:
+    """Fail start-up on a Redis URL whose database is not a number: redis-py ignores a path
+    it cannot read (`/1O`, `/cache`) and uses database 0, shared with whatever else uses it."""
+    parsed = urlsplit(url)
+    if parsed.scheme not in REDIS_SCHEMES:
+        return
+    databases = parse_qs(parsed.query).get("db", [])
+    if parsed.scheme != "unix":
+        databases.append(parsed.path.strip("/") or "0")
+    if not all(database.isascii() and database.isdigit() for database in databases):
+        # Not repeated: in a malformed URL, what looks like the path may hold the password.
+        raise ImproperlyConfigured(
+            f"{name} must name its Redis database by number: redis://host:6379/0, or ?db=0 "
+            "for a socket."
         )
 
 

@@ -1,6 +1,7 @@
 """Settings for auth_service, read from the environment (see README "Environment")."""
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -15,14 +16,15 @@ from auth_service.env import (
     env_bool,
     env_choice,
     env_contact,
+    env_hosts,
     env_int,
-    env_list,
     env_origins,
     env_rate,
     env_seconds,
     env_sender,
     env_str,
     kombu_socket_url,
+    require_redis_database,
     require_url_scheme,
 )
 
@@ -35,11 +37,13 @@ DEBUG = env_bool("DEBUG", default=False)
 SECRET_KEY = env_str("SECRET_KEY", "insecure-local-development-key" if DEBUG else None)
 
 # PUBLIC_URL's host joins these below, where PUBLIC_URL is read.
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
+ALLOWED_HOSTS = env_hosts("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 RENDER_EXTERNAL_HOSTNAME = env_str("RENDER_EXTERNAL_HOSTNAME", "")
 if RENDER_EXTERNAL_HOSTNAME:
     ALLOWED_HOSTS.append(RENDER_EXTERNAL_HOSTNAME)
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# Checked as CORS's are: Django compares them whole with the Origin header, so an entry with
+# a path or a trailing slash would match nothing.
+CSRF_TRUSTED_ORIGINS = env_origins("CSRF_TRUSTED_ORIGINS")
 
 # Browser front ends on other origins that may call the API (none by default: same-origin and
 # non-browser clients need nothing). Bearer tokens, not cookies: no credentials mode.
@@ -166,6 +170,33 @@ except ValueError:
         "DATABASE_URL is not a valid URL: percent-encode any of : / ? # @ in the user name or "
         "password, and check the port is a number."
     ) from None
+# The URL's own value of one of these would be replaced below without a word.
+_overridden = {
+    "connect_timeout": "DB_CONNECT_TIMEOUT",
+    "tcp_user_timeout": "DB_TCP_USER_TIMEOUT",
+    "keepalives": None,
+    "keepalives_idle": None,
+    "keepalives_interval": None,
+    "keepalives_count": None,
+}
+for _option in sorted(DATABASES["default"].get("OPTIONS", {}).keys() & _overridden.keys()):
+    _variable = _overridden[_option]
+    raise ImproperlyConfigured(
+        f"DATABASE_URL sets {_option}, which the service sets itself: remove it from the URL"
+        + (f" and set {_variable} instead." if _variable else ".")
+    )
+for _parameter, _variable in (
+    ("statement_timeout", "DB_STATEMENT_TIMEOUT"),
+    ("lock_timeout", "DB_LOCK_TIMEOUT"),
+):
+    # Not deadlock_timeout, which the service leaves alone.
+    if re.search(
+        rf"(?<![a-z_]){_parameter}\b", DATABASES["default"].get("OPTIONS", {}).get("options", "")
+    ):
+        raise ImproperlyConfigured(
+            f"DATABASE_URL sets {_parameter} in its options, which {_variable} sets: remove it "
+            f"from the URL and set {_variable} instead."
+        )
 # Django would refuse a URL without a database (or a libpq service naming one) only at the
 # first query: every request a 500.
 if not DATABASES["default"]["NAME"] and "service" not in DATABASES["default"].get("OPTIONS", {}):
@@ -173,8 +204,9 @@ if not DATABASES["default"]["NAME"] and "service" not in DATABASES["default"].ge
         "DATABASE_URL names no database: end it with one, e.g. .../auth_service."
     )
 # A database that does not answer must turn into a quick 503, not a hung worker.
+# At most a day: the client's own wait (postgresql/deadline.py) overflows past about 24 days.
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
-    "DB_CONNECT_TIMEOUT", 2, minimum=1
+    "DB_CONNECT_TIMEOUT", 2, minimum=1, maximum=86400
 )
 # A lost network path resets nothing: a query on an open connection would wait on TCP
 # retransmissions for many minutes. Data unacknowledged for DB_TCP_USER_TIMEOUT ms fails the
@@ -190,7 +222,7 @@ DATABASES["default"]["OPTIONS"].update(
 # admin transaction, an overloaded server) would hold a request's thread until the client gave
 # up. Each statement gets DB_STATEMENT_TIMEOUT ms, then the contract's 503. manage.py commands
 # (migrations, the token sweep) default to none: they may rightly run longer.
-_statement_timeout = env_int("DB_STATEMENT_TIMEOUT", 5000, minimum=0)
+_statement_timeout = env_int("DB_STATEMENT_TIMEOUT", 5000, minimum=0, maximum=86_400_000)
 # A migration's ALTER that waits for a table lock (behind an open transaction) queues every
 # request's query on that table behind it: manage.py gives its commands DB_LOCK_TIMEOUT ms to
 # get a lock, then the command fails (and the deploy with it, to be retried) instead of
@@ -198,7 +230,7 @@ _statement_timeout = env_int("DB_STATEMENT_TIMEOUT", 5000, minimum=0)
 _lock_timeout = env_int("DB_LOCK_TIMEOUT", 0, minimum=0)
 for _name, _value in (("statement_timeout", _statement_timeout), ("lock_timeout", _lock_timeout)):
     if _value > 0:
-        _options = DATABASES["default"]["OPTIONS"].get("options", "")
+        _options = DATABASES["default"].get("OPTIONS", {}).get("options", "")
         DATABASES["default"]["OPTIONS"]["options"] = f"{_options} -c {_name}={_value}".strip()
 # A server that accepts connections but does not run (its processes stopped, its storage
 # stalled) trips none of the limits above: its kernel acknowledges everything. The client
@@ -214,7 +246,7 @@ DATABASES["default"]["ENGINE"] = "auth_service.postgresql"
 # Required outside local development, as DATABASE_URL is: a forgotten one would point production
 # at a Redis that is not there, and the login throttles fail open while Redis is unreachable.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0" if DEBUG else None)
-REDIS_SOCKET_TIMEOUT = env_seconds("REDIS_SOCKET_TIMEOUT", 1)
+REDIS_SOCKET_TIMEOUT = env_seconds("REDIS_SOCKET_TIMEOUT", 1, maximum=3600)
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -298,8 +330,8 @@ REST_FRAMEWORK = {
 # it lost, and is only refused.
 REFRESH_REUSE_GRACE = timedelta(seconds=env_int("JWT_REFRESH_REUSE_GRACE", 30, minimum=0))
 
-JWT_ACCESS_LIFETIME = env_int("JWT_ACCESS_LIFETIME", 300, minimum=1)
-JWT_REFRESH_LIFETIME = env_int("JWT_REFRESH_LIFETIME", 7 * 24 * 3600, minimum=1)
+JWT_ACCESS_LIFETIME = env_int("JWT_ACCESS_LIFETIME", 300, minimum=1, maximum=None)
+JWT_REFRESH_LIFETIME = env_int("JWT_REFRESH_LIFETIME", 7 * 24 * 3600, minimum=1, maximum=None)
 # A token's expiry must be a date Python can hold: a lifetime reaching past the year 9999 (a
 # value in micro- or milliseconds) made every login and refresh a 500 while /healthz stayed green.
 JWT_LIFETIME_MAX = 100 * 365 * 24 * 3600
@@ -451,6 +483,13 @@ PASSWORD_RESET_URL = env_str("PASSWORD_RESET_URL", f"{PUBLIC_URL}/reset-password
 # Links in emails: a value without its scheme ("auth.example.com") would send broken ones.
 require_url_scheme("PUBLIC_URL", PUBLIC_URL, ("http", "https"))
 require_url_scheme("PASSWORD_RESET_URL", PASSWORD_RESET_URL, ("http", "https"))
+if "?" in PUBLIC_URL or "#" in PUBLIC_URL or "@" in urlsplit(PUBLIC_URL).netloc:
+    # The default reset link would be "https://auth.example.com?x=1/reset-password/", the home
+    # page's. Not repeated: a user part may hold a password.
+    raise ImproperlyConfigured(
+        "PUBLIC_URL is the service's base URL, e.g. https://auth.example.com: no user, query "
+        "or fragment."
+    )
 # Where the password-changed notice sends someone who did not change the password: an address
 # or a page. Without one the notice can only say "contact support".
 SUPPORT_CONTACT = env_contact("SUPPORT_CONTACT")
@@ -468,7 +507,7 @@ EMAIL_BACKEND = env_str(
     else "django.core.mail.backends.smtp.EmailBackend",
 )
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
@@ -476,11 +515,27 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
 # An ESP through anymail: EMAIL_BACKEND=anymail.backends.<esp>.EmailBackend plus its settings
 # as ANYMAIL_<SETTING> variables, e.g. ANYMAIL_POSTMARK_SERVER_TOKEN.
 # "true" and "false" become booleans: anymail takes any non-empty string as true, and
-# ANYMAIL_DEBUG_API_REQUESTS=false would print every API request, reset links included.
+# ANYMAIL_DEBUG_API_REQUESTS=false would print every API request, reset links included. Its
+# switches (anymail 15) are read as DEBUG is, so "0", "no" or a typo cannot turn one on.
+ANYMAIL_SWITCHES = (
+    "DEBUG_API_REQUESTS",
+    "IGNORE_UNSUPPORTED_FEATURES",
+    "IGNORE_RECIPIENT_STATUS",
+    "AUTO_CONFIRM_SNS_SUBSCRIPTIONS",
+    "GENERATE_MESSAGE_ID",
+    "PREVENT_HEADER_ENCODING_BUGS",
+    "TRACK_INITIAL_OPEN_AS_OPENED",
+    "USE_BULK_API",
+    "WORKAROUND_DISPLAY_NAME_BUGS",
+)
 ANYMAIL = {
-    name.removeprefix("ANYMAIL_"): env_bool(name) if value.lower() in ("true", "false") else value
+    name.removeprefix("ANYMAIL_"): (
+        env_bool(name)
+        if name.endswith(ANYMAIL_SWITCHES) or value.strip().lower() in ("true", "false")
+        else value
+    )
     for name, value in os.environ.items()
-    if name.startswith("ANYMAIL_") and value
+    if name.startswith("ANYMAIL_") and value.strip()
 }
 # Each call to an HTTP-API provider (anymail's requests backends; not Amazon SES, which goes
 # through boto3) waits at most this long to connect, and as long again to read (anymail's
@@ -501,6 +556,8 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 # other transport. The broker may be RabbitMQ; the cache and reset tokens need Redis.
 require_url_scheme("REDIS_URL", REDIS_URL, REDIS_SCHEMES)
 require_url_scheme("CELERY_BROKER_URL", CELERY_BROKER_URL, (*REDIS_SCHEMES, "amqp", "amqps"))
+require_redis_database("REDIS_URL", REDIS_URL)
+require_redis_database("CELERY_BROKER_URL", CELERY_BROKER_URL)
 if CELERY_BROKER_URL.startswith("unix://"):
     # kombu picks the transport named by a "redis+" prefix over the one configured (the stock
     # one, a new client per message): the socket URL goes without it, to a transport that reads

@@ -452,10 +452,12 @@ def test_gunicorn_on_render_runs_two_workers_on_the_port_render_routes_to():
 
 
 @pytest.mark.parametrize(
-    "knob", ["WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_TIMEOUT", "GUNICORN_KEEPALIVE"]
+    "knob",
+    ["WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_TIMEOUT", "GUNICORN_KEEPALIVE", "PORT"],
 )
 def test_gunicorn_refuses_a_zero_count_or_timeout(knob):
-    # 0 workers would be a master serving nothing; a 0 timeout or keep-alive turns them off
+    # 0 workers would be a master serving nothing; a 0 timeout or keep-alive turns them off; port
+    # 0 binds a random one, where the platform's proxy and health check never reach
     result = subprocess.run(  # noqa: S603
         [BIN / "gunicorn", "--config", "gunicorn.conf.py", "--print-config", "auth_service.wsgi"],
         cwd=ROOT,

@@ -112,6 +112,51 @@ def test_defaults_are_production_defaults():
         # 0 would make Redis sockets non-blocking, so Redis would always look down
         ({"REDIS_SOCKET_TIMEOUT": "0"}, "REDIS_SOCKET_TIMEOUT must be more than 0 seconds"),
         ({"REDIS_SOCKET_TIMEOUT": "1s"}, "REDIS_SOCKET_TIMEOUT must be a number of seconds"),
+        # "inf" overflowed the socket calls: every Redis call failed, and the throttles with it
+        ({"REDIS_SOCKET_TIMEOUT": "inf"}, "REDIS_SOCKET_TIMEOUT must be at most 3600 seconds"),
+        # past a C int, PostgreSQL, libpq and the client's own waits fail at the first query
+        ({"DB_STATEMENT_TIMEOUT": "99999999999"}, "DB_STATEMENT_TIMEOUT must be at most 86400000"),
+        ({"DB_CONNECT_TIMEOUT": "2147483647"}, "DB_CONNECT_TIMEOUT must be at most 86400, not"),
+        ({"DB_TCP_USER_TIMEOUT": "1" + "0" * 11}, "DB_TCP_USER_TIMEOUT must be at most 2147483647"),
+        ({"JWT_REFRESH_REUSE_GRACE": "1" + "0" * 20}, "JWT_REFRESH_REUSE_GRACE must be at most"),
+        ({"EMAIL_PORT": "70000"}, "EMAIL_PORT must be at most 65535, not 70000."),
+        # redis-py read a database it could not parse as 0, shared with whatever else uses it
+        ({"REDIS_URL": "redis://127.0.0.1:6379/1O"}, "REDIS_URL must name its Redis database by"),
+        ({"REDIS_URL": "unix:///run/redis.sock?db=one"}, "REDIS_URL must name its Redis database"),
+        ({"CELERY_BROKER_URL": "redis://127.0.0.1:6379/x"}, "CELERY_BROKER_URL must name its"),
+        # the clients refuse such a port only at first use
+        ({"REDIS_URL": "redis://127.0.0.1:63x9/0"}, "REDIS_URL must be a URL starting redis://"),
+        ({"REDIS_URL": "redis://127.0.0.1:99999/0"}, "REDIS_URL must be a URL starting redis://"),
+        ({"PUBLIC_URL": "https://auth.example.com:44x3"}, "PUBLIC_URL must be a URL starting"),
+        # the default reset link would be "https://auth.example.com?next=/reset-password/..."
+        ({"PUBLIC_URL": "https://auth.example.com?next=/"}, "PUBLIC_URL is the service's base"),
+        ({"PUBLIC_URL": "https://auth.example.com/#"}, "PUBLIC_URL is the service's base URL"),
+        # Django compares them with the port stripped from the request's host: no entry with a
+        # scheme, port, path or final dot ever matches
+        ({"ALLOWED_HOSTS": "https://api.example.com"}, "ALLOWED_HOSTS takes host names like"),
+        ({"ALLOWED_HOSTS": "api.example.com:443"}, "ALLOWED_HOSTS takes host names like"),
+        ({"ALLOWED_HOSTS": "localhost,[::1]:8000"}, "ALLOWED_HOSTS takes host names like"),
+        ({"ALLOWED_HOSTS": "api.example.com/"}, "ALLOWED_HOSTS takes host names like"),
+        ({"ALLOWED_HOSTS": "api.example.com."}, "ALLOWED_HOSTS takes host names like"),
+        # compared whole with a browser's Origin, as CORS's are
+        ({"CSRF_TRUSTED_ORIGINS": "https://admin.example.com/"}, "CSRF_TRUSTED_ORIGINS takes"),
+        ({"CSRF_TRUSTED_ORIGINS": "admin.example.com"}, "CSRF_TRUSTED_ORIGINS takes origins"),
+        # replaced by the service's own values without a word
+        (
+            {"DATABASE_URL": "postgres://u@db.example:5432/app?connect_timeout=10"},
+            "DATABASE_URL sets connect_timeout, which the service sets itself: remove it from "
+            "the URL and set DB_CONNECT_TIMEOUT instead.",
+        ),
+        (
+            {"DATABASE_URL": "postgres://u@db.example:5432/app?keepalives=0"},
+            "DATABASE_URL sets keepalives, which the service sets itself",
+        ),
+        (
+            {"DATABASE_URL": "postgres://u@db.example/app?options=-c%20statement_timeout%3D100"},
+            "DATABASE_URL sets statement_timeout in its options, which DB_STATEMENT_TIMEOUT sets",
+        ),
+        # a typo must not turn on the switch that prints every API request, reset links included
+        ({"ANYMAIL_DEBUG_API_REQUESTS": "flase"}, "ANYMAIL_DEBUG_API_REQUESTS must be true or"),
     ],
 )
 def test_bad_configuration_refuses_to_start_with_a_clear_message(env, message):
@@ -188,6 +233,82 @@ def test_a_redis_socket_is_the_broker_in_the_form_kombu_reads(redis_url, broker_
     socket_url = broker_url.removeprefix("redis+")
     assert result.stdout.strip() == repr(
         (socket_url, "auth_service.broker_transport:SocketTransport")
+    )
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"REDIS_URL": "redis://:s3cret@cache.example:63x9/0"},
+        {"CELERY_BROKER_URL": "amqp://user:s3cret@mq.example:5672x/vhost"},
+        {"PUBLIC_URL": "https://admin:s3cret@auth.example.com"},
+    ],
+)
+def test_a_url_with_a_bad_port_or_a_user_is_refused_without_echoing_its_password(env):
+    result = load_settings(**env)
+
+    assert result.returncode != 0
+    (name,) = env
+    assert name in result.stderr
+    assert "s3cret" not in result.stderr
+
+
+def test_a_redis_url_whose_database_is_no_number_is_refused_without_echoing_it():
+    # in a malformed URL, what stands where the database goes may be part of the password
+    result = load_settings(REDIS_URL="redis://cache.example:6379/s3cret@x")
+
+    assert result.returncode != 0
+    assert "REDIS_URL must name its Redis database by number" in result.stderr
+    assert "s3cret" not in result.stderr
+
+
+@pytest.mark.parametrize("blank", ["", " "])
+def test_a_blank_security_switch_keeps_the_production_default(blank):
+    # as for every other variable, empty is unset: a key added with no value in the dashboard
+    # (or a compose file's ${SECURE_COOKIES:-}) must not drop the HTTPS redirect or Secure flag
+    result = load_settings(
+        "(s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE)",
+        SECURE_SSL_REDIRECT=blank,
+        SECURE_COOKIES=blank,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(True, True, True)"
+
+
+@pytest.mark.parametrize("off", ["0", "no", "off", " False "])
+def test_anymail_switches_take_every_spelling_of_off(off):
+    # anymail takes any non-empty string as true: "0" printed every API request to the log
+    result = load_settings(
+        "(s.ANYMAIL['DEBUG_API_REQUESTS'], s.ANYMAIL['POSTMARK_USE_BULK_API'])",
+        ANYMAIL_DEBUG_API_REQUESTS=off,
+        ANYMAIL_POSTMARK_USE_BULK_API=off,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(False, False)"
+
+
+def test_anymail_settings_that_are_no_switch_keep_their_value():
+    result = load_settings("s.ANYMAIL['SPARKPOST_SUBACCOUNT']", ANYMAIL_SPARKPOST_SUBACCOUNT="1")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
+
+
+def test_hosts_and_trusted_origins_in_their_accepted_forms():
+    result = load_settings(
+        "(s.ALLOWED_HOSTS, s.CSRF_TRUSTED_ORIGINS)",
+        ALLOWED_HOSTS=" api.example.com,, .example.org, [::1], 10.0.0.5 ",
+        CSRF_TRUSTED_ORIGINS="https://*.example.com, https://Admin.example.com:443",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == repr(
+        (
+            ["api.example.com", ".example.org", "[::1]", "10.0.0.5", "auth.example.com"],
+            ["https://*.example.com", "https://admin.example.com"],
+        )
     )
 
 
@@ -323,6 +444,18 @@ def test_statement_timeout_comes_from_the_environment_beside_the_urls_options(ti
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
+
+
+def test_options_in_the_database_url_that_the_service_does_not_set_are_kept():
+    result = load_settings(
+        "s.DATABASES['default']['OPTIONS']",
+        DATABASE_URL=BASE_ENV["DATABASE_URL"]
+        + "?sslmode=require&options=-c%20deadlock_timeout%3D2s",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "'sslmode': 'require'" in result.stdout
+    assert "'options': '-c deadlock_timeout=2s -c statement_timeout=5000'" in result.stdout
 
 
 @pytest.mark.parametrize(
