@@ -174,7 +174,8 @@ def start() -> None:
 def hash_run(function: Callable[..., T], *args) -> T:
     """Run one hash or verify in the pool (and a server-wide slot) and wait for its result;
     HashingBusy at once if PASSWORD_HASH_MAX_PENDING are already waiting or running here
-    while this process has more connections at work than request threads."""
+    while this process has more connections at work than request threads, or if the process
+    is exiting."""
     if getattr(_local, "number", None) is not None:
         # Already in a hash thread, holding its slot: PBKDF2's verify encodes through here
         # again, and queueing behind itself would wait forever.
@@ -183,9 +184,16 @@ def hash_run(function: Callable[..., T], *args) -> T:
     counted = pending.acquire(blocking=False)
     if not counted and _threads_short():
         raise HashingBusy()
-    _hashed.set(True)
     try:
-        return executor.submit(_in_slot, function, *args).result()
+        try:
+            hashing = executor.submit(_in_slot, function, *args)
+        except RuntimeError:
+            # The interpreter is exiting: a worker told to stop at once (SIGINT, SIGQUIT, or
+            # SIGABRT past its timeout) still serves the requests it had taken, and the pool
+            # takes no more work. Hashes already in it finish; this one is refused as busy.
+            raise HashingBusy() from None
+        _hashed.set(True)
+        return hashing.result()
     finally:
         if counted:
             pending.release()
