@@ -569,6 +569,9 @@ elif CELERY_BROKER_URL.startswith("redis://"):
     # Not for rediss://: kombu turns TLS on from that scheme name only when it picks the
     # transport itself.
     CELERY_BROKER_TRANSPORT = "auth_service.broker_transport:Transport"
+# Task messages are checked before Celery reads them: one it cannot read would end the worker,
+# and the restarted worker with it (auth_service/task_messages.py).
+CELERY_WORKER_CONSUMER = "auth_service.task_messages:TaskConsumer"
 CELERY_TASK_IGNORE_RESULT = True
 # A task is acknowledged only after it ran, and comes back if its worker dies mid-task.
 CELERY_TASK_ACKS_LATE = True
@@ -579,9 +582,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2, minimum=1)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Redelivery of a task whose worker vanished, well inside the reset token's lifetime.
-    # Should exceed the longest retry countdown (1.5 x notifications.tasks.RETRY_MAX_DELAY,
-    # 180 s), or a task waiting to retry is delivered again meanwhile (its sent-marker still
-    # stops a second email). Tests of redelivery set a few seconds.
+    # Must exceed the longest retry countdown (1.5 x notifications.tasks.RETRY_MAX_DELAY,
+    # 180 s) and a send: a task waiting to retry is otherwise delivered again meanwhile, and
+    # the copies, due at the same moment, can each send the email before either marks it sent
+    # (`check --deploy` warns, notifications.W001). Tests of redelivery set a few seconds.
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300, minimum=1),
     # Look for such abandoned tasks every 10 s (kombu's default scans only every 100 s), so a
     # redelivery comes at most 10 s after the visibility timeout.
