@@ -70,3 +70,22 @@ def test_check_deploy_warns_when_the_jwt_key_is_short():
 
     assert result.returncode != 0
     assert "accounts.W002" in result.stderr + result.stdout
+
+
+def test_check_deploy_warns_when_a_retried_email_would_be_delivered_again_while_it_waits():
+    # A retry waits up to 180 s in its worker; with a shorter visibility timeout Redis hands
+    # the message out again meanwhile, and the copies can each send the reset email
+    result = check_deploy(JWT_SIGNING_KEY=secrets.token_urlsafe(50), CELERY_VISIBILITY_TIMEOUT="60")
+
+    assert result.returncode != 0
+    assert "notifications.W001" in result.stderr + result.stdout
+
+
+def test_check_deploy_counts_the_send_in_the_visibility_timeout():
+    result = check_deploy(
+        JWT_SIGNING_KEY=secrets.token_urlsafe(50),
+        CELERY_VISIBILITY_TIMEOUT="300",
+        EMAIL_TIMEOUT="150",
+    )
+
+    assert "notifications.W001" in result.stderr + result.stdout
